@@ -1,0 +1,88 @@
+//! `ferry-log`: Ferry's storage engine. Segmented, CRC-framed, group-committed append-only
+//! logs. It knows entries, offsets and files, and nothing about queues or streams.
+//!
+//! # Files
+//!
+//! A log is a directory of segments, each named by the offset of its first entry:
+//!
+//! ```text
+//! 00000000000000000000.log        frames of entries with offsets [0, 1234)
+//! 00000000000000000000.index      sparse offset index (closed segments only)
+//! 00000000000000000000.timeindex  sparse time index   (closed segments only)
+//! 00000000000000001234.log        the active segment: appends go here
+//! .lock                           flock held while a `Log` has the directory open
+//! ```
+//!
+//! Each entry is one frame (all integers little-endian):
+//!
+//! ```text
+//! byte  size  field
+//!    0     4  length         u32: bytes after this field = 24 + payload length
+//!    4     4  crc32c         u32: CRC32C of bytes 8 .. 4 + length (everything after the CRC)
+//!    8     8  base_offset    u64: first offset of the entry
+//!   16     8  timestamp_ms   i64
+//!   24     4  offset_count   u32: offsets spanned (>= 1; a Kafka batch spans one per record)
+//!   28     n  payload
+//! ```
+//!
+//! The index file formats are in the `index` module. A segment rolls when the next frame
+//! would take it past `segment_bytes`; the closed segment is synced and its index files are
+//! written and synced before the next segment file is created (and the directory synced).
+//!
+//! # Writing: group commit
+//!
+//! [`Log::append`] assigns offsets under one mutex, encodes the frames into the current write
+//! batch and returns; it never does I/O. One writer thread per log writes a whole batch with
+//! one `pwrite`, then (under [`Durability::Always`]) one `fdatasync`, then wakes every waiter
+//! once. Whatever is appended while that happens forms the next batch (capped at 4 MiB), so
+//! the number of syncs adapts to the load. `Interval(d)` writes immediately and syncs at most
+//! every `d`; `Never` syncs only on roll and close. Under the relaxed modes "durable" means
+//! written to the file: it survives a process crash, not a power loss.
+//!
+//! # Recovery and torn tails
+//!
+//! On open every closed segment's index is checked (and rebuilt by a full scan if missing or
+//! inconsistent), and the last segment is scanned frame by frame. Entries of one `append`
+//! are never lost out of order: recovery keeps the longest intact prefix, and batches are
+//! written and synced in offset order. A bad frame (bad length, CRC or offset) is classified:
+//!
+//! * in a segment other than the last: **corruption** (that segment was synced before the
+//!   next one was created), open fails with [`LogError::Corrupt`] naming file and position;
+//! * in the last segment under `Always`: each batch is synced before the next one is
+//!   written, so only the last batch can be torn. If no more than one batch (4 MiB, or one
+//!   maximum-size frame if larger) follows the bad frame, it is a **torn tail**: truncated,
+//!   with a `tracing::warn!`. If more follows, valid or not, it is **corruption**;
+//! * in the last segment under `Interval`/`Never`: any number of unsynced batches may have
+//!   been lost in any order, so everything from the first bad frame on is treated as a torn
+//!   tail and truncated. These modes can lose their unsynced window on power loss, and a
+//!   flipped bit in their last segment also truncates everything after it.
+//!
+//! The rule uses the durability of the configuration passed to [`Log::open`]; opening a log
+//! written under a relaxed mode with `Always` after a power loss may report corruption.
+//! Corruption elsewhere in closed segments is caught when it is read: no read ever returns
+//! data whose CRC does not match.
+//!
+//! # Reading
+//!
+//! Reads run on the caller's thread with `pread`, concurrently with the writer and each
+//! other. A lookup binary-searches the in-memory sparse index and scans at most one index
+//! interval, so [`Log::read_entry`] is usually one `pread`.
+
+mod config;
+mod cursor;
+mod entry;
+mod error;
+mod frame;
+mod index;
+mod log;
+mod progress;
+mod queue;
+mod recovery;
+mod segment;
+mod writer;
+
+pub use config::{Durability, LogConfig, SyncObserver, SyncStats, MAX_SEGMENT_BYTES};
+pub use entry::{Appended, Entry, StoredEntry};
+pub use error::LogError;
+pub use log::Log;
+pub use segment::SegmentInfo;

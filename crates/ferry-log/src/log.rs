@@ -1,0 +1,404 @@
+//! The public [`Log`] handle: appends go to the queue, reads go straight to the segments.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use fs2::FileExt;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::config::LogConfig;
+use crate::entry::{Appended, Entry, StoredEntry};
+use crate::error::LogError;
+use crate::progress::{Progress, Watermark};
+use crate::queue::AppendQueue;
+use crate::recovery;
+use crate::segment::{sync_dir, ReadProgress, Segment, SegmentInfo};
+use crate::writer;
+
+/// Name of the lock file that keeps two `Log`s (or processes) from opening one directory.
+const LOCK_FILE: &str = ".lock";
+
+/// State shared by every handle and the writer thread.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub config: LogConfig,
+    pub queue: Mutex<AppendQueue>,
+    /// Signalled when a batch is queued or the log closes (the writer waits on it).
+    pub work_available: Condvar,
+    /// Signalled when the writer drains the queue (appenders under back-pressure wait on it).
+    pub space_available: Condvar,
+    /// Every segment in offset order; the last one is the writer's active segment.
+    pub segments: RwLock<Vec<Arc<Segment>>>,
+    pub progress: Progress,
+    /// Offsets assigned so far (mirrors the queue, readable without its lock).
+    next_offset: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// An append-only log of entries in segment files under one directory.
+///
+/// Cheap to clone; all clones share one writer thread. `Send + Sync`: any number of threads
+/// may append, read and wait concurrently. The log closes when [`Log::close`] is called or
+/// the last clone is dropped.
+#[derive(Clone)]
+pub struct Log {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Holds the directory's exclusive `flock` until close.
+    lock: Mutex<Option<File>>,
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating the directory if missing, and runs recovery (see the
+    /// crate documentation). Fails with `Io` (`WouldBlock`) if another `Log` has it open.
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log, LogError> {
+        let dir = dir.as_ref().to_path_buf();
+        let config = config.normalized();
+        std::fs::create_dir_all(&dir).map_err(LogError::io(&dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(LogError::io(&lock_path))?;
+        lock.try_lock_exclusive()
+            .map_err(LogError::io(&lock_path))?;
+
+        let segments = recovery::recover(&dir, &config)?;
+        let active = Arc::clone(
+            segments
+                .last()
+                .ok_or_else(|| LogError::corrupt(&dir, 0, "no segment after recovery"))?,
+        );
+        let (next_offset, active_bytes) = {
+            let meta = active.meta();
+            (meta.next_offset, meta.size)
+        };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(AppendQueue::new(
+                next_offset,
+                active.base_offset(),
+                active_bytes,
+            )),
+            work_available: Condvar::new(),
+            space_available: Condvar::new(),
+            segments: RwLock::new(segments),
+            progress: Progress::new(next_offset),
+            next_offset: AtomicU64::new(next_offset),
+            closed: AtomicBool::new(false),
+            dir,
+            config,
+        });
+        let writer =
+            writer::spawn(Arc::clone(&shared), active).map_err(LogError::io(&shared.dir))?;
+        Ok(Log {
+            handle: Arc::new(Handle {
+                shared,
+                writer: Mutex::new(Some(writer)),
+                lock: Mutex::new(Some(lock)),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// Assigns offsets to `entries`, in call order, and queues them for the writer thread.
+    ///
+    /// Does not wait for the disk, with one exception: when more than
+    /// [`MAX_QUEUED_BYTES`](crate::queue::MAX_QUEUED_BYTES) are waiting to be written, it
+    /// blocks until the writer catches up (back-pressure keeps memory bounded).
+    /// All entries are validated before any is assigned an offset, so a failed call appends
+    /// nothing. An `offset_count` of 0 is refused with an `Io` error of kind `InvalidInput`.
+    pub fn append(&self, entries: &[Entry]) -> Result<Appended, LogError> {
+        let shared = self.shared();
+        let max = shared.config.max_entry_bytes as usize;
+        let mut offsets: u64 = 0;
+        for entry in entries {
+            if entry.payload.len() > max {
+                return Err(LogError::EntryTooLarge {
+                    size: entry.payload.len(),
+                    max,
+                });
+            }
+            if entry.offset_count == 0 {
+                return Err(self.invalid_input("an entry must span at least one offset"));
+            }
+            offsets += u64::from(entry.offset_count);
+        }
+        let mut queue = shared.queue.lock();
+        loop {
+            if queue.closed {
+                return Err(LogError::Closed);
+            }
+            if let Some(reason) = shared.progress.failure() {
+                return Err(LogError::Poisoned(reason.to_string()));
+            }
+            if !queue.is_full() {
+                break;
+            }
+            shared.space_available.wait(&mut queue);
+        }
+        if queue.next_offset().checked_add(offsets).is_none() {
+            return Err(self.invalid_input("the log has run out of offsets"));
+        }
+        if entries.is_empty() {
+            let next = queue.next_offset();
+            return Ok(Appended {
+                base_offset: next,
+                next_offset: next,
+            });
+        }
+        let appended = queue.push(entries, shared.config.segment_bytes);
+        shared
+            .next_offset
+            .store(appended.next_offset, Ordering::Release);
+        drop(queue);
+        shared.work_available.notify_one();
+        Ok(appended)
+    }
+
+    /// Resolves once every entry below `offset` is durable under the configured policy
+    /// (`Always`: written and `fdatasync`ed; `Interval`/`Never`: written, i.e. readable).
+    /// `offset` may be at most [`Log::next_offset`].
+    pub async fn wait_durable(&self, offset: u64) -> Result<(), LogError> {
+        self.check_waitable(offset)?;
+        self.shared()
+            .progress
+            .wait(Watermark::Durable, offset)
+            .await
+    }
+
+    /// [`Log::wait_durable`] for threads outside an async runtime.
+    pub fn wait_durable_blocking(&self, offset: u64) -> Result<(), LogError> {
+        self.check_waitable(offset)?;
+        self.shared()
+            .progress
+            .wait_blocking(Watermark::Durable, offset)
+    }
+
+    /// [`Log::append`] followed by [`Log::wait_durable`] for the appended entries.
+    pub async fn append_durable(&self, entries: &[Entry]) -> Result<Appended, LogError> {
+        let appended = self.append(entries)?;
+        self.shared()
+            .progress
+            .wait(Watermark::Durable, appended.next_offset)
+            .await?;
+        Ok(appended)
+    }
+
+    /// The entries from the one containing `from` onwards, in order, while their total frame
+    /// size (payload + 28 bytes each) stays within `max_bytes`; at least one entry if any is
+    /// readable. Returns only entries already written to the file (an empty vector when
+    /// `from` is the end of the written log). Every entry is CRC-checked.
+    pub fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<StoredEntry>, LogError> {
+        self.check_open()?;
+        let (start, next) = (self.start_offset(), self.next_offset());
+        if from < start || from > next {
+            return Err(LogError::OffsetOutOfRange {
+                offset: from,
+                start,
+                next,
+            });
+        }
+        let mut out = Vec::new();
+        let mut budget = max_bytes;
+        let mut offset = from;
+        let Some(mut segment) = self.segment_for(offset) else {
+            return Ok(out);
+        };
+        loop {
+            match segment.read_from(offset, &mut budget, &mut out)? {
+                ReadProgress::Full => break,
+                ReadProgress::Exhausted { next_offset } => match self.segment_for(next_offset) {
+                    Some(following) if following.base_offset() > segment.base_offset() => {
+                        segment = following;
+                        offset = next_offset;
+                    }
+                    _ => break,
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entry containing `offset`: the one whose base offset is `offset`, or, if `offset`
+    /// lies inside a multi-offset entry, that entry (check [`StoredEntry::offset`]).
+    /// CRC-checked. Costs an index lookup and usually one `pread`.
+    ///
+    /// If `offset` was assigned by `append` but the writer has not written it yet, this waits
+    /// (blocking) until it is written, which takes at most one write batch.
+    pub fn read_entry(&self, offset: u64) -> Result<StoredEntry, LogError> {
+        self.check_open()?;
+        let out_of_range = || LogError::OffsetOutOfRange {
+            offset,
+            start: self.start_offset(),
+            next: self.next_offset(),
+        };
+        if offset < self.start_offset() || offset >= self.next_offset() {
+            return Err(out_of_range());
+        }
+        self.shared()
+            .progress
+            .wait_blocking(Watermark::Written, offset + 1)?;
+        let segment = self.segment_for(offset).ok_or_else(out_of_range)?;
+        segment.read_entry(offset)?.ok_or_else(out_of_range)
+    }
+
+    /// The first offset (in log order) whose entry has a timestamp `>= timestamp_ms`, among
+    /// written entries; `None` if there is none.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>, LogError> {
+        self.check_open()?;
+        let segments = self.shared().segments.read().clone();
+        for segment in segments {
+            if let Some(offset) = segment.offset_for_timestamp(timestamp_ms)? {
+                return Ok(Some(offset));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Retention: deletes whole segments whose entries are all below `offset`, oldest first,
+    /// never the active (last) segment. Returns the new start offset, which is `<= offset`
+    /// unless it already was greater.
+    pub fn truncate_before(&self, offset: u64) -> Result<u64, LogError> {
+        self.check_open()?;
+        let shared = self.shared();
+        if let Some(reason) = shared.progress.failure() {
+            return Err(LogError::Poisoned(reason.to_string()));
+        }
+        let removed: Vec<Arc<Segment>> = {
+            let mut segments = shared.segments.write();
+            let closed = segments.len() - 1;
+            let count = segments[..closed]
+                .iter()
+                .take_while(|s| s.next_offset() <= offset)
+                .count();
+            segments.drain(..count).collect()
+        };
+        for segment in &removed {
+            segment.delete_files()?;
+        }
+        if !removed.is_empty() {
+            sync_dir(&shared.dir)?;
+            tracing::debug!(dir = %shared.dir.display(), segments = removed.len(), "retention deleted segments");
+        }
+        Ok(self.start_offset())
+    }
+
+    /// The first offset still stored.
+    pub fn start_offset(&self) -> u64 {
+        self.shared()
+            .segments
+            .read()
+            .first()
+            .map_or(0, |s| s.base_offset())
+    }
+
+    /// The offset the next appended entry will get.
+    pub fn next_offset(&self) -> u64 {
+        self.shared().next_offset.load(Ordering::Acquire)
+    }
+
+    /// Every entry below this offset is durable under the configured policy.
+    pub fn durable_offset(&self) -> u64 {
+        self.shared().progress.durable()
+    }
+
+    /// Bytes written to the segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.shared().segments.read().iter().map(|s| s.size()).sum()
+    }
+
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.shared()
+            .segments
+            .read()
+            .iter()
+            .map(|s| s.info())
+            .collect()
+    }
+
+    /// Writes and syncs everything appended, stops the writer thread and releases the
+    /// directory. Later calls (other than `close`, which is idempotent) fail with `Closed`.
+    /// Fails with `Poisoned` if a write or sync failed at any point.
+    pub fn close(&self) -> Result<(), LogError> {
+        self.handle.close()
+    }
+
+    fn check_open(&self) -> Result<(), LogError> {
+        if self.shared().closed.load(Ordering::Acquire) {
+            Err(LogError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_waitable(&self, offset: u64) -> Result<(), LogError> {
+        self.check_open()?;
+        let next = self.next_offset();
+        if offset > next {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.start_offset(),
+                next,
+            });
+        }
+        Ok(())
+    }
+
+    /// The segment whose offsets would include `offset` (the last one with base `<= offset`).
+    fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
+        let segments = self.shared().segments.read();
+        let i = segments.partition_point(|s| s.base_offset() <= offset);
+        segments.get(i.checked_sub(1)?).cloned()
+    }
+
+    fn invalid_input(&self, reason: &str) -> LogError {
+        LogError::Io {
+            path: self.shared().dir.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
+        }
+    }
+}
+
+impl Handle {
+    fn close(&self) -> Result<(), LogError> {
+        // Held while joining, so concurrent closers return only once everything is synced.
+        let mut writer = self.writer.lock();
+        let Some(thread) = writer.take() else {
+            return Ok(());
+        };
+        let shared = &self.shared;
+        shared.closed.store(true, Ordering::Release);
+        shared.queue.lock().closed = true;
+        shared.work_available.notify_one();
+        shared.space_available.notify_all();
+        let joined = thread.join();
+        self.lock.lock().take();
+        if joined.is_err() {
+            return Err(LogError::Poisoned("the writer thread panicked".to_string()));
+        }
+        match shared.progress.failure() {
+            Some(reason) => Err(LogError::Poisoned(reason.to_string())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Err(error) = self.close() {
+            tracing::warn!(dir = %self.shared.dir.display(), %error, "closing the log on drop failed");
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Recovery on open: find the segments, trust or rebuild their indexes, repair a torn tail.
+//!
+//! * Closed segments (all but the last) were synced, with their index files, before the next
+//!   segment was created. Their index files are checked for internal consistency and against
+//!   the segment's last frame (which must end exactly at the end of the file and pass its
+//!   CRC). A missing or inconsistent index is rebuilt by scanning the segment, and any bad
+//!   frame found while doing so is corruption.
+//! * The last segment is scanned completely: every frame's length, CRC and offset. Its index
+//!   files, if any, are ignored (they are rewritten when it is closed). What happens at the
+//!   first bad frame is described in the crate documentation under "Torn tails".
+//! * Segments must be contiguous: each one starts at the offset where the previous one ends.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{Durability, LogConfig};
+use crate::cursor::{CursorError, FrameCursor};
+use crate::error::LogError;
+use crate::frame;
+use crate::index::SparseIndex;
+use crate::queue::WRITE_BATCH_MAX_BYTES;
+use crate::segment::{segment_path, sync_dir, Segment, SegmentMeta};
+
+const SCAN_READAHEAD: usize = 1 << 20;
+const LAST_FRAME_READAHEAD: usize = 64 << 10;
+
+/// Opens every segment in `dir` (creating the directory and a first segment if needed).
+/// Returns the segments in offset order; the last one is where appends continue.
+pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Arc<Segment>>, LogError> {
+    std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
+    let (bases, index_files) = list_segment_files(dir)?;
+    let mut dir_changed = false;
+    for (base, path) in index_files {
+        if bases.binary_search(&base).is_err() {
+            tracing::warn!(path = %path.display(), "removing index file of a segment that no longer exists");
+            std::fs::remove_file(&path).map_err(LogError::io(&path))?;
+            dir_changed = true;
+        }
+    }
+    if bases.is_empty() {
+        let segment = Segment::create(dir, 0, config.index_interval_bytes)?;
+        sync_dir(dir)?;
+        return Ok(vec![Arc::new(segment)]);
+    }
+    let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len());
+    for (i, &base) in bases.iter().enumerate() {
+        let path = segment_path(dir, base, "log");
+        if let Some(previous) = segments.last() {
+            let expected = previous.next_offset();
+            if base != expected {
+                return Err(LogError::corrupt(
+                    &path,
+                    0,
+                    format!("segment starts at offset {base}, but the previous segment ends at offset {expected}"),
+                ));
+            }
+        }
+        let segment = if i + 1 == bases.len() {
+            recover_last(base, path, config)?
+        } else {
+            let (segment, rebuilt) = recover_closed(base, path, config)?;
+            dir_changed |= rebuilt;
+            segment
+        };
+        segments.push(Arc::new(segment));
+    }
+    if dir_changed {
+        sync_dir(dir)?;
+    }
+    Ok(segments)
+}
+
+/// Base offsets of the `.log` files (sorted) and every index file with its base offset.
+fn list_segment_files(dir: &Path) -> Result<(Vec<u64>, Vec<(u64, PathBuf)>), LogError> {
+    let mut bases = Vec::new();
+    let mut index_files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(LogError::io(dir))? {
+        let entry = entry.map_err(LogError::io(dir))?;
+        let name = entry.file_name();
+        let Some((stem, extension)) = name.to_str().and_then(|n| n.split_once('.')) else {
+            continue;
+        };
+        if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(base) = stem.parse::<u64>() else {
+            continue;
+        };
+        match extension {
+            "log" => bases.push(base),
+            "index" | "timeindex" => index_files.push((base, entry.path())),
+            _ => {}
+        }
+    }
+    bases.sort_unstable();
+    Ok((bases, index_files))
+}
+
+/// Opens a closed segment, rebuilding its index files if they cannot be trusted.
+/// Returns whether index files were rewritten.
+fn recover_closed(
+    base: u64,
+    path: PathBuf,
+    config: &LogConfig,
+) -> Result<(Segment, bool), LogError> {
+    let file = Segment::open_file(&path)?;
+    let size = file.metadata().map_err(LogError::io(&path))?.len();
+    if size == 0 {
+        return Err(LogError::corrupt(
+            &path,
+            0,
+            "empty segment before the last segment",
+        ));
+    }
+    let (index_path, timeindex_path) = (
+        path.with_extension("index"),
+        path.with_extension("timeindex"),
+    );
+    let loaded = SparseIndex::load(
+        &index_path,
+        &timeindex_path,
+        size,
+        config.index_interval_bytes,
+    )
+    .map_err(LogError::io(&index_path))?;
+    let problem = match loaded {
+        None => "missing or inconsistent".to_string(),
+        Some(index) => match check_last_point(&file, base, size, &index) {
+            Ok(next_offset) => {
+                let meta = SegmentMeta {
+                    size,
+                    next_offset,
+                    index,
+                };
+                return Ok((Segment::new(base, path, file, meta), false));
+            }
+            Err(reason) => reason,
+        },
+    };
+    tracing::warn!(path = %index_path.display(), problem = %problem, "rebuilding segment index by scanning the segment");
+    let scan = scan(&file, &path, base, size, config.index_interval_bytes)?;
+    if let Some((position, reason)) = scan.bad {
+        return Err(LogError::corrupt(
+            &path,
+            position,
+            format!("{reason} (not in the last segment, so it cannot be a torn write)"),
+        ));
+    }
+    let mut index = scan.index;
+    index.seal();
+    index
+        .persist(&index_path, &timeindex_path)
+        .map_err(LogError::io(&index_path))?;
+    let meta = SegmentMeta {
+        size,
+        next_offset: scan.next_offset,
+        index,
+    };
+    Ok((Segment::new(base, path, file, meta), true))
+}
+
+/// Checks that a loaded index's last point is the segment's last frame: at the indexed offset,
+/// intact, and ending exactly at the end of the file. Returns the segment's next offset.
+fn check_last_point(file: &File, base: u64, size: u64, index: &SparseIndex) -> Result<u64, String> {
+    let last = index.last().ok_or("empty index")?;
+    let mut cursor = FrameCursor::new(file, u64::from(last.position), size, LAST_FRAME_READAHEAD);
+    let describe = |e: CursorError| match e {
+        CursorError::Io(e) => e.to_string(),
+        CursorError::Bad { reason, .. } => reason,
+    };
+    let header = cursor
+        .next_header()
+        .map_err(describe)?
+        .ok_or("index points past the data")?;
+    if header.offset != base + u64::from(last.relative_offset)
+        || header.timestamp_ms > last.max_timestamp_ms
+    {
+        return Err(format!(
+            "last index point does not match the frame at byte {}",
+            last.position
+        ));
+    }
+    cursor.verify(&header).map_err(describe)?;
+    if cursor.position() != size {
+        return Err(format!(
+            "last index point is not the last frame (ends at {})",
+            cursor.position()
+        ));
+    }
+    Ok(header.next_offset())
+}
+
+/// Opens the last segment: scans every frame and truncates a torn tail.
+fn recover_last(base: u64, path: PathBuf, config: &LogConfig) -> Result<Segment, LogError> {
+    let file = Segment::open_file(&path)?;
+    let size = file.metadata().map_err(LogError::io(&path))?.len();
+    let scan = scan(&file, &path, base, size, config.index_interval_bytes)?;
+    if let Some((position, reason)) = scan.bad {
+        let tail = size - position;
+        let window = torn_write_window(config);
+        if config.durability == Durability::Always && tail > window {
+            return Err(LogError::corrupt(
+                &path,
+                position,
+                format!(
+                    "{reason}; {tail} bytes follow, more than one write batch ({window} bytes), so this is not a torn write"
+                ),
+            ));
+        }
+        tracing::warn!(
+            path = %path.display(),
+            position,
+            dropped_bytes = tail,
+            reason = %reason,
+            "truncating the torn tail of the last segment"
+        );
+        file.set_len(position).map_err(LogError::io(&path))?;
+        file.sync_all().map_err(LogError::io(&path))?;
+    }
+    let meta = SegmentMeta {
+        size: scan.valid_len,
+        next_offset: scan.next_offset,
+        index: scan.index,
+    };
+    Ok(Segment::new(base, path, file, meta))
+}
+
+/// The most bytes one write batch can span: under `Durability::Always` only that much at the
+/// end of the last segment can be torn, because every batch is synced before the next starts.
+pub(crate) fn torn_write_window(config: &LogConfig) -> u64 {
+    WRITE_BATCH_MAX_BYTES.max(frame::frame_len(config.max_entry_bytes as usize)) as u64
+}
+
+/// The result of scanning a segment from its start.
+struct Scan {
+    index: SparseIndex,
+    /// Bytes of intact frames from the start.
+    valid_len: u64,
+    next_offset: u64,
+    /// The first bad frame: its position and what is wrong with it.
+    bad: Option<(u64, String)>,
+}
+
+/// Reads every frame of a segment, checking lengths, CRCs and offset continuity, and builds
+/// its index. Stops at the first bad frame. Only I/O failures are errors.
+fn scan(file: &File, path: &Path, base: u64, size: u64, interval: u32) -> Result<Scan, LogError> {
+    let mut cursor = FrameCursor::new(file, 0, size, SCAN_READAHEAD);
+    let mut index = SparseIndex::new(interval);
+    let mut next_offset = base;
+    let bad = loop {
+        let position = cursor.position();
+        let header = match cursor.next_header() {
+            Ok(Some(header)) => header,
+            Ok(None) => break None,
+            Err(CursorError::Bad { position, reason }) => break Some((position, reason)),
+            Err(CursorError::Io(e)) => return Err(LogError::io(path)(e)),
+        };
+        if header.offset != next_offset {
+            break Some((
+                position,
+                format!(
+                    "expected the entry at offset {next_offset}, found offset {}",
+                    header.offset
+                ),
+            ));
+        }
+        let (Ok(relative), Ok(position32)) =
+            (u32::try_from(header.offset - base), u32::try_from(position))
+        else {
+            break Some((
+                position,
+                "frame lies beyond what a segment can index".to_string(),
+            ));
+        };
+        match cursor.verify(&header) {
+            Ok(()) => {}
+            Err(CursorError::Bad { position, reason }) => break Some((position, reason)),
+            Err(CursorError::Io(e)) => return Err(LogError::io(path)(e)),
+        }
+        index.observe(relative, position32, header.timestamp_ms);
+        next_offset = header.next_offset();
+    };
+    Ok(Scan {
+        index,
+        valid_len: cursor.position(),
+        next_offset,
+        bad,
+    })
+}

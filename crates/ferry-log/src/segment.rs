@@ -1,0 +1,319 @@
+//! One segment: an append-only file of frames, named by its base offset, with its sparse
+//! index in memory.
+//!
+//! Only the writer thread appends to a segment; it publishes what it wrote by updating
+//! [`SegmentMeta`] after the `write` returned. Readers take the meta lock just long enough to
+//! copy an index point and the written size, then `pread` without any lock held, so reads
+//! never wait for the disk writes or syncs of the writer.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::cursor::FrameCursor;
+use crate::entry::StoredEntry;
+use crate::error::LogError;
+use crate::frame::HEADER_BYTES;
+use crate::index::SparseIndex;
+
+/// Upper bound on one read-ahead `pread` when scanning for a single entry or a timestamp.
+const LOOKUP_READAHEAD_MAX: usize = 64 << 10;
+/// Upper bound on one read-ahead `pread` for range reads.
+const RANGE_READAHEAD_MAX: usize = 1 << 20;
+
+/// Public description of a segment, for operators and retention policies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub base_offset: u64,
+    /// One past the last offset written to this segment.
+    pub next_offset: u64,
+    pub size_bytes: u64,
+    pub path: PathBuf,
+}
+
+/// What the writer has finished writing to a segment.
+#[derive(Debug)]
+pub(crate) struct SegmentMeta {
+    /// Bytes written; every frame ends at or before this position.
+    pub size: u64,
+    /// One past the last offset written.
+    pub next_offset: u64,
+    pub index: SparseIndex,
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    base_offset: u64,
+    path: PathBuf,
+    file: File,
+    meta: RwLock<SegmentMeta>,
+}
+
+/// Path of a segment's file with extension `log`, `index` or `timeindex`.
+pub(crate) fn segment_path(dir: &Path, base_offset: u64, extension: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{extension}"))
+}
+
+/// Whether a range read filled its byte budget or ran out of entries in this segment.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadProgress {
+    Full,
+    Exhausted { next_offset: u64 },
+}
+
+impl Segment {
+    /// Creates the empty file of a new segment. The caller syncs the directory.
+    pub(crate) fn create(
+        dir: &Path,
+        base_offset: u64,
+        index_interval_bytes: u32,
+    ) -> Result<Segment, LogError> {
+        let path = segment_path(dir, base_offset, "log");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(LogError::io(&path))?;
+        let meta = SegmentMeta {
+            size: 0,
+            next_offset: base_offset,
+            index: SparseIndex::new(index_interval_bytes),
+        };
+        Ok(Segment::new(base_offset, path, file, meta))
+    }
+
+    /// Opens an existing segment file for reading and writing.
+    pub(crate) fn open_file(path: &Path) -> Result<File, LogError> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(LogError::io(path))
+    }
+
+    pub(crate) fn new(base_offset: u64, path: PathBuf, file: File, meta: SegmentMeta) -> Segment {
+        debug_assert!(meta.next_offset >= base_offset);
+        Segment {
+            base_offset,
+            path,
+            file,
+            meta: RwLock::new(meta),
+        }
+    }
+
+    pub(crate) fn base_offset(&self) -> u64 {
+        self.base_offset
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub(crate) fn index_path(&self) -> PathBuf {
+        self.path.with_extension("index")
+    }
+
+    pub(crate) fn timeindex_path(&self) -> PathBuf {
+        self.path.with_extension("timeindex")
+    }
+
+    pub(crate) fn meta(&self) -> RwLockReadGuard<'_, SegmentMeta> {
+        self.meta.read()
+    }
+
+    /// Only the writer (and recovery, before the log is shared) mutates the meta.
+    pub(crate) fn meta_mut(&self) -> RwLockWriteGuard<'_, SegmentMeta> {
+        self.meta.write()
+    }
+
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.meta.read().next_offset
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.meta.read().size
+    }
+
+    pub(crate) fn info(&self) -> SegmentInfo {
+        let meta = self.meta.read();
+        SegmentInfo {
+            base_offset: self.base_offset,
+            next_offset: meta.next_offset,
+            size_bytes: meta.size,
+            path: self.path.clone(),
+        }
+    }
+
+    /// Seals the index and writes both index files (synced). The caller syncs the directory.
+    pub(crate) fn persist_index(&self) -> Result<(), LogError> {
+        let mut meta = self.meta.write();
+        meta.index.seal();
+        meta.index
+            .persist(&self.index_path(), &self.timeindex_path())
+            .map_err(LogError::io(&self.index_path()))
+    }
+
+    /// Removes the segment's files (the log file first, so a crash in between leaves at most
+    /// orphan index files, which recovery deletes).
+    pub(crate) fn delete_files(&self) -> Result<(), LogError> {
+        std::fs::remove_file(&self.path).map_err(LogError::io(&self.path))?;
+        for path in [self.index_path(), self.timeindex_path()] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(LogError::io(&path)(e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A cursor positioned at the index point at or before `offset`, with the offset of the
+    /// frame there and the written size the cursor stops at. `None` if `offset` is not
+    /// written in this segment yet.
+    fn seek(&self, offset: u64, readahead_max: usize) -> Option<(FrameCursor<'_>, u64, u64)> {
+        debug_assert!(offset >= self.base_offset);
+        let meta = self.meta.read();
+        if offset >= meta.next_offset {
+            return None;
+        }
+        let relative = u32::try_from(offset - self.base_offset).ok()?;
+        let (floor, next_position) = meta.index.floor(relative)?;
+        let start = u64::from(floor.position);
+        let region = next_position.map_or(meta.size, u64::from) - start;
+        let readahead = (region as usize).clamp(HEADER_BYTES, readahead_max);
+        let cursor = FrameCursor::new(&self.file, start, meta.size, readahead);
+        Some((
+            cursor,
+            self.base_offset + u64::from(floor.relative_offset),
+            meta.size,
+        ))
+    }
+
+    /// The entry containing `offset`, or `None` if it is not written in this segment yet.
+    pub(crate) fn read_entry(&self, offset: u64) -> Result<Option<StoredEntry>, LogError> {
+        let Some((mut cursor, mut expected, _)) = self.seek(offset, LOOKUP_READAHEAD_MAX) else {
+            return Ok(None);
+        };
+        loop {
+            let header = self.next_in_sequence(&mut cursor, expected)?;
+            if offset < header.next_offset() {
+                return cursor
+                    .read_entry(&header)
+                    .map(Some)
+                    .map_err(|e| e.into_log_error(&self.path));
+            }
+            cursor.skip(&header);
+            expected = header.next_offset();
+        }
+    }
+
+    /// Appends to `out` the entries from the one containing `offset` to the end of this
+    /// segment, while their frame sizes fit in `budget` (the first entry always fits when
+    /// `out` is empty).
+    pub(crate) fn read_from(
+        &self,
+        offset: u64,
+        budget: &mut usize,
+        out: &mut Vec<StoredEntry>,
+    ) -> Result<ReadProgress, LogError> {
+        let readahead = budget.saturating_add(HEADER_BYTES).min(RANGE_READAHEAD_MAX);
+        let Some((mut cursor, mut expected, end)) = self.seek(offset, readahead) else {
+            return Ok(ReadProgress::Exhausted {
+                next_offset: self.next_offset().max(offset),
+            });
+        };
+        while cursor.position() < end {
+            let header = self.next_in_sequence(&mut cursor, expected)?;
+            expected = header.next_offset();
+            if header.next_offset() <= offset {
+                cursor.skip(&header);
+                continue;
+            }
+            let len = usize::try_from(header.frame_len()).unwrap_or(usize::MAX);
+            if !out.is_empty() && len > *budget {
+                return Ok(ReadProgress::Full);
+            }
+            out.push(
+                cursor
+                    .read_entry(&header)
+                    .map_err(|e| e.into_log_error(&self.path))?,
+            );
+            *budget = budget.saturating_sub(len);
+            if *budget == 0 {
+                return Ok(ReadProgress::Full);
+            }
+        }
+        Ok(ReadProgress::Exhausted {
+            next_offset: expected,
+        })
+    }
+
+    /// The first offset in this segment whose entry has a timestamp `>= timestamp_ms`.
+    pub(crate) fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>, LogError> {
+        let (start, end, mut expected) = {
+            let meta = self.meta.read();
+            let Some(point) = meta.index.time_floor(timestamp_ms) else {
+                return Ok(None);
+            };
+            (
+                u64::from(point.position),
+                meta.size,
+                self.base_offset + u64::from(point.relative_offset),
+            )
+        };
+        let mut cursor = FrameCursor::new(&self.file, start, end, LOOKUP_READAHEAD_MAX);
+        while cursor.position() < end {
+            let header = self.next_in_sequence(&mut cursor, expected)?;
+            if header.timestamp_ms >= timestamp_ms {
+                // Verify the frame: a corrupt timestamp must not produce an answer.
+                cursor
+                    .verify(&header)
+                    .map_err(|e| e.into_log_error(&self.path))?;
+                return Ok(Some(header.offset));
+            }
+            cursor.skip(&header);
+            expected = header.next_offset();
+        }
+        Ok(None)
+    }
+
+    /// The next header, which must start at offset `expected` (offsets are contiguous).
+    fn next_in_sequence(
+        &self,
+        cursor: &mut FrameCursor<'_>,
+        expected: u64,
+    ) -> Result<crate::frame::FrameHeader, LogError> {
+        let position = cursor.position();
+        match cursor.next_header() {
+            Ok(Some(header)) if header.offset == expected => Ok(header),
+            Ok(Some(header)) => Err(LogError::corrupt(
+                &self.path,
+                position,
+                format!(
+                    "expected the entry at offset {expected}, found offset {}",
+                    header.offset
+                ),
+            )),
+            Ok(None) => Err(LogError::corrupt(
+                &self.path,
+                position,
+                format!("segment data ends before offset {expected}"),
+            )),
+            Err(e) => Err(e.into_log_error(&self.path)),
+        }
+    }
+}
+
+/// Syncs a directory, making file creations and deletions in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(LogError::io(dir))
+}

@@ -1,0 +1,217 @@
+//! The writer thread: the only code that writes to segment files.
+//!
+//! It pops one batch at a time from the [`AppendQueue`](crate::queue::AppendQueue), writes it
+//! with a single positional `write`, publishes the new `written` watermark and then, under
+//! `Durability::Always`, runs one `fdatasync` and publishes `durable`. While it writes and
+//! syncs, appenders keep filling the next batch: that is the group commit.
+//!
+//! A failed write or sync poisons the log and stops the thread. It is not retried: after a
+//! failed `fsync` Linux may already have dropped the dirty pages, so a retry could succeed
+//! without the data ever reaching the disk.
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::config::{Durability, SyncStats};
+use crate::error::LogError;
+use crate::log::Shared;
+use crate::queue::Batch;
+use crate::segment::{sync_dir, Segment};
+
+/// Starts the writer thread appending to `active`, the last segment.
+pub(crate) fn spawn(shared: Arc<Shared>, active: Arc<Segment>) -> std::io::Result<JoinHandle<()>> {
+    let writer = Writer {
+        shared,
+        active,
+        dirty: false,
+        last_sync: Instant::now(),
+    };
+    thread::Builder::new()
+        .name("ferry-log-writer".to_string())
+        .spawn(move || writer.run())
+}
+
+/// Marks the writer stopped however it exits, so no waiter waits forever, even after a panic.
+struct StopOnExit(Arc<Shared>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0
+                .progress
+                .fail("the writer thread panicked".to_string());
+        }
+        self.0.progress.stop();
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    active: Arc<Segment>,
+    /// Bytes were written to `active` since its last `fdatasync`.
+    dirty: bool,
+    last_sync: Instant,
+}
+
+enum Work {
+    Write(Batch),
+    /// The `Interval` deadline passed with unsynced data and nothing to write.
+    Sync,
+    /// The log is closing and the queue is empty.
+    Stop,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let _stop = StopOnExit(Arc::clone(&self.shared));
+        if let Err(error) = self.run_until_stopped() {
+            tracing::error!(dir = %self.shared.dir.display(), %error, "ferry-log writer failed; the log refuses further appends");
+            self.shared.progress.fail(error.to_string());
+            self.shared.queue.lock().discard();
+            self.shared.space_available.notify_all();
+        }
+    }
+
+    fn run_until_stopped(&mut self) -> Result<(), LogError> {
+        loop {
+            match self.next_work() {
+                Work::Write(batch) => self.write(batch)?,
+                Work::Sync => {
+                    let duration = self.sync()?;
+                    self.report(SyncStats {
+                        duration,
+                        bytes: 0,
+                        entries: 0,
+                    });
+                }
+                Work::Stop => {
+                    // Close makes everything durable, whatever the policy.
+                    self.sync()?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn next_work(&mut self) -> Work {
+        let mut queue = self.shared.queue.lock();
+        loop {
+            if let Some(batch) = queue.pop() {
+                self.shared.space_available.notify_all();
+                return Work::Write(batch);
+            }
+            if queue.closed {
+                return Work::Stop;
+            }
+            let deadline = match self.shared.config.durability {
+                Durability::Interval(every) if self.dirty => self.last_sync.checked_add(every),
+                _ => None,
+            };
+            match deadline {
+                Some(deadline) if Instant::now() >= deadline => return Work::Sync,
+                Some(deadline) => {
+                    self.shared.work_available.wait_until(&mut queue, deadline);
+                }
+                None => self.shared.work_available.wait(&mut queue),
+            }
+        }
+    }
+
+    fn write(&mut self, batch: Batch) -> Result<(), LogError> {
+        debug_assert!(!batch.frames.is_empty());
+        if batch.roll {
+            self.roll(batch.frames[0].offset)?;
+        }
+        let segment = &self.active;
+        let start = segment.size();
+        segment
+            .file()
+            .write_all_at(&batch.buf, start)
+            .map_err(LogError::io(segment.path()))?;
+        {
+            let mut meta = segment.meta_mut();
+            debug_assert_eq!(batch.frames[0].offset, meta.next_offset);
+            let mut position = start;
+            for frame in &batch.frames {
+                // The queue rolls segments before either field could overflow.
+                let (Ok(relative), Ok(position32)) = (
+                    u32::try_from(frame.offset - segment.base_offset()),
+                    u32::try_from(position),
+                ) else {
+                    return Err(LogError::corrupt(
+                        segment.path(),
+                        position,
+                        "internal error: segment outgrew its u32 index fields",
+                    ));
+                };
+                meta.index.observe(relative, position32, frame.timestamp_ms);
+                position += u64::from(frame.len);
+            }
+            meta.size = position;
+            meta.next_offset = batch.next_offset;
+        }
+        let progress = &self.shared.progress;
+        progress.set_written(batch.next_offset);
+        self.dirty = true;
+        let duration = match self.shared.config.durability {
+            Durability::Always => self.sync()?,
+            Durability::Interval(every) if self.last_sync.elapsed() >= every => self.sync()?,
+            Durability::Interval(_) | Durability::Never => {
+                progress.set_durable(batch.next_offset);
+                progress.wake();
+                Duration::ZERO
+            }
+        };
+        self.report(SyncStats {
+            duration,
+            bytes: batch.buf.len() as u64,
+            entries: batch.frames.len() as u64,
+        });
+        self.shared.queue.lock().recycle(batch.buf);
+        Ok(())
+    }
+
+    /// `fdatasync`s the active segment if it has unsynced data and publishes `durable`.
+    fn sync(&mut self) -> Result<Duration, LogError> {
+        if !self.dirty {
+            return Ok(Duration::ZERO);
+        }
+        let start = Instant::now();
+        self.active
+            .file()
+            .sync_data()
+            .map_err(LogError::io(self.active.path()))?;
+        let duration = start.elapsed();
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        let progress = &self.shared.progress;
+        progress.set_durable(progress.written());
+        progress.wake();
+        Ok(duration)
+    }
+
+    /// Closes the active segment (synced, index persisted) and starts a new one at `base`.
+    fn roll(&mut self, base: u64) -> Result<(), LogError> {
+        debug_assert_eq!(base, self.active.next_offset());
+        // Even under `Never`: only the last segment may ever have a torn tail.
+        self.sync()?;
+        self.active.persist_index()?;
+        let segment = Arc::new(Segment::create(
+            &self.shared.dir,
+            base,
+            self.shared.config.index_interval_bytes,
+        )?);
+        sync_dir(&self.shared.dir)?;
+        self.shared.segments.write().push(Arc::clone(&segment));
+        self.active = segment;
+        Ok(())
+    }
+
+    fn report(&self, stats: SyncStats) {
+        if let Some(observer) = &self.shared.config.on_sync {
+            observer(stats);
+        }
+    }
+}
