@@ -1,0 +1,1135 @@
+//! The pure state machine of one queue: no I/O, time passed in explicitly.
+//!
+//! Every message gets a *number* when it is enqueued (1, 2, 3, … in log order). Its metadata
+//! ([`Meta`], 40 bytes) lives in a paged table indexed by number; its body stays on disk at
+//! `Meta::loc`, the log offset of its `Enqueued` record.
+//!
+//! Two kinds of state:
+//! - **persistent**: the metas, counters, FIFO groups (membership and order), the TTL timer set
+//!   and the deduplication table. It changes only through [`QueueState::apply`] (replaying the
+//!   log reproduces it) and is what a checkpoint stores;
+//! - **transient**: ready queues, lease/delay timers, the round-robin of FIFO groups. It is
+//!   rebuilt from the metas by [`QueueState::rebuild`] after recovery and maintained
+//!   incrementally afterwards.
+//!
+//! Planning functions (`plan_*`, `take_*`) pop candidates from the transient structures and
+//! return events; the caller appends those events to the log and applies them with their
+//! offsets while still holding the queue's lock. If an append fails the queue is failed as a
+//! whole, so a plan that was never applied cannot leave a visible inconsistency.
+//!
+//! Architecture invariant: this module performs no I/O and reads no clock.
+
+use super::event::{Enqueued, Event, RemoveReason};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+/// Priority levels of standard queues: 0..=9, higher first.
+pub const PRIORITY_LEVELS: usize = 10;
+/// FIFO deduplication window.
+pub const DEDUP_WINDOW_MS: u64 = 5 * 60 * 1000;
+/// Most expirations processed by one `collect_expired` call, so one call stays short.
+pub const MAX_EXPIRIES_PER_TICK: usize = 4096;
+/// Slots per page of the meta table.
+const PAGE: usize = 4096;
+/// Meta::group of a message without a group.
+pub const NO_GROUP: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum MsgState {
+    /// No such message (never existed, or gone).
+    #[default]
+    Dead,
+    Ready,
+    /// Waiting for its delay to elapse (`visible_at_ms`).
+    Delayed,
+    /// Leased to a consumer until `visible_at_ms`.
+    InFlight,
+    /// Being moved to another queue (dead-letter or overflow); not deliverable. Transient: after a
+    /// crash the message is back in its previous state and the move happens again.
+    Moving,
+}
+
+/// Per-message metadata kept in memory. 40 bytes.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Log offset of the message's `Enqueued` record.
+    pub loc: u64,
+    pub sent_ms: u64,
+    /// Deadline of a delay or a lease.
+    pub visible_at_ms: u64,
+    pub receive_count: u32,
+    pub group: u32,
+    /// First receive time as `sent_ms + delta - 1`; 0 = never received.
+    pub first_receive_delta: u32,
+    pub priority: u8,
+    pub state: MsgState,
+}
+
+impl Meta {
+    pub fn first_receive_ms(&self) -> u64 {
+        if self.first_receive_delta == 0 {
+            0
+        } else {
+            self.sent_ms + self.first_receive_delta as u64 - 1
+        }
+    }
+    fn set_first_receive(&mut self, ms: u64) {
+        self.first_receive_delta = if ms == 0 {
+            0
+        } else {
+            (ms.saturating_sub(self.sent_ms) + 1).min(u32::MAX as u64) as u32
+        };
+    }
+    pub fn is_live(&self) -> bool {
+        self.state != MsgState::Dead
+    }
+}
+
+/// Paged table of metas indexed by message number. Pages below the oldest live message are
+/// freed, so memory follows the span between the oldest and the newest live message (kept close
+/// to the live count by compaction, which renumbers stragglers).
+#[derive(Default)]
+struct Slots {
+    /// Number of the first slot of `pages[0]`.
+    base: u64,
+    pages: VecDeque<Box<[Meta]>>,
+}
+
+impl Slots {
+    fn get(&self, n: u64) -> Option<&Meta> {
+        let i = n.checked_sub(self.base)? as usize;
+        self.pages.get(i / PAGE).map(|p| &p[i % PAGE])
+    }
+    fn get_mut(&mut self, n: u64) -> Option<&mut Meta> {
+        let i = n.checked_sub(self.base)? as usize;
+        self.pages.get_mut(i / PAGE).map(|p| &mut p[i % PAGE])
+    }
+    /// Makes room for number `n` (always at or above every earlier number).
+    fn ensure(&mut self, n: u64) {
+        if self.pages.is_empty() {
+            self.base = n - n % PAGE as u64;
+        }
+        while n >= self.base + (self.pages.len() * PAGE) as u64 {
+            self.pages.push_back(vec![Meta::default(); PAGE].into_boxed_slice());
+        }
+    }
+    /// Frees pages that hold only numbers below `head`.
+    fn trim(&mut self, head: u64) {
+        while !self.pages.is_empty() && head >= self.base + PAGE as u64 {
+            self.pages.pop_front();
+            self.base += PAGE as u64;
+        }
+        if self.pages.is_empty() {
+            self.base = head - head % PAGE as u64;
+        }
+    }
+}
+
+/// One FIFO message group.
+#[derive(Debug, Default)]
+pub struct Group {
+    pub name: String,
+    /// Live messages in delivery order: (sequence number, message number).
+    pub msgs: VecDeque<(u64, u64)>,
+    /// Messages of this group in flight or moving; the group is blocked while > 0.
+    pub blocked: u32,
+    /// Whether the group sits in the round-robin.
+    scheduled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupEntry {
+    pub message_id: [u8; 16],
+    pub sequence: u64,
+    pub expires_ms: u64,
+}
+
+/// Lifetime counters (persistent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub sent: u64,
+    pub received: u64,
+    pub deleted: u64,
+    pub expired: u64,
+    pub dead_lettered: u64,
+    pub dropped: u64,
+}
+
+/// Queue settings the state machine needs for its decisions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    pub retention_ms: u64,
+    /// Set when a redrive policy names an existing dead-letter queue.
+    pub max_receive_count: Option<u32>,
+    /// Whether a dead-letter queue exists (TTL expiry and DeadLetterOldest go there).
+    pub has_dead_letter_queue: bool,
+}
+
+/// What a delete or visibility change finds for a (number, receive count) handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleMatch {
+    /// The handle is from the message's latest delivery and its lease still runs.
+    InFlight,
+    /// Latest delivery, but the lease ended (visible again, or being moved).
+    NotInFlight,
+    /// The message is gone or was delivered again since.
+    Stale,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub visible: u64,
+    pub delayed: u64,
+    pub in_flight: u64,
+    pub moving: u64,
+}
+
+pub struct QueueState {
+    pub fifo: bool,
+    /// FIFO deduplication scope is the message group (else the queue).
+    pub dedup_by_group: bool,
+    slots: Slots,
+    /// Lowest number that may be live.
+    head: u64,
+    next_number: u64,
+    next_sequence: u64,
+    live: u64,
+    counts: Counts,
+    pub counters: Counters,
+    groups: Vec<Group>,
+    group_ids: HashMap<String, u32>,
+    free_groups: Vec<u32>,
+    dedup: HashMap<String, DedupEntry>,
+    dedup_order: VecDeque<(u64, String)>,
+    /// (expire_ms, number) of messages with a TTL (lazily validated).
+    ttl: BTreeSet<(u64, u64)>,
+    /// Log offset after the last applied record.
+    pub applied_offset: u64,
+    // ---- transient ----
+    /// Standard queues: ready numbers per priority in ascending order...
+    ready: Vec<VecDeque<u64>>,
+    /// ...and messages that became ready again (lease or delay over), ascending.
+    requeued: Vec<BTreeSet<u64>>,
+    ready_groups: VecDeque<u32>,
+    /// (deadline, number) of delayed and in-flight messages (lazily validated).
+    timers: BTreeSet<(u64, u64)>,
+    /// While replaying, transient structures are not maintained (rebuilt at the end).
+    replaying: bool,
+}
+
+impl QueueState {
+    pub fn new(fifo: bool) -> QueueState {
+        QueueState {
+            fifo,
+            dedup_by_group: false,
+            slots: Slots::default(),
+            head: 1,
+            next_number: 1,
+            next_sequence: 1,
+            live: 0,
+            counts: Counts::default(),
+            counters: Counters::default(),
+            groups: Vec::new(),
+            group_ids: HashMap::new(),
+            free_groups: Vec::new(),
+            dedup: HashMap::new(),
+            dedup_order: VecDeque::new(),
+            ttl: BTreeSet::new(),
+            applied_offset: 0,
+            ready: (0..PRIORITY_LEVELS).map(|_| VecDeque::new()).collect(),
+            requeued: (0..PRIORITY_LEVELS).map(|_| BTreeSet::new()).collect(),
+            ready_groups: VecDeque::new(),
+            timers: BTreeSet::new(),
+            replaying: true,
+        }
+    }
+
+    // ------------------------------------------------------------------ queries
+
+    pub fn meta(&self, n: u64) -> Option<&Meta> {
+        self.slots.get(n).filter(|m| m.is_live())
+    }
+    /// Live messages including those being moved out.
+    pub fn live(&self) -> u64 {
+        self.live
+    }
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+    pub fn next_number(&self) -> u64 {
+        self.next_number
+    }
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+    /// The oldest live message (lowest number), if any.
+    pub fn oldest(&self) -> Option<(u64, &Meta)> {
+        if self.live == 0 {
+            return None;
+        }
+        self.meta(self.head).map(|m| (self.head, m))
+    }
+    /// Lowest log offset any live message needs.
+    pub fn oldest_loc(&self) -> Option<u64> {
+        self.oldest().map(|(_, m)| m.loc)
+    }
+    pub fn group_name(&self, g: u32) -> Option<&str> {
+        self.groups.get(g as usize).map(|g| g.name.as_str())
+    }
+    pub fn earliest_timer(&self) -> Option<u64> {
+        let t = self.timers.first().map(|t| t.0);
+        let e = self.ttl.first().map(|t| t.0);
+        match (t, e) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn handle_match(&self, n: u64, receive_count: u32, now_ms: u64) -> HandleMatch {
+        match self.meta(n) {
+            Some(m) if m.receive_count == receive_count && receive_count > 0 => {
+                if m.state == MsgState::InFlight && m.visible_at_ms > now_ms {
+                    HandleMatch::InFlight
+                } else {
+                    HandleMatch::NotInFlight
+                }
+            }
+            _ => HandleMatch::Stale,
+        }
+    }
+
+    /// FIFO deduplication: the earlier message with this key, if within the window.
+    pub fn dedup_lookup(&self, key: &str, now_ms: u64) -> Option<DedupEntry> {
+        self.dedup.get(key).filter(|e| e.expires_ms > now_ms).copied()
+    }
+
+    /// Numbers of up to `max` messages in delivery order (no state change).
+    pub fn peek(&self, max: usize) -> Vec<u64> {
+        let mut out = Vec::new();
+        if self.fifo {
+            for &g in &self.ready_groups {
+                let group = &self.groups[g as usize];
+                if group.blocked > 0 {
+                    continue;
+                }
+                for &(_, n) in &group.msgs {
+                    if out.len() >= max || self.meta(n).map(|m| m.state) != Some(MsgState::Ready) {
+                        break;
+                    }
+                    out.push(n);
+                }
+            }
+            return out;
+        }
+        for p in (0..PRIORITY_LEVELS).rev() {
+            let mut a = self.ready[p].iter().peekable();
+            let mut b = self.requeued[p].iter().peekable();
+            while out.len() < max {
+                let n = match (a.peek(), b.peek()) {
+                    (Some(&&x), Some(&&y)) => {
+                        if x <= y {
+                            a.next();
+                            x
+                        } else {
+                            b.next();
+                            y
+                        }
+                    }
+                    (Some(&&x), None) => {
+                        a.next();
+                        x
+                    }
+                    (None, Some(&&y)) => {
+                        b.next();
+                        y
+                    }
+                    (None, None) => break,
+                };
+                if self.meta(n).map(|m| m.state) == Some(MsgState::Ready) && !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+
+    // ------------------------------------------------------------------ planning
+
+    /// Reserves the next message number.
+    pub fn alloc_number(&mut self) -> u64 {
+        let n = self.next_number;
+        self.next_number += 1;
+        n
+    }
+    /// Reserves the next FIFO sequence number.
+    pub fn alloc_sequence(&mut self) -> u64 {
+        let s = self.next_sequence;
+        self.next_sequence += 1;
+        s
+    }
+    /// Records a dedup key at planning time so later entries of the same batch see it.
+    pub fn dedup_reserve(&mut self, key: String, entry: DedupEntry) {
+        self.dedup_insert(key, entry);
+    }
+
+    /// Live messages that count toward a bounded queue's length.
+    pub fn length(&self) -> u64 {
+        self.live - self.counts.moving
+    }
+
+    /// Marks the oldest message that is not already moving as `Moving` and returns it, to be
+    /// dropped or dead-lettered to make room.
+    pub fn take_oldest(&mut self) -> Option<u64> {
+        let mut n = self.head;
+        while n < self.next_number {
+            if let Some(m) = self.slots.get(n) {
+                if m.is_live() && m.state != MsgState::Moving {
+                    self.set_state(n, MsgState::Moving);
+                    return Some(n);
+                }
+            }
+            n += 1;
+        }
+        None
+    }
+
+    /// Ends a move that could not complete: the message becomes deliverable again.
+    pub fn abort_move(&mut self, n: u64, now_ms: u64) {
+        if self.meta(n).map(|m| m.state) == Some(MsgState::Moving) {
+            let m = self.slots.get(n).copied().unwrap_or_default();
+            if m.visible_at_ms > now_ms {
+                let st = if m.receive_count > 0 { MsgState::InFlight } else { MsgState::Delayed };
+                self.set_state(n, st);
+                self.timers.insert((m.visible_at_ms, n));
+            } else {
+                self.make_ready(n);
+            }
+        }
+    }
+
+    /// Picks up to `max` deliverable messages. Returns the `Received` events to append and the
+    /// numbers that reached the redrive policy's receive count (now `Moving`, to dead-letter).
+    pub fn plan_receive(&mut self, max: usize, now_ms: u64, visibility_ms: u64, policy: &Policy) -> (Vec<Event>, Vec<u64>) {
+        let mut events = Vec::new();
+        let mut dead = Vec::new();
+        let deliver = |s: &mut QueueState, n: u64, events: &mut Vec<Event>, dead: &mut Vec<u64>| -> bool {
+            let m = match s.slots.get(n) {
+                Some(m) if m.state == MsgState::Ready => *m,
+                _ => return false,
+            };
+            if let Some(max_rc) = policy.max_receive_count {
+                if m.receive_count >= max_rc {
+                    s.set_state(n, MsgState::Moving);
+                    dead.push(n);
+                    return false;
+                }
+            }
+            let first = if m.receive_count == 0 { now_ms } else { m.first_receive_ms() };
+            events.push(Event::Received {
+                number: n,
+                receive_count: m.receive_count.saturating_add(1),
+                visible_at_ms: now_ms + visibility_ms,
+                first_receive_ms: first,
+            });
+            true
+        };
+        if self.fifo {
+            while events.len() < max {
+                let Some(g) = self.ready_groups.pop_front() else { break };
+                let group = &mut self.groups[g as usize];
+                group.scheduled = false;
+                if group.blocked > 0 {
+                    continue;
+                }
+                let candidates: Vec<u64> = group.msgs.iter().map(|&(_, n)| n).collect();
+                for n in candidates {
+                    if events.len() >= max {
+                        break;
+                    }
+                    if self.meta(n).map(|m| m.state) != Some(MsgState::Ready) {
+                        break;
+                    }
+                    if !deliver(self, n, &mut events, &mut dead) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            'outer: for p in (0..PRIORITY_LEVELS).rev() {
+                loop {
+                    if events.len() >= max {
+                        break 'outer;
+                    }
+                    let a = self.ready[p].front().copied();
+                    let b = self.requeued[p].first().copied();
+                    let n = match (a, b) {
+                        (Some(x), Some(y)) if y < x => self.requeued[p].pop_first(),
+                        (Some(_), _) => self.ready[p].pop_front(),
+                        (None, Some(_)) => self.requeued[p].pop_first(),
+                        (None, None) => break,
+                    };
+                    if let Some(n) = n {
+                        deliver(self, n, &mut events, &mut dead);
+                    }
+                }
+            }
+        }
+        (events, dead)
+    }
+
+    /// Processes due lease and delay timers (transient; no event needed: the deadlines are in
+    /// the log). Returns whether some message became visible.
+    pub fn advance(&mut self, now_ms: u64) -> bool {
+        let mut woke = false;
+        while let Some(&(t, n)) = self.timers.first() {
+            if t > now_ms {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(m) = self.meta(n) {
+                if matches!(m.state, MsgState::InFlight | MsgState::Delayed) && m.visible_at_ms == t {
+                    self.make_ready(n);
+                    woke = true;
+                }
+            }
+        }
+        woke
+    }
+
+    /// Messages past their retention or TTL. Returns `Removed{Expired}` events for messages to
+    /// drop, and numbers (now `Moving`) to dead-letter (TTL expiry with a dead-letter queue).
+    pub fn collect_expired(&mut self, now_ms: u64, policy: &Policy) -> (Vec<Event>, Vec<u64>) {
+        let mut drop = Vec::new();
+        let mut dead = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        // Per-message TTL.
+        while drop.len() + dead.len() < MAX_EXPIRIES_PER_TICK {
+            let Some(&(t, n)) = self.ttl.first() else { break };
+            if t > now_ms {
+                break;
+            }
+            self.ttl.pop_first();
+            match self.meta(n).map(|m| m.state) {
+                None | Some(MsgState::Moving) => {}
+                Some(_) => {
+                    if policy.has_dead_letter_queue {
+                        self.set_state(n, MsgState::Moving);
+                        dead.push(n);
+                    } else if seen.insert(n) {
+                        drop.push(Event::Removed { number: n, reason: RemoveReason::Expired });
+                    }
+                }
+            }
+        }
+        // Retention: sent times grow with numbers, so scan from the oldest.
+        let mut n = self.head;
+        while n < self.next_number && drop.len() + dead.len() < MAX_EXPIRIES_PER_TICK {
+            let Some(m) = self.slots.get(n).copied() else { break };
+            if m.is_live() {
+                if m.sent_ms.saturating_add(policy.retention_ms) > now_ms {
+                    break;
+                }
+                if m.state != MsgState::Moving && seen.insert(n) {
+                    drop.push(Event::Removed { number: n, reason: RemoveReason::Expired });
+                }
+            }
+            n += 1;
+        }
+        (drop, dead)
+    }
+
+    /// Ready or delayed messages stored before log offset `boundary`, for compaction; `None`
+    /// when one of them is in flight or moving (compaction waits), or when there are more than
+    /// `max`.
+    pub fn relocation_candidates(&self, boundary: u64, max: usize) -> Option<Vec<u64>> {
+        let mut out = Vec::new();
+        let mut n = self.head;
+        while n < self.next_number {
+            let Some(m) = self.slots.get(n) else { break };
+            if m.is_live() {
+                if m.loc >= boundary {
+                    break;
+                }
+                if !matches!(m.state, MsgState::Ready | MsgState::Delayed) || out.len() >= max {
+                    return None;
+                }
+                out.push(n);
+            }
+            n += 1;
+        }
+        Some(out)
+    }
+
+    // ------------------------------------------------------------------ applying
+
+    /// Applies the events of the record at log `offset`. Replay and live operation both go
+    /// through here.
+    pub fn apply(&mut self, offset: u64, events: Vec<Event>, now_ms: u64) {
+        for e in events {
+            self.apply_event(offset, e, now_ms);
+        }
+        self.applied_offset = self.applied_offset.max(offset + 1);
+    }
+
+    fn apply_event(&mut self, offset: u64, e: Event, now_ms: u64) {
+        match e {
+            Event::Enqueued(m) => self.apply_enqueued(offset, *m),
+            Event::Received { number, receive_count, visible_at_ms, first_receive_ms } => {
+                if let Some(m) = self.slots.get_mut(number).filter(|m| m.is_live()) {
+                    m.receive_count = receive_count;
+                    m.visible_at_ms = visible_at_ms;
+                    m.set_first_receive(first_receive_ms);
+                    self.counters.received += 1;
+                    self.set_state(number, MsgState::InFlight);
+                    if !self.replaying {
+                        self.timers.insert((visible_at_ms, number));
+                    }
+                }
+            }
+            Event::Visibility { number, visible_at_ms } => {
+                if let Some(m) = self.slots.get_mut(number).filter(|m| m.is_live()) {
+                    m.visible_at_ms = visible_at_ms;
+                    if !self.replaying {
+                        if visible_at_ms <= now_ms {
+                            self.make_ready(number);
+                        } else {
+                            self.set_state(number, MsgState::InFlight);
+                            self.timers.insert((visible_at_ms, number));
+                        }
+                    } else {
+                        self.set_state(number, MsgState::InFlight);
+                    }
+                }
+            }
+            Event::Deleted { number } => {
+                if self.remove(number) {
+                    self.counters.deleted += 1;
+                }
+            }
+            Event::Removed { number, reason } => {
+                if self.remove(number) {
+                    match reason {
+                        RemoveReason::Expired => self.counters.expired += 1,
+                        RemoveReason::Dropped => self.counters.dropped += 1,
+                        RemoveReason::DeadLettered => self.counters.dead_lettered += 1,
+                        RemoveReason::Moved => {}
+                    }
+                }
+            }
+            Event::Purged => {
+                let mut n = self.head;
+                while n < self.next_number && self.live > 0 {
+                    self.remove(n);
+                    n += 1;
+                }
+            }
+        }
+    }
+
+    fn apply_enqueued(&mut self, offset: u64, e: Enqueued) {
+        let n = e.number;
+        if n < self.next_number && self.slots.get(n).is_some_and(|m| m.is_live()) {
+            // Already applied (cannot happen with a consistent log); keep the first.
+            debug_assert!(false, "message number {n} enqueued twice");
+            return;
+        }
+        self.next_number = self.next_number.max(n + 1);
+        if e.sequence > 0 {
+            self.next_sequence = self.next_sequence.max(e.sequence + 1);
+        }
+        if e.relocated_from != 0 && self.meta(e.relocated_from).is_none() {
+            // The message it moves is gone (cannot happen with a consistent log): nothing to do.
+            return;
+        }
+        // Group membership (FIFO only): a relocated message keeps its place.
+        let mut group = NO_GROUP;
+        if let (Some(name), true) = (&e.group, self.fifo) {
+            group = self.group_index(name);
+        }
+        if e.relocated_from != 0 {
+            if let Some(old) = self.meta(e.relocated_from).copied() {
+                if group != NO_GROUP {
+                    if let Some(pos) = self.groups[group as usize].msgs.iter().position(|&(_, x)| x == e.relocated_from) {
+                        self.groups[group as usize].msgs[pos].1 = n;
+                    }
+                }
+                // Remove the old slot without touching the group (done above).
+                self.kill_slot(e.relocated_from, old.state);
+            }
+        } else {
+            self.counters.sent += 1;
+            if group != NO_GROUP {
+                let msgs = &mut self.groups[group as usize].msgs;
+                // Sequence numbers grow, so this is a push_back except after relocation races.
+                let pos = msgs.partition_point(|&(s, _)| s <= e.sequence);
+                msgs.insert(pos, (e.sequence, n));
+            }
+            if let Some(id) = &e.dedup_id {
+                if self.fifo {
+                    let scope = if self.dedup_by_group { e.group.as_deref() } else { None };
+                    let key = dedup_key(scope, id);
+                    self.dedup_insert(
+                        key,
+                        DedupEntry {
+                            message_id: e.message_id,
+                            sequence: e.sequence,
+                            expires_ms: e.sent_ms + DEDUP_WINDOW_MS,
+                        },
+                    );
+                }
+            }
+        }
+        if e.ttl_expire_ms > 0 {
+            self.ttl.insert((e.ttl_expire_ms, n));
+        }
+        self.slots.ensure(n);
+        let mut meta = Meta {
+            loc: offset,
+            sent_ms: e.sent_ms,
+            visible_at_ms: e.visible_at_ms,
+            receive_count: e.receive_count,
+            group,
+            first_receive_delta: 0,
+            priority: e.priority.min(PRIORITY_LEVELS as u8 - 1),
+            state: MsgState::Dead,
+        };
+        meta.set_first_receive(e.first_receive_ms);
+        if let Some(slot) = self.slots.get_mut(n) {
+            *slot = meta;
+        }
+        self.live += 1;
+        if self.live == 1 {
+            // Numbers only grow, so a new message is the oldest only when it is the only one.
+            self.head = n;
+        }
+        if e.visible_at_ms > e.sent_ms {
+            self.set_state(n, MsgState::Delayed);
+            if !self.replaying {
+                self.timers.insert((e.visible_at_ms, n));
+            }
+        } else if self.replaying {
+            self.set_state(n, MsgState::Ready);
+        } else {
+            self.make_ready(n);
+        }
+    }
+
+    fn dedup_insert(&mut self, key: String, entry: DedupEntry) {
+        self.dedup_order.push_back((entry.expires_ms, key.clone()));
+        self.dedup.insert(key, entry);
+    }
+
+    /// Forgets deduplication entries older than the window.
+    pub fn prune_dedup(&mut self, now_ms: u64) {
+        while let Some((t, _)) = self.dedup_order.front() {
+            if *t > now_ms {
+                break;
+            }
+            if let Some((t, key)) = self.dedup_order.pop_front() {
+                if self.dedup.get(&key).is_some_and(|e| e.expires_ms <= t) {
+                    self.dedup.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn group_index(&mut self, name: &str) -> u32 {
+        if let Some(&g) = self.group_ids.get(name) {
+            return g;
+        }
+        let g = match self.free_groups.pop() {
+            Some(g) => {
+                self.groups[g as usize] = Group { name: name.to_string(), ..Group::default() };
+                g
+            }
+            None => {
+                self.groups.push(Group { name: name.to_string(), ..Group::default() });
+                (self.groups.len() - 1) as u32
+            }
+        };
+        self.group_ids.insert(name.to_string(), g);
+        g
+    }
+
+    /// Removes a live message; false when it was not live.
+    fn remove(&mut self, n: u64) -> bool {
+        let Some(m) = self.meta(n).copied() else { return false };
+        if m.group != NO_GROUP {
+            let g = m.group as usize;
+            if let Some(pos) = self.groups[g].msgs.iter().position(|&(_, x)| x == n) {
+                self.groups[g].msgs.remove(pos);
+            }
+        }
+        self.kill_slot(n, m.state);
+        if m.group != NO_GROUP {
+            let g = m.group;
+            let group = &self.groups[g as usize];
+            if group.msgs.is_empty() && group.blocked == 0 {
+                self.group_ids.remove(&group.name);
+                self.groups[g as usize] = Group::default();
+                self.free_groups.push(g);
+            } else {
+                self.schedule_group(g);
+            }
+        }
+        true
+    }
+
+    fn kill_slot(&mut self, n: u64, _state: MsgState) {
+        self.set_state(n, MsgState::Dead);
+        self.live -= 1;
+        while self.head < self.next_number && !self.slots.get(self.head).is_some_and(|m| m.is_live()) {
+            self.head += 1;
+        }
+        self.slots.trim(self.head);
+    }
+
+    /// Changes a message's state, keeping the counts and group blocking right.
+    fn set_state(&mut self, n: u64, new: MsgState) {
+        let Some(m) = self.slots.get_mut(n) else { return };
+        let old = m.state;
+        if old == new {
+            return;
+        }
+        m.state = new;
+        let group = m.group;
+        match old {
+            MsgState::Ready => self.counts.visible -= 1,
+            MsgState::Delayed => self.counts.delayed -= 1,
+            MsgState::InFlight => self.counts.in_flight -= 1,
+            MsgState::Moving => self.counts.moving -= 1,
+            MsgState::Dead => {}
+        }
+        match new {
+            MsgState::Ready => self.counts.visible += 1,
+            MsgState::Delayed => self.counts.delayed += 1,
+            MsgState::InFlight => self.counts.in_flight += 1,
+            MsgState::Moving => self.counts.moving += 1,
+            MsgState::Dead => {}
+        }
+        if group != NO_GROUP {
+            let blocking = |s: MsgState| matches!(s, MsgState::InFlight | MsgState::Moving);
+            let gr = &mut self.groups[group as usize];
+            match (blocking(old), blocking(new)) {
+                (false, true) => gr.blocked += 1,
+                (true, false) => {
+                    gr.blocked -= 1;
+                    if gr.blocked == 0 {
+                        self.schedule_group(group);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn make_ready(&mut self, n: u64) {
+        self.set_state(n, MsgState::Ready);
+        if self.replaying {
+            return;
+        }
+        let Some(m) = self.slots.get(n).copied() else { return };
+        if m.group != NO_GROUP {
+            self.schedule_group(m.group);
+        } else {
+            let p = m.priority as usize;
+            if self.ready[p].back().is_none_or(|&b| b < n) {
+                self.ready[p].push_back(n);
+            } else {
+                self.requeued[p].insert(n);
+            }
+        }
+    }
+
+    fn schedule_group(&mut self, g: u32) {
+        if self.replaying {
+            return;
+        }
+        let Some(group) = self.groups.get(g as usize) else { return };
+        if group.scheduled || group.blocked > 0 {
+            return;
+        }
+        let Some(&(_, head)) = group.msgs.front() else { return };
+        if self.slots.get(head).map(|m| m.state) != Some(MsgState::Ready) {
+            return;
+        }
+        self.groups[g as usize].scheduled = true;
+        self.ready_groups.push_back(g);
+    }
+
+    /// Ends recovery: builds the transient structures from the metas as of `now_ms`.
+    pub fn rebuild(&mut self, now_ms: u64) {
+        self.replaying = false;
+        for p in 0..PRIORITY_LEVELS {
+            self.ready[p].clear();
+            self.requeued[p].clear();
+        }
+        self.ready_groups.clear();
+        self.timers.clear();
+        for g in &mut self.groups {
+            g.scheduled = false;
+        }
+        let mut n = self.head;
+        while n < self.next_number {
+            if let Some(m) = self.slots.get(n).copied() {
+                match m.state {
+                    MsgState::Dead => {}
+                    MsgState::Moving => self.set_state(n, MsgState::Ready),
+                    MsgState::Delayed | MsgState::InFlight if m.visible_at_ms > now_ms => {
+                        self.timers.insert((m.visible_at_ms, n));
+                    }
+                    _ => self.set_state(n, MsgState::Ready),
+                }
+                if let Some(m) = self.slots.get(n).copied() {
+                    if m.state == MsgState::Ready && m.group == NO_GROUP {
+                        self.ready[m.priority as usize].push_back(n);
+                    }
+                }
+            }
+            n += 1;
+        }
+        for g in 0..self.groups.len() as u32 {
+            self.schedule_group(g);
+        }
+    }
+
+    // ------------------------------------------------------------------ checkpoint
+
+    /// Serializes the persistent state.
+    ///
+    /// ```text
+    /// magic "FQCP" version:u8=1 fifo:u8 applied_offset next_number next_sequence head
+    /// counters(6 × u64) live:u64 (number loc sent visible_at rc:u32 group:u32 frd:u32 prio:u8 st:u8){live}
+    /// groups:u32 (index:u32 name:str count:u32 (seq number){count}){groups}
+    /// ttl:u64 (t n){ttl} dedup:u64 (key:str id:[16] seq expires){dedup}
+    /// ```
+    pub fn encode_checkpoint(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(64 + self.live as usize * 44);
+        b.extend_from_slice(b"FQCP");
+        b.push(1);
+        b.push(self.fifo as u8);
+        for v in [self.applied_offset, self.next_number, self.next_sequence, self.head] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        let c = &self.counters;
+        for v in [c.sent, c.received, c.deleted, c.expired, c.dead_lettered, c.dropped] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&self.live.to_le_bytes());
+        let mut n = self.head;
+        let mut written = 0;
+        while n < self.next_number && written < self.live {
+            if let Some(m) = self.slots.get(n).filter(|m| m.is_live()) {
+                for v in [n, m.loc, m.sent_ms, m.visible_at_ms] {
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+                for v in [m.receive_count, m.group, m.first_receive_delta] {
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+                b.push(m.priority);
+                // A moving message is stored as ready: the move restarts after recovery.
+                let st = if m.state == MsgState::Moving { MsgState::Ready } else { m.state };
+                b.push(st as u8);
+                written += 1;
+            }
+            n += 1;
+        }
+        let live_groups: Vec<(u32, &Group)> = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| !g.name.is_empty() || !g.msgs.is_empty())
+            .map(|(i, g)| (i as u32, g))
+            .collect();
+        b.extend_from_slice(&(live_groups.len() as u32).to_le_bytes());
+        for (i, g) in live_groups {
+            b.extend_from_slice(&i.to_le_bytes());
+            b.extend_from_slice(&(g.name.len() as u32).to_le_bytes());
+            b.extend_from_slice(g.name.as_bytes());
+            b.extend_from_slice(&(g.msgs.len() as u32).to_le_bytes());
+            for &(s, n) in &g.msgs {
+                b.extend_from_slice(&s.to_le_bytes());
+                b.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        let ttl: Vec<&(u64, u64)> = self.ttl.iter().filter(|(_, n)| self.meta(*n).is_some()).collect();
+        b.extend_from_slice(&(ttl.len() as u64).to_le_bytes());
+        for &&(t, n) in &ttl {
+            b.extend_from_slice(&t.to_le_bytes());
+            b.extend_from_slice(&n.to_le_bytes());
+        }
+        b.extend_from_slice(&(self.dedup.len() as u64).to_le_bytes());
+        for (k, e) in &self.dedup {
+            b.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            b.extend_from_slice(k.as_bytes());
+            b.extend_from_slice(&e.message_id);
+            b.extend_from_slice(&e.sequence.to_le_bytes());
+            b.extend_from_slice(&e.expires_ms.to_le_bytes());
+        }
+        b
+    }
+
+    /// Restores the persistent state from a checkpoint (replay of the log tail follows, then
+    /// [`rebuild`](Self::rebuild)).
+    pub fn decode_checkpoint(buf: &[u8]) -> Result<QueueState, String> {
+        let mut r = CpReader { buf, pos: 0 };
+        if r.take(4)? != b"FQCP" {
+            return Err("bad checkpoint magic".into());
+        }
+        if r.u8()? != 1 {
+            return Err("unknown checkpoint version".into());
+        }
+        let mut s = QueueState::new(r.u8()? != 0);
+        s.applied_offset = r.u64()?;
+        s.next_number = r.u64()?;
+        s.next_sequence = r.u64()?;
+        s.head = r.u64()?;
+        s.counters = Counters {
+            sent: r.u64()?,
+            received: r.u64()?,
+            deleted: r.u64()?,
+            expired: r.u64()?,
+            dead_lettered: r.u64()?,
+            dropped: r.u64()?,
+        };
+        let live = r.u64()?;
+        if live > (buf.len() / 40) as u64 {
+            return Err("live count exceeds checkpoint size".into());
+        }
+        s.slots.trim(s.head);
+        let mut metas = Vec::with_capacity(live as usize);
+        for _ in 0..live {
+            let n = r.u64()?;
+            let m = Meta {
+                loc: r.u64()?,
+                sent_ms: r.u64()?,
+                visible_at_ms: r.u64()?,
+                receive_count: r.u32()?,
+                group: r.u32()?,
+                first_receive_delta: r.u32()?,
+                priority: r.u8()?.min(PRIORITY_LEVELS as u8 - 1),
+                state: match r.u8()? {
+                    1 => MsgState::Ready,
+                    2 => MsgState::Delayed,
+                    3 => MsgState::InFlight,
+                    x => return Err(format!("bad message state {x}")),
+                },
+            };
+            if n < s.head || n >= s.next_number {
+                return Err(format!("message number {n} outside {}..{}", s.head, s.next_number));
+            }
+            metas.push((n, m));
+        }
+        let groups = r.u32()?;
+        for _ in 0..groups {
+            let i = r.u32()? as usize;
+            let name = r.string()?;
+            let count = r.u32()?;
+            if i > 1 << 26 {
+                return Err("group index too large".into());
+            }
+            while s.groups.len() <= i {
+                s.groups.push(Group::default());
+            }
+            let mut msgs = VecDeque::new();
+            for _ in 0..count {
+                msgs.push_back((r.u64()?, r.u64()?));
+            }
+            s.group_ids.insert(name.clone(), i as u32);
+            s.groups[i] = Group { name, msgs, blocked: 0, scheduled: false };
+        }
+        for (i, g) in s.groups.iter().enumerate() {
+            if g.name.is_empty() && g.msgs.is_empty() {
+                s.free_groups.push(i as u32);
+            }
+        }
+        for (n, mut m) in metas {
+            if m.group != NO_GROUP && m.group as usize >= s.groups.len() {
+                return Err(format!("message {n} names unknown group {}", m.group));
+            }
+            let st = m.state;
+            m.state = MsgState::Dead;
+            s.slots.ensure(n);
+            if let Some(slot) = s.slots.get_mut(n) {
+                *slot = m;
+            }
+            s.live += 1;
+            s.set_state(n, st);
+        }
+        let ttl = r.u64()?;
+        for _ in 0..ttl {
+            let t = r.u64()?;
+            let n = r.u64()?;
+            s.ttl.insert((t, n));
+        }
+        let dedup = r.u64()?;
+        for _ in 0..dedup {
+            let key = r.string()?;
+            let mut message_id = [0u8; 16];
+            message_id.copy_from_slice(r.take(16)?);
+            let sequence = r.u64()?;
+            let expires_ms = r.u64()?;
+            s.dedup_insert(key, DedupEntry { message_id, sequence, expires_ms });
+        }
+        if r.pos != buf.len() {
+            return Err("trailing bytes in checkpoint".into());
+        }
+        // Head may point at a dead slot if the checkpoint had none live.
+        while s.head < s.next_number && !s.slots.get(s.head).is_some_and(|m| m.is_live()) {
+            s.head += 1;
+        }
+        Ok(s)
+    }
+
+    /// Drops messages whose record lies at or beyond `end` (the log lost its tail after a crash
+    /// in a relaxed durability mode, while an earlier checkpoint had seen it).
+    pub fn forget_beyond(&mut self, end: u64) {
+        let mut n = self.head;
+        while n < self.next_number {
+            if self.meta(n).is_some_and(|m| m.loc >= end) {
+                self.remove(n);
+            }
+            n += 1;
+        }
+        self.applied_offset = self.applied_offset.min(end);
+    }
+}
+
+/// The dedup table key: the id, prefixed by the group when the scope is per group.
+pub fn dedup_key(group: Option<&str>, id: &str) -> String {
+    match group {
+        Some(g) => format!("{g}\u{0}{id}"),
+        None => id.to_string(),
+    }
+}
+
+struct CpReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> CpReader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or("truncated checkpoint")?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn string(&mut self) -> Result<String, String> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "bad utf-8 in checkpoint".to_string())
+    }
+}
