@@ -1,0 +1,242 @@
+//! Recovery on open: torn tails, corruption, and lost or damaged index files.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ferry_log::{Durability, Entry, Log, LogConfig, LogError, StoredEntry};
+
+/// Every test entry has a 100-byte payload, so every frame is 128 bytes.
+const FRAME: u64 = 128;
+
+/// With 64 KiB entries at most, the torn-write window is one 4 MiB write batch.
+fn config(segment_bytes: u64, durability: Durability) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        index_interval_bytes: 512,
+        durability,
+        max_entry_bytes: 64 << 10,
+        ..LogConfig::default()
+    }
+}
+
+fn body(offset: u64) -> Vec<u8> {
+    (0..100)
+        .map(|i| (offset as u8).wrapping_mul(31).wrapping_add(i))
+        .collect()
+}
+
+/// Opens the log, appends `n` entries, closes it and returns its segment files.
+fn write_log(dir: &Path, cfg: &LogConfig, n: u64) -> Vec<PathBuf> {
+    let log = Log::open(dir, cfg.clone()).unwrap();
+    let next = log.next_offset();
+    let entries: Vec<Entry> = (next..next + n)
+        .map(|o| Entry::new(o as i64, body(o)))
+        .collect();
+    log.append(&entries).unwrap();
+    log.close().unwrap();
+    log.segments().into_iter().map(|s| s.path).collect()
+}
+
+fn read_all(log: &Log) -> Result<Vec<StoredEntry>, LogError> {
+    let mut out = Vec::new();
+    let mut from = log.start_offset();
+    loop {
+        let batch = log.read(from, 4096)?;
+        let Some(last) = batch.last() else {
+            return Ok(out);
+        };
+        from = last.next_offset();
+        out.extend(batch);
+    }
+}
+
+fn assert_entries(log: &Log, offsets: std::ops::Range<u64>) {
+    let all = read_all(log).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        offsets.clone().collect::<Vec<_>>()
+    );
+    for entry in all {
+        assert_eq!(entry.payload, body(entry.offset));
+    }
+}
+
+fn flip_byte(path: &Path, position: u64) {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, position).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x5a], position).unwrap();
+}
+
+fn expect_corrupt(result: Result<Log, LogError>, file: &Path, at: u64) {
+    match result {
+        Err(error @ LogError::Corrupt { .. }) => {
+            let LogError::Corrupt { path, position, .. } = &error else {
+                unreachable!()
+            };
+            assert_eq!((path.as_path(), *position), (file, at), "{error}");
+            let message = error.to_string();
+            assert!(
+                message.contains(&file.display().to_string())
+                    && message.contains(&format!("byte {at}")),
+                "{message}"
+            );
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(_) => panic!("expected corruption, but the log opened"),
+    }
+}
+
+#[test]
+fn truncated_tail_is_cut_off_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(1 << 20, Durability::Always);
+    let files = write_log(dir.path(), &cfg, 20);
+    let file = OpenOptions::new().write(true).open(&files[0]).unwrap();
+    file.set_len(20 * FRAME - 50).unwrap();
+    let log = Log::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(log.next_offset(), 19);
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), 19 * FRAME);
+    assert_entries(&log, 0..19);
+    log.append(&[Entry::new(19, body(19))]).unwrap();
+    log.close().unwrap();
+    assert_entries(&Log::open(dir.path(), cfg).unwrap(), 0..20);
+}
+
+#[test]
+fn garbage_after_the_last_frame_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(1 << 20, Durability::Always);
+    let files = write_log(dir.path(), &cfg, 10);
+    // A half-written header followed by zeros, as a crash mid-write can leave behind.
+    let mut file = OpenOptions::new().append(true).open(&files[0]).unwrap();
+    file.write_all(&[0x80, 0, 0, 0, 1, 2]).unwrap();
+    file.write_all(&vec![0u8; 8192]).unwrap();
+    let log = Log::open(dir.path(), cfg).unwrap();
+    assert_eq!(log.next_offset(), 10);
+    assert_entries(&log, 0..10);
+}
+
+#[test]
+fn flipped_byte_followed_by_more_than_one_write_batch_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(64 << 20, Durability::Always);
+    // 50,000 frames of 128 bytes: 6.4 MB, more than one 4 MiB write batch after frame 3.
+    let files = write_log(dir.path(), &cfg, 50_000);
+    assert_eq!(files.len(), 1);
+    flip_byte(&files[0], 3 * FRAME + 60);
+    expect_corrupt(Log::open(dir.path(), cfg.clone()), &files[0], 3 * FRAME);
+    // The same damage within the last batch's reach is a torn tail.
+    flip_byte(&files[0], 3 * FRAME + 60);
+    flip_byte(&files[0], 49_990 * FRAME + 60);
+    let log = Log::open(dir.path(), cfg).unwrap();
+    assert_eq!(log.next_offset(), 49_990);
+}
+
+#[test]
+fn relaxed_modes_truncate_the_last_segment_at_the_first_bad_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(64 << 20, Durability::Never);
+    let files = write_log(dir.path(), &cfg, 50_000);
+    flip_byte(&files[0], 3 * FRAME + 60);
+    let log = Log::open(dir.path(), cfg).unwrap();
+    assert_eq!(log.next_offset(), 3);
+    assert_entries(&log, 0..3);
+}
+
+#[test]
+fn flipped_byte_in_a_closed_segment_fails_open_when_its_index_must_be_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(2048, Durability::Always);
+    let files = write_log(dir.path(), &cfg, 100);
+    assert!(files.len() > 3);
+    flip_byte(&files[1], 5 * FRAME + 40);
+    std::fs::remove_file(files[1].with_extension("index")).unwrap();
+    expect_corrupt(Log::open(dir.path(), cfg), &files[1], 5 * FRAME);
+}
+
+#[test]
+fn flipped_byte_in_the_last_frame_of_a_closed_segment_fails_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(2048, Durability::Always);
+    let files = write_log(dir.path(), &cfg, 100);
+    let last_frame = std::fs::metadata(&files[0]).unwrap().len() - FRAME;
+    flip_byte(&files[0], last_frame + 100);
+    expect_corrupt(Log::open(dir.path(), cfg), &files[0], last_frame);
+}
+
+#[test]
+fn flipped_byte_in_a_closed_segment_is_never_returned_by_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(2048, Durability::Always);
+    let files = write_log(dir.path(), &cfg, 100);
+    flip_byte(&files[0], 2 * FRAME + 40);
+    let log = Log::open(dir.path(), cfg).unwrap();
+    let err = log.read_entry(2).unwrap_err();
+    assert!(
+        matches!(&err, LogError::Corrupt { path, position, .. } if path == &files[0] && *position == 2 * FRAME),
+        "{err}"
+    );
+    assert!(matches!(
+        log.read(0, 1 << 20),
+        Err(LogError::Corrupt { .. })
+    ));
+    assert!(matches!(read_all(&log), Err(LogError::Corrupt { .. })));
+    assert_eq!(log.read_entry(1).unwrap().payload, body(1));
+    assert_eq!(log.read_entry(3).unwrap().payload, body(3));
+}
+
+#[test]
+fn missing_or_damaged_index_files_are_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(2048, Durability::Always);
+    let files = write_log(dir.path(), &cfg, 300);
+    let closed = &files[..files.len() - 1];
+    let original: Vec<(Vec<u8>, Vec<u8>)> = closed
+        .iter()
+        .map(|f| {
+            (
+                std::fs::read(f.with_extension("index")).unwrap(),
+                std::fs::read(f.with_extension("timeindex")).unwrap(),
+            )
+        })
+        .collect();
+    assert!(original.iter().all(|(i, t)| !i.is_empty() && !t.is_empty()));
+    std::fs::remove_file(closed[0].with_extension("index")).unwrap();
+    std::fs::remove_file(closed[1].with_extension("timeindex")).unwrap();
+    std::fs::write(closed[2].with_extension("index"), b"garbage!").unwrap();
+    let mut cut = original[3].0.clone();
+    cut.truncate(cut.len() - 8);
+    std::fs::write(closed[3].with_extension("index"), cut).unwrap();
+
+    let log = Log::open(dir.path(), cfg).unwrap();
+    for (file, (index, timeindex)) in closed.iter().zip(&original) {
+        assert_eq!(&std::fs::read(file.with_extension("index")).unwrap(), index);
+        assert_eq!(
+            &std::fs::read(file.with_extension("timeindex")).unwrap(),
+            timeindex
+        );
+    }
+    assert_entries(&log, 0..300);
+    assert_eq!(log.read_entry(123).unwrap().payload, body(123));
+    assert_eq!(log.offset_for_timestamp(77).unwrap(), Some(77));
+}
+
+#[test]
+fn orphan_index_files_are_removed_and_missing_segments_are_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(2048, Durability::Always);
+    let files = write_log(dir.path(), &cfg, 100);
+    let orphan = dir.path().join("00000000000000099999.index");
+    std::fs::write(&orphan, b"").unwrap();
+    drop(Log::open(dir.path(), cfg.clone()).unwrap());
+    assert!(!orphan.exists());
+    std::fs::remove_file(&files[1]).unwrap();
+    expect_corrupt(Log::open(dir.path(), cfg), &files[2], 0);
+}
