@@ -1,0 +1,221 @@
+//! Every Prometheus metric name the server exports, and the recorder that renders them.
+//!
+//! This module is the one place where metric names are spelled; `docs/metrics.md` documents
+//! each of them. Queue gauges and counters are not updated on the hot path: they are copied
+//! from [`Broker::stats`] when `/metrics` is scraped, so they cost nothing between scrapes.
+//! Only request latency (and fsync latency, when the storage engine reports it) is recorded
+//! as it happens.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use ferry_broker::Broker;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+
+/// Histogram: HTTP request latency in seconds. Labels: `route` (matched path template, or
+/// `unmatched`), `method`, `status`.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "ferry_http_request_duration_seconds";
+/// Gauge: messages that can be received now. Label: `queue`.
+pub const QUEUE_MESSAGES_VISIBLE: &str = "ferry_queue_messages_visible";
+/// Gauge: messages received and not yet deleted or visible again. Label: `queue`.
+pub const QUEUE_MESSAGES_IN_FLIGHT: &str = "ferry_queue_messages_in_flight";
+/// Gauge: messages whose delay has not yet passed. Label: `queue`.
+pub const QUEUE_MESSAGES_DELAYED: &str = "ferry_queue_messages_delayed";
+/// Gauge: age of the oldest live message in seconds, 0 when empty. Label: `queue`.
+pub const QUEUE_OLDEST_MESSAGE_AGE_SECONDS: &str = "ferry_queue_oldest_message_age_seconds";
+/// Counter: messages accepted by send. Label: `queue`.
+pub const QUEUE_MESSAGES_SENT_TOTAL: &str = "ferry_queue_messages_sent_total";
+/// Counter: deliveries (a message received twice counts twice). Label: `queue`.
+pub const QUEUE_MESSAGES_RECEIVED_TOTAL: &str = "ferry_queue_messages_received_total";
+/// Counter: messages deleted by their consumer. Label: `queue`.
+pub const QUEUE_MESSAGES_DELETED_TOTAL: &str = "ferry_queue_messages_deleted_total";
+/// Counter: messages removed by retention or time to live. Label: `queue`.
+pub const QUEUE_MESSAGES_EXPIRED_TOTAL: &str = "ferry_queue_messages_expired_total";
+/// Counter: messages moved to the dead-letter queue. Label: `queue` (the source).
+pub const QUEUE_MESSAGES_DEAD_LETTERED_TOTAL: &str = "ferry_queue_messages_dead_lettered_total";
+/// Counter: messages dropped by a bounded queue's overflow policy. Label: `queue`.
+pub const QUEUE_MESSAGES_DROPPED_TOTAL: &str = "ferry_queue_messages_dropped_total";
+/// Gauge: bytes on disk used by one queue. Label: `queue`.
+pub const QUEUE_DISK_BYTES: &str = "ferry_queue_disk_bytes";
+/// Gauge: bytes on disk used by all queue logs and checkpoints.
+pub const DISK_BYTES: &str = "ferry_disk_bytes";
+/// Gauge: 1 once recovery has finished and queue calls are served, else 0.
+pub const READY: &str = "ferry_ready";
+/// Histogram: duration of one `fdatasync` of a log in seconds (group commit: one per batch).
+pub const LOG_FSYNC_DURATION_SECONDS: &str = "ferry_log_fsync_duration_seconds";
+
+/// Every exported name, for the test that checks `docs/metrics.md` and `/metrics` agree.
+pub const ALL: &[&str] = &[
+    HTTP_REQUEST_DURATION_SECONDS,
+    QUEUE_MESSAGES_VISIBLE,
+    QUEUE_MESSAGES_IN_FLIGHT,
+    QUEUE_MESSAGES_DELAYED,
+    QUEUE_OLDEST_MESSAGE_AGE_SECONDS,
+    QUEUE_MESSAGES_SENT_TOTAL,
+    QUEUE_MESSAGES_RECEIVED_TOTAL,
+    QUEUE_MESSAGES_DELETED_TOTAL,
+    QUEUE_MESSAGES_EXPIRED_TOTAL,
+    QUEUE_MESSAGES_DEAD_LETTERED_TOTAL,
+    QUEUE_MESSAGES_DROPPED_TOTAL,
+    QUEUE_DISK_BYTES,
+    DISK_BYTES,
+    READY,
+    LOG_FSYNC_DURATION_SECONDS,
+];
+
+/// Request latency buckets: 100 µs to 30 s (long polls last up to 20 s).
+const REQUEST_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 20.0, 30.0,
+];
+/// Fsync latency buckets: 10 µs to 1 s.
+const FSYNC_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 1.0,
+];
+/// Queue series not refreshed for this long (the queue was deleted) disappear.
+const QUEUE_SERIES_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often histogram samples are folded into buckets when nobody scrapes.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns the handle that renders it.
+///
+/// A process has one global recorder; several servers in one process (tests) share it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new().idle_timeout(
+                MetricKindMask::GAUGE | MetricKindMask::COUNTER,
+                Some(QUEUE_SERIES_IDLE_TIMEOUT),
+            );
+            // Bucket lists are non-empty constants, so these cannot fail; keep the builder
+            // unchanged rather than panic if they ever did.
+            let builder = builder
+                .set_buckets_for_metric(
+                    Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.into()),
+                    REQUEST_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(LOG_FSYNC_DURATION_SECONDS.into()),
+                        FSYNC_BUCKETS,
+                    )
+                })
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "HTTP request latency by route template, method and status"
+    );
+    metrics::describe_gauge!(QUEUE_MESSAGES_VISIBLE, "Messages that can be received now");
+    metrics::describe_gauge!(
+        QUEUE_MESSAGES_IN_FLIGHT,
+        "Messages received and not yet deleted"
+    );
+    metrics::describe_gauge!(
+        QUEUE_MESSAGES_DELAYED,
+        "Messages whose delay has not passed"
+    );
+    metrics::describe_gauge!(
+        QUEUE_OLDEST_MESSAGE_AGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Age of the oldest live message"
+    );
+    metrics::describe_counter!(QUEUE_MESSAGES_SENT_TOTAL, "Messages accepted by send");
+    metrics::describe_counter!(QUEUE_MESSAGES_RECEIVED_TOTAL, "Message deliveries");
+    metrics::describe_counter!(
+        QUEUE_MESSAGES_DELETED_TOTAL,
+        "Messages deleted by consumers"
+    );
+    metrics::describe_counter!(
+        QUEUE_MESSAGES_EXPIRED_TOTAL,
+        "Messages expired by retention or TTL"
+    );
+    metrics::describe_counter!(
+        QUEUE_MESSAGES_DEAD_LETTERED_TOTAL,
+        "Messages moved to the dead-letter queue"
+    );
+    metrics::describe_counter!(QUEUE_MESSAGES_DROPPED_TOTAL, "Messages dropped on overflow");
+    metrics::describe_gauge!(
+        QUEUE_DISK_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes on disk per queue"
+    );
+    metrics::describe_gauge!(
+        DISK_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes on disk, all queues"
+    );
+    metrics::describe_gauge!(READY, "1 once recovery has finished");
+    metrics::describe_histogram!(
+        LOG_FSYNC_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of one log fdatasync"
+    );
+}
+
+/// Records one HTTP request's latency.
+pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration) {
+    metrics::histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        "route" => route.to_string(),
+        "method" => method.to_string(),
+        "status" => status.to_string(),
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+/// Records one fsync's latency (called from the storage engine's sync hook).
+pub fn record_fsync(elapsed: Duration) {
+    metrics::histogram!(LOG_FSYNC_DURATION_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// Copies the broker's queue counts and counters into the recorder, just before rendering.
+pub fn refresh(broker: Option<&Broker>) {
+    let Some(broker) = broker else {
+        metrics::gauge!(READY).set(0.0);
+        return;
+    };
+    metrics::gauge!(READY).set(1.0);
+    for (queue, stats) in broker.stats() {
+        let gauge = |name: &'static str, value: f64| {
+            metrics::gauge!(name, "queue" => queue.clone()).set(value);
+        };
+        gauge(QUEUE_MESSAGES_VISIBLE, stats.visible as f64);
+        gauge(QUEUE_MESSAGES_IN_FLIGHT, stats.in_flight as f64);
+        gauge(QUEUE_MESSAGES_DELAYED, stats.delayed as f64);
+        gauge(
+            QUEUE_OLDEST_MESSAGE_AGE_SECONDS,
+            stats.oldest_age_ms as f64 / 1000.0,
+        );
+        gauge(QUEUE_DISK_BYTES, stats.disk_bytes as f64);
+        let counter = |name: &'static str, value: u64| {
+            metrics::counter!(name, "queue" => queue.clone()).absolute(value);
+        };
+        counter(QUEUE_MESSAGES_SENT_TOTAL, stats.sent_total);
+        counter(QUEUE_MESSAGES_RECEIVED_TOTAL, stats.received_total);
+        counter(QUEUE_MESSAGES_DELETED_TOTAL, stats.deleted_total);
+        counter(QUEUE_MESSAGES_EXPIRED_TOTAL, stats.expired_total);
+        counter(
+            QUEUE_MESSAGES_DEAD_LETTERED_TOTAL,
+            stats.dead_lettered_total,
+        );
+        counter(QUEUE_MESSAGES_DROPPED_TOTAL, stats.dropped_total);
+    }
+    metrics::gauge!(DISK_BYTES).set(broker.disk_bytes() as f64);
+}
