@@ -362,6 +362,7 @@ impl Queue {
         let mut outcomes = Vec::with_capacity(items.len());
         let mut removals = Vec::new();
         let mut enqueues: Vec<Vec<Event>> = Vec::new();
+        let mut flushed = 0;
         'items: for item in items {
             let m = match item {
                 Ok(m) => m,
@@ -394,8 +395,16 @@ impl Queue {
                 key = Some(k);
             }
             if let Some(max) = attrs.max_length {
-                let pending = enqueues.len() as u64;
-                while core.state.length() + pending >= max {
+                if core.state.length() + enqueues.len() as u64 >= max && !enqueues.is_empty() {
+                    // Earlier entries of this batch may be the oldest: apply them first.
+                    let mut records = Vec::with_capacity(enqueues.len() + 1);
+                    if !removals.is_empty() {
+                        records.push(std::mem::take(&mut removals));
+                    }
+                    records.append(&mut enqueues);
+                    flushed = flushed.max(self.commit(core, records, now)?);
+                }
+                while core.state.length() >= max {
                     if attrs.overflow_policy == OverflowPolicy::RejectNew {
                         outcomes.push(Err(BrokerError::QueueFull { queue: self.name.clone(), max_length: max }));
                         continue 'items;
@@ -454,7 +463,7 @@ impl Queue {
         }
         records.extend(enqueues);
         let off = self.commit(core, records, now)?;
-        Ok((outcomes, off.max(off0), dead))
+        Ok((outcomes, off.max(off0).max(flushed), dead))
     }
 
     /// Enqueues messages moved from another queue (dead-lettering, move tasks, overflow),
