@@ -1,0 +1,122 @@
+//! Property test: random appends, reopens, retention and lookups, checked against a `Vec`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry_log::{Durability, Entry, Log, LogConfig, StoredEntry};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// One `append` call: (payload length, offset count, timestamp) per entry.
+    Append(Vec<(usize, u32, i64)>),
+    Reopen,
+    /// `truncate_before` at this percentage of the way from start to next offset.
+    TruncateBefore(u8),
+    OffsetForTimestamp(i64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => prop::collection::vec((0usize..600, prop_oneof![4 => Just(1u32), 1 => 1u32..20], -50i64..1000), 1..8)
+            .prop_map(Op::Append),
+        1 => Just(Op::Reopen),
+        1 => (0u8..=110).prop_map(Op::TruncateBefore),
+        1 => (-100i64..1100).prop_map(Op::OffsetForTimestamp),
+    ]
+}
+
+fn durability() -> impl Strategy<Value = Durability> {
+    prop_oneof![
+        Just(Durability::Always),
+        Just(Durability::Interval(Duration::from_millis(1))),
+        Just(Durability::Never),
+    ]
+}
+
+fn payload(offset: u64, len: usize) -> Bytes {
+    (0..len).map(|i| (offset as usize * 7 + i) as u8).collect()
+}
+
+/// Reads everything in chunks of `max_bytes` and compares with the model; also checks
+/// `read_entry` on every offset, including offsets inside multi-offset entries.
+fn check(log: &Log, model: &[StoredEntry], start: u64, next: u64, max_bytes: usize) {
+    assert_eq!((log.start_offset(), log.next_offset()), (start, next));
+    log.wait_durable_blocking(next).unwrap();
+    let mut read = Vec::new();
+    let mut from = start;
+    loop {
+        let batch = log.read(from, max_bytes).unwrap();
+        let Some(last) = batch.last() else { break };
+        from = last.next_offset();
+        read.extend(batch);
+    }
+    assert_eq!(read, model);
+    for entry in model {
+        for offset in [entry.offset, entry.next_offset() - 1] {
+            assert_eq!(&log.read_entry(offset).unwrap(), entry);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn log_behaves_like_a_vec(
+        durability in durability(),
+        segment_bytes in 100u64..3000,
+        index_interval_bytes in 0u32..400,
+        max_bytes in 0usize..2000,
+        ops in prop::collection::vec(op(), 1..40),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { segment_bytes, index_interval_bytes, durability, ..LogConfig::default() };
+        let mut log = Log::open(dir.path(), config.clone()).unwrap();
+        let mut model: Vec<StoredEntry> = Vec::new();
+        let (mut start, mut next) = (0u64, 0u64);
+        for op in ops {
+            match op {
+                Op::Append(specs) => {
+                    let mut offset = next;
+                    let entries: Vec<Entry> = specs
+                        .iter()
+                        .map(|&(len, offset_count, timestamp_ms)| {
+                            let entry = Entry { timestamp_ms, offset_count, payload: payload(offset, len) };
+                            model.push(StoredEntry { offset, offset_count, timestamp_ms, payload: entry.payload.clone() });
+                            offset += u64::from(offset_count);
+                            entry
+                        })
+                        .collect();
+                    let appended = log.append(&entries).unwrap();
+                    prop_assert_eq!((appended.base_offset, appended.next_offset), (next, offset));
+                    next = offset;
+                }
+                Op::Reopen => {
+                    log.close().unwrap();
+                    log = Log::open(dir.path(), config.clone()).unwrap();
+                }
+                Op::TruncateBefore(percent) => {
+                    log.wait_durable_blocking(next).unwrap();
+                    let target = start + (next - start) * u64::from(percent) / 100;
+                    let new_start = log.truncate_before(target).unwrap();
+                    prop_assert!(new_start >= start);
+                    // Only whole entries below the target are gone, and a whole prefix.
+                    let removed = model.iter().take_while(|e| e.offset < new_start).count();
+                    prop_assert!(model[..removed].iter().all(|e| e.next_offset() <= target));
+                    prop_assert!(model.get(removed).map_or(new_start == next, |e| e.offset == new_start));
+                    model.drain(..removed);
+                    start = new_start;
+                }
+                Op::OffsetForTimestamp(ts) => {
+                    log.wait_durable_blocking(next).unwrap();
+                    let expected = model.iter().find(|e| e.timestamp_ms >= ts).map(|e| e.offset);
+                    prop_assert_eq!(log.offset_for_timestamp(ts).unwrap(), expected);
+                }
+            }
+            check(&log, &model, start, next, max_bytes);
+        }
+        log.close().unwrap();
+        check(&Log::open(dir.path(), config).unwrap(), &model, start, next, max_bytes);
+    }
+}
