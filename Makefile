@@ -1,7 +1,7 @@
 # Ferry's build and test entry points. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: all build release test test-rust fmt-check lint bench serve
+.PHONY: all build release test test-rust test-clients kcat fmt-check lint bench serve
 
 all: build
 
@@ -12,11 +12,30 @@ release:
 	$(CARGO) build --release -p ferry
 
 # Every test: unit, property, crash and end-to-end (the e2e tests start the real binary).
-test: fmt-check test-rust
+test: fmt-check test-rust test-clients
 
+# Unit, property, crash and end-to-end tests, plus doc tests. Benchmarks are compiled (so they
+# cannot rot) but not run: they are measurements, not tests.
 test-rust:
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace
+
+# Real clients (boto3, the AWS CLI, confluent-kafka, kafka-python, kcat) against the real binary.
+VENV ?= .venv
+$(VENV)/.installed: tests/clients/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r tests/clients/requirements.txt
+	touch $@
+
+kcat:
+	@command -v kcat >/dev/null 2>&1 || { \
+	  echo "installing kcat from Debian's packages"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat) >/dev/null; }
+
+test-clients: $(VENV)/.installed kcat
+	$(CARGO) build -p ferry
+	FERRY_BIN=$(CURDIR)/target/debug/ferry $(VENV)/bin/pytest -q tests/clients
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
