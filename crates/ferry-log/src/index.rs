@@ -70,8 +70,7 @@ impl SparseIndex {
         };
         debug_assert!(self
             .last_frame
-            .map_or(true, |l| l.relative_offset < relative_offset
-                && l.position < position));
+            .is_none_or(|l| l.relative_offset < relative_offset && l.position < position));
         let due = match self.entries.last() {
             None => true,
             Some(last) => position - last.position >= self.interval_bytes,

@@ -6,7 +6,6 @@
 //! each waiter re-checks the watermark it cares about. That is one wake-up per batch however
 //! many appenders share it, which is what group commit needs.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -123,21 +122,15 @@ impl Progress {
     }
 
     /// Waits until `mark` reaches `offset` without blocking the thread.
-    pub(crate) fn wait(
-        &self,
-        mark: Watermark,
-        offset: u64,
-    ) -> impl Future<Output = Result<(), LogError>> + '_ {
-        async move {
-            loop {
-                let mut notified = std::pin::pin!(self.notify.notified());
-                // Register before checking, so a wake-up between the check and the await is kept.
-                notified.as_mut().enable();
-                if let Some(done) = self.check(mark, offset) {
-                    return done;
-                }
-                notified.await;
+    pub(crate) async fn wait(&self, mark: Watermark, offset: u64) -> Result<(), LogError> {
+        loop {
+            let mut notified = std::pin::pin!(self.notify.notified());
+            // Register before checking, so a wake-up between the check and the await is kept.
+            notified.as_mut().enable();
+            if let Some(done) = self.check(mark, offset) {
+                return done;
             }
+            notified.await;
         }
     }
 }

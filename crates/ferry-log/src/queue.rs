@@ -165,7 +165,7 @@ mod tests {
                 next_offset: 12
             }
         );
-        queue.push(&[entry.clone()], 250); // third frame would make 300 > 250: new segment
+        queue.push(std::slice::from_ref(&entry), 250); // third frame would make 300 > 250: new segment
         let first = queue.pop().unwrap();
         assert!(!first.roll);
         assert_eq!(

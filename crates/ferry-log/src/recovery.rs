@@ -29,7 +29,7 @@ const LAST_FRAME_READAHEAD: usize = 64 << 10;
 /// Returns the segments in offset order; the last one is where appends continue.
 pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Arc<Segment>>, LogError> {
     std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
-    let (bases, index_files) = list_segment_files(dir)?;
+    let SegmentFiles { bases, index_files } = list_segment_files(dir)?;
     let mut dir_changed = false;
     for (base, path) in index_files {
         if bases.binary_search(&base).is_err() {
@@ -71,8 +71,15 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Arc<Segment>
     Ok(segments)
 }
 
-/// Base offsets of the `.log` files (sorted) and every index file with its base offset.
-fn list_segment_files(dir: &Path) -> Result<(Vec<u64>, Vec<(u64, PathBuf)>), LogError> {
+/// What a log directory holds.
+struct SegmentFiles {
+    /// Base offsets of the `.log` files, sorted.
+    bases: Vec<u64>,
+    /// Every index file, with the base offset in its name.
+    index_files: Vec<(u64, PathBuf)>,
+}
+
+fn list_segment_files(dir: &Path) -> Result<SegmentFiles, LogError> {
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(LogError::io(dir))? {
@@ -94,7 +101,7 @@ fn list_segment_files(dir: &Path) -> Result<(Vec<u64>, Vec<(u64, PathBuf)>), Log
         }
     }
     bases.sort_unstable();
-    Ok((bases, index_files))
+    Ok(SegmentFiles { bases, index_files })
 }
 
 /// Opens a closed segment, rebuilding its index files if they cannot be trusted.
