@@ -517,3 +517,93 @@ fn concurrent_appenders_get_distinct_contiguous_offsets_and_on_sync_sees_every_e
     assert_eq!(entries.load(Ordering::Relaxed), 400);
     assert_eq!(bytes.load(Ordering::Relaxed), 400 * 30);
 }
+
+#[test]
+fn read_entry_right_after_append_waits_for_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), config()).unwrap();
+    for offset in 0..50 {
+        let appended = log
+            .append(&[Entry::new(1000 + offset as i64, payload(offset))])
+            .unwrap();
+        assert_generated(
+            &[log.read_entry(appended.base_offset).unwrap()],
+            offset..offset + 1,
+        );
+    }
+}
+
+#[test]
+fn appends_beyond_the_queue_limit_wait_for_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            durability: Durability::Never,
+            ..LogConfig::default()
+        },
+    )
+    .unwrap();
+    // 48 MiB appended without waiting: three times the queue limit.
+    let entry = Entry::new(0, vec![1u8; 1 << 20]);
+    for _ in 0..48 {
+        log.append(std::slice::from_ref(&entry)).unwrap();
+    }
+    log.wait_durable_blocking(48).unwrap();
+    assert_eq!(log.read_entry(47).unwrap().payload.len(), 1 << 20);
+}
+
+#[test]
+fn interval_durability_syncs_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sender, syncs) = std::sync::mpsc::channel();
+    let sender = std::sync::Mutex::new(sender);
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            durability: Durability::Interval(Duration::from_millis(20)),
+            on_sync: Some(Arc::new(move |stats| {
+                let _ = sender.lock().unwrap().send(stats);
+            })),
+            ..config()
+        },
+    )
+    .unwrap();
+    // Keep the writer busy for less than the interval so the sync is deferred.
+    append_n(&log, 1);
+    log.wait_durable_blocking(1).unwrap();
+    let deferred = loop {
+        let stats = syncs
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a deferred sync");
+        if stats.bytes == 0 {
+            break stats;
+        }
+        if !stats.duration.is_zero() {
+            // The write itself was synced (the interval had passed): not what this tests.
+            append_n(&log, 1);
+        }
+    };
+    assert_eq!(deferred.entries, 0);
+    assert!(!deferred.duration.is_zero());
+}
+
+#[test]
+fn a_failed_write_poisons_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    let log = Log::open(&log_dir, config()).unwrap();
+    append_n(&log, 3);
+    log.wait_durable_blocking(3).unwrap();
+    // Without its directory the writer cannot create the next segment.
+    std::fs::remove_dir_all(&log_dir).unwrap();
+    let appended = append_n(&log, 50);
+    let err = log.wait_durable_blocking(appended.next_offset).unwrap_err();
+    assert!(matches!(err, LogError::Poisoned(_)), "{err}");
+    assert!(matches!(
+        log.append(&[Entry::new(0, "x")]),
+        Err(LogError::Poisoned(_))
+    ));
+    assert!(matches!(log.truncate_before(1), Err(LogError::Poisoned(_))));
+    assert!(matches!(log.close(), Err(LogError::Poisoned(_))));
+}
