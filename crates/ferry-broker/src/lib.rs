@@ -55,6 +55,7 @@ pub mod types;
 
 mod catalog;
 pub mod queue;
+pub mod topic;
 mod receipt;
 pub mod validate;
 
@@ -167,7 +168,6 @@ pub struct Broker {
 
 struct Inner {
     config: BrokerConfig,
-    _lock: std::fs::File,
     catalog: Mutex<Catalog>,
     queues: RwLock<BTreeMap<String, Arc<Queue>>>,
     shutting_down: AtomicBool,
@@ -176,6 +176,8 @@ struct Inner {
     runtime: Mutex<Option<tokio::runtime::Handle>>,
     /// Cancel flags of running move tasks, by handle.
     tasks: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// The data directory lock. Declared last so it is released after every queue log closed.
+    _lock: std::fs::File,
 }
 
 impl Drop for Inner {

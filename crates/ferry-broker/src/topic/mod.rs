@@ -1,0 +1,3 @@
+//! Topics: publish/subscribe routers over queues and HTTP endpoints.
+
+pub mod filter;
