@@ -495,16 +495,18 @@ impl Queue {
     /// Reads the records of `Moving` messages for a move out of this queue. Messages that left
     /// meanwhile are skipped.
     pub fn outgoing(&self, numbers: &[u64]) -> Result<Vec<Outgoing>, BrokerError> {
-        let locs: Vec<(u64, u64)> = {
+        let locs: Vec<(u64, Meta)> = {
             let core = self.core.lock();
             numbers
                 .iter()
-                .filter_map(|&n| core.state.meta(n).filter(|m| m.state == MsgState::Moving).map(|m| (n, m.loc)))
+                .filter_map(|&n| core.state.meta(n).filter(|m| m.state == MsgState::Moving).map(|m| (n, *m)))
                 .collect()
         };
         let mut out = Vec::with_capacity(locs.len());
-        for (n, loc) in locs {
-            if let Some(message) = self.read_message(loc)? {
+        for (n, meta) in locs {
+            if let Some(mut message) = self.read_message(meta.loc)? {
+                message.receive_count = meta.receive_count;
+                message.first_receive_ms = meta.first_receive_ms();
                 out.push(Outgoing { number: n, message });
             }
         }

@@ -412,11 +412,17 @@ impl QueueState {
     pub fn plan_receive(&mut self, max: usize, now_ms: u64, visibility_ms: u64, policy: &Policy) -> (Vec<Event>, Vec<u64>) {
         let mut events = Vec::new();
         let mut dead = Vec::new();
-        let deliver = |s: &mut QueueState, n: u64, events: &mut Vec<Event>, dead: &mut Vec<u64>| -> bool {
+        // A number can sit in more than one ready structure (lazy deletion), and its state only
+        // changes when the events are applied: remember what this plan already took.
+        let mut chosen = std::collections::HashSet::new();
+        let mut deliver = |s: &mut QueueState, n: u64, events: &mut Vec<Event>, dead: &mut Vec<u64>| -> bool {
             let m = match s.slots.get(n) {
                 Some(m) if m.state == MsgState::Ready => *m,
                 _ => return false,
             };
+            if !chosen.insert(n) {
+                return false;
+            }
             if let Some(max_rc) = policy.max_receive_count {
                 if m.receive_count >= max_rc {
                     s.set_state(n, MsgState::Moving);
@@ -434,11 +440,12 @@ impl QueueState {
             true
         };
         if self.fifo {
+            let mut served = std::collections::HashSet::new();
             while events.len() < max {
                 let Some(g) = self.ready_groups.pop_front() else { break };
                 let group = &mut self.groups[g as usize];
                 group.scheduled = false;
-                if group.blocked > 0 {
+                if group.blocked > 0 || !served.insert(g) {
                     continue;
                 }
                 let candidates: Vec<u64> = group.msgs.iter().map(|&(_, n)| n).collect();

@@ -1,0 +1,424 @@
+//! One stream partition: a `ferry-log` log of record batches, exposed directly.
+//!
+//! ```text
+//! <stream dir>/<index>/log/          the ferry-log directory (one entry per record batch)
+//! <stream dir>/<index>/start_offset  logical log start set by DeleteRecords (absent = 0)
+//! ```
+//!
+//! Appends are decided under the partition mutex (sequence checks, base offset patching,
+//! `Log::append`, which assigns offsets without I/O); the caller then waits for durability
+//! without the lock. Readers only ever see the durable prefix (the high watermark), so a
+//! consumer never sees a record that a crash could take back.
+
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use ferry_log::{Entry, Log, LogConfig, LogError};
+use parking_lot::Mutex;
+
+use super::batch::{self, BatchHeader};
+use super::producer::{ProducerTable, SequenceCheck};
+use super::StreamError;
+
+/// How a partition stamps record timestamps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampType {
+    /// The producer's timestamp is kept.
+    CreateTime,
+    /// The broker overwrites the batch timestamp with the append time.
+    LogAppendTime,
+}
+
+pub struct Partition {
+    pub index: u32,
+    dir: PathBuf,
+    log: Log,
+    state: Mutex<PartitionState>,
+}
+
+struct PartitionState {
+    producers: ProducerTable,
+    /// Logical start (DeleteRecords); the log may still hold older segments.
+    start_offset: u64,
+}
+
+/// The result of an append, before durability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the first record of the request.
+    pub base_offset: u64,
+    /// Wait until the log is durable below this offset before acknowledging.
+    pub durable_at: u64,
+    /// Broker timestamp when the stream uses log-append time, else -1.
+    pub log_append_time_ms: i64,
+    /// True when every batch was a duplicate of one already stored.
+    pub duplicate: bool,
+}
+
+/// Stored batches read from a partition.
+#[derive(Clone, Debug, Default)]
+pub struct ReadBatches {
+    /// Concatenated record batches (may start before the requested offset).
+    pub records: Bytes,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+}
+
+impl Partition {
+    pub fn open(dir: &Path, index: u32, config: LogConfig) -> Result<Partition, StreamError> {
+        std::fs::create_dir_all(dir).map_err(|e| StreamError::io(dir, e))?;
+        let log = Log::open(dir.join("log"), config)?;
+        let start_path = dir.join("start_offset");
+        let start_offset = match std::fs::read_to_string(&start_path) {
+            Ok(s) => s.trim().parse::<u64>().unwrap_or(0),
+            Err(_) => 0,
+        };
+        let mut producers = ProducerTable::default();
+        // Rebuild the idempotent-producer state from the stored batch headers.
+        let mut offset = log.start_offset();
+        let end = log.next_offset();
+        while offset < end {
+            let entries = log.read(offset, 4 << 20)?;
+            let Some(last) = entries.last() else { break };
+            offset = last.next_offset();
+            for entry in &entries {
+                if let Ok(header) = batch::parse_header(&entry.payload) {
+                    if header.is_idempotent() {
+                        producers.record(&header, entry.offset);
+                    }
+                }
+            }
+        }
+        Ok(Partition {
+            index,
+            dir: dir.to_path_buf(),
+            log,
+            state: Mutex::new(PartitionState {
+                producers,
+                start_offset,
+            }),
+        })
+    }
+
+    /// Validates and appends the record batches in `records`.
+    pub fn append(
+        &self,
+        records: Bytes,
+        timestamp_type: TimestampType,
+        max_batch_bytes: usize,
+        now_ms: i64,
+    ) -> Result<Appended, StreamError> {
+        let batches = batch::split_batches(records)?;
+        for (header, bytes) in &batches {
+            if bytes.len() > max_batch_bytes {
+                return Err(StreamError::MessageTooLarge {
+                    size: bytes.len(),
+                    max: max_batch_bytes,
+                });
+            }
+            if header.is_transactional() || header.is_control() {
+                return Err(StreamError::InvalidBatch(
+                    "transactional batches are not supported".into(),
+                ));
+            }
+        }
+        let mut state = self.state.lock();
+        let mut next = self.log.next_offset();
+        let mut entries = Vec::with_capacity(batches.len());
+        let mut to_record: Vec<(BatchHeader, u64)> = Vec::new();
+        let mut first: Option<u64> = None;
+        let mut duplicate_end = 0u64;
+        for (header, mut bytes) in batches {
+            if header.is_idempotent() {
+                match state.producers.check(&header)? {
+                    SequenceCheck::Duplicate { base_offset } => {
+                        first.get_or_insert(base_offset);
+                        duplicate_end = duplicate_end
+                            .max(base_offset + u64::from(header.offset_count()));
+                        continue;
+                    }
+                    SequenceCheck::Append => {}
+                }
+            }
+            batch::set_base_offset(&mut bytes, next);
+            let mut ts = header.max_timestamp;
+            if timestamp_type == TimestampType::LogAppendTime {
+                batch::set_log_append_time(&mut bytes, now_ms);
+                ts = now_ms;
+            }
+            if ts < 0 {
+                ts = now_ms;
+            }
+            first.get_or_insert(next);
+            if header.is_idempotent() {
+                to_record.push((header.clone(), next));
+            }
+            next += u64::from(header.offset_count());
+            entries.push(Entry {
+                timestamp_ms: ts,
+                offset_count: header.offset_count(),
+                payload: bytes.freeze(),
+            });
+        }
+        let duplicate = entries.is_empty();
+        let durable_at = if duplicate {
+            duplicate_end.min(self.log.next_offset())
+        } else {
+            let appended = self.log.append(&entries)?;
+            debug_assert_eq!(appended.next_offset, next);
+            for (header, base) in &to_record {
+                state.producers.record(header, *base);
+            }
+            appended.next_offset
+        };
+        drop(state);
+        Ok(Appended {
+            base_offset: first.unwrap_or(0),
+            durable_at,
+            log_append_time_ms: if timestamp_type == TimestampType::LogAppendTime {
+                now_ms
+            } else {
+                -1
+            },
+            duplicate,
+        })
+    }
+
+    /// Waits until everything below `offset` is durable.
+    pub async fn wait_durable(&self, offset: u64) -> Result<(), StreamError> {
+        Ok(self.log.wait_durable(offset).await?)
+    }
+
+    /// Batches from the one containing `from`, up to about `max_bytes` (at least one batch).
+    pub fn read(&self, from: u64, max_bytes: usize) -> Result<ReadBatches, StreamError> {
+        let high_watermark = self.high_watermark();
+        let log_start_offset = self.log_start_offset();
+        if from < log_start_offset || from > high_watermark {
+            return Err(StreamError::OffsetOutOfRange {
+                offset: from,
+                start: log_start_offset,
+                end: high_watermark,
+            });
+        }
+        let mut out = BytesMut::new();
+        if from < high_watermark {
+            let entries = match self.log.read(from, max_bytes) {
+                Ok(e) => e,
+                // Retention removed the segment between the check and the read.
+                Err(LogError::OffsetOutOfRange { start, next, .. }) => {
+                    return Err(StreamError::OffsetOutOfRange {
+                        offset: from,
+                        start,
+                        end: next,
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for entry in entries {
+                if entry.offset >= high_watermark {
+                    break;
+                }
+                out.extend_from_slice(&entry.payload);
+            }
+        }
+        Ok(ReadBatches {
+            records: out.freeze(),
+            high_watermark,
+            log_start_offset,
+        })
+    }
+
+    /// Offsets below this are durable and visible to consumers.
+    pub fn high_watermark(&self) -> u64 {
+        self.log.durable_offset()
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.log.start_offset().max(self.state.lock().start_offset)
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
+    /// First offset whose record timestamp is `>= timestamp_ms`, with that timestamp.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(u64, i64)>, StreamError> {
+        let hw = self.high_watermark();
+        let start = self.log_start_offset();
+        let Some(entry_offset) = self.log.offset_for_timestamp(timestamp_ms)? else {
+            return Ok(None);
+        };
+        // The entry's timestamp is its batch's max; find the first matching record inside.
+        let mut offset = entry_offset.max(start);
+        while offset < hw {
+            let entries = self.log.read(offset, 1 << 20)?;
+            if entries.is_empty() {
+                break;
+            }
+            for entry in &entries {
+                if entry.offset >= hw {
+                    return Ok(None);
+                }
+                if entry.timestamp_ms < timestamp_ms {
+                    continue;
+                }
+                let log_append = batch::parse_header(&entry.payload)
+                    .map(|h| h.attributes & (1 << 3) != 0)
+                    .unwrap_or(false);
+                if log_append {
+                    return Ok(Some((entry.offset.max(start), entry.timestamp_ms)));
+                }
+                let records = batch::decode_records(&entry.payload)?;
+                if let Some(r) = records
+                    .iter()
+                    .find(|r| r.timestamp_ms >= timestamp_ms && r.offset >= start)
+                {
+                    return Ok(Some((r.offset, r.timestamp_ms)));
+                }
+            }
+            offset = entries.last().map_or(hw, |e| e.next_offset());
+        }
+        Ok(None)
+    }
+
+    /// DeleteRecords: makes `offset` the new logical start (`offset <= high watermark`).
+    pub fn delete_records_before(&self, offset: u64) -> Result<u64, StreamError> {
+        let hw = self.high_watermark();
+        if offset > hw {
+            return Err(StreamError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset(),
+                end: hw,
+            });
+        }
+        {
+            let mut state = self.state.lock();
+            if offset > state.start_offset {
+                super::producer::write_atomic(
+                    &self.dir.join("start_offset"),
+                    offset.to_string().as_bytes(),
+                )?;
+                state.start_offset = offset;
+            }
+        }
+        self.log.truncate_before(offset)?;
+        Ok(self.log_start_offset())
+    }
+
+    /// Retention: deletes whole segments below `offset` (never past the high watermark).
+    pub fn truncate_before(&self, offset: u64) -> Result<u64, StreamError> {
+        Ok(self.log.truncate_before(offset.min(self.high_watermark()))?)
+    }
+
+    pub fn segments(&self) -> Vec<ferry_log::SegmentInfo> {
+        self.log.segments()
+    }
+
+    pub fn close(&self) -> Result<(), StreamError> {
+        Ok(self.log.close()?)
+    }
+
+    pub fn producer_count(&self) -> usize {
+        self.state.lock().producers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::batch::{encode_records, NewRecord};
+
+    fn records(n: usize, ts: i64) -> Bytes {
+        let recs: Vec<NewRecord> = (0..n)
+            .map(|i| NewRecord {
+                value: Some(Bytes::from(format!("v{i}"))),
+                timestamp_ms: Some(ts + i as i64),
+                ..Default::default()
+            })
+            .collect();
+        encode_records(&recs, 0).unwrap()
+    }
+
+    /// An idempotent batch: producer fields patched into an encoded batch, CRC recomputed.
+    fn idempotent(n: usize, pid: i64, seq: i32) -> Bytes {
+        let mut b = BytesMut::from(&records(n, 1)[..]);
+        b[43..51].copy_from_slice(&pid.to_be_bytes());
+        b[51..53].copy_from_slice(&0i16.to_be_bytes());
+        b[53..57].copy_from_slice(&seq.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b.freeze()
+    }
+
+    #[tokio::test]
+    async fn append_read_and_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), 0, LogConfig::default()).unwrap();
+        let a = p
+            .append(records(3, 1000), TimestampType::CreateTime, 1 << 20, 5)
+            .unwrap();
+        assert_eq!(a.base_offset, 0);
+        p.wait_durable(a.durable_at).await.unwrap();
+        let b = p
+            .append(records(2, 2000), TimestampType::CreateTime, 1 << 20, 5)
+            .unwrap();
+        assert_eq!(b.base_offset, 3);
+        p.wait_durable(b.durable_at).await.unwrap();
+        assert_eq!(p.high_watermark(), 5);
+        let read = p.read(0, 1 << 20).unwrap();
+        let decoded = batch::decode_records(&read.records).unwrap();
+        assert_eq!(decoded.len(), 5);
+        assert_eq!(decoded[4].offset, 4);
+        // Reading from inside the second batch returns that whole batch.
+        let read = p.read(4, 1 << 20).unwrap();
+        assert_eq!(batch::decode_records(&read.records).unwrap()[0].offset, 3);
+        assert_eq!(p.read(5, 100).unwrap().records.len(), 0);
+        assert!(matches!(
+            p.read(6, 100),
+            Err(StreamError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(p.offset_for_timestamp(1001).unwrap(), Some((1, 1001)));
+        assert_eq!(p.offset_for_timestamp(2000).unwrap(), Some((3, 2000)));
+        assert_eq!(p.offset_for_timestamp(9999).unwrap(), None);
+        assert!(matches!(
+            p.append(records(3, 0), TimestampType::CreateTime, 10, 5),
+            Err(StreamError::MessageTooLarge { .. })
+        ));
+        assert_eq!(p.delete_records_before(2).unwrap(), 2);
+        assert!(p.read(1, 100).is_err());
+    }
+
+    #[tokio::test]
+    async fn idempotent_state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let p = Partition::open(dir.path(), 0, LogConfig::default()).unwrap();
+            let a = p
+                .append(idempotent(2, 9, 0), TimestampType::CreateTime, 1 << 20, 0)
+                .unwrap();
+            p.wait_durable(a.durable_at).await.unwrap();
+            let b = p
+                .append(idempotent(2, 9, 2), TimestampType::CreateTime, 1 << 20, 0)
+                .unwrap();
+            p.wait_durable(b.durable_at).await.unwrap();
+            p.close().unwrap();
+        }
+        let p = Partition::open(dir.path(), 0, LogConfig::default()).unwrap();
+        // A retry after restart is recognised, not re-appended.
+        let dup = p
+            .append(idempotent(2, 9, 2), TimestampType::CreateTime, 1 << 20, 0)
+            .unwrap();
+        assert!(dup.duplicate);
+        assert_eq!(dup.base_offset, 2);
+        assert_eq!(p.high_watermark(), 4);
+        assert!(matches!(
+            p.append(idempotent(1, 9, 7), TimestampType::CreateTime, 1 << 20, 0),
+            Err(StreamError::OutOfOrderSequence { .. })
+        ));
+        let next = p
+            .append(idempotent(1, 9, 4), TimestampType::CreateTime, 1 << 20, 0)
+            .unwrap();
+        assert_eq!(next.base_offset, 4);
+    }
+}

@@ -1,0 +1,285 @@
+//! Idempotent producers: per-partition sequence tracking and producer id allocation.
+//!
+//! A producer (id, epoch) numbers its batches per partition with consecutive sequence numbers.
+//! The partition remembers, per producer, the epoch and the last [`CACHED_BATCHES`] batches
+//! (first and last sequence, first offset). A batch is then:
+//!
+//! - **the next one** (`base_sequence == last + 1`, or 0 under a newer epoch): appended;
+//! - **a duplicate** of a cached batch (a retry after a lost answer): acknowledged with the
+//!   original offset and not appended again;
+//! - anything else: refused with `OutOfOrderSequence` (or `InvalidProducerEpoch` for an old
+//!   epoch). The client then retries in order.
+//!
+//! The state is not written anywhere of its own: every stored batch carries its producer id,
+//! epoch and sequences, so opening a partition rebuilds the table by scanning its batch
+//! headers. That makes it survive `kill -9` exactly as far as the batches themselves do.
+//!
+//! Producer ids come from [`ProducerIds`], a counter persisted in blocks of
+//! [`ID_BLOCK`] so ids are never reused after a restart.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+
+use super::batch::{add_sequence, BatchHeader};
+use super::StreamError;
+
+/// Kafka clients keep at most five batches in flight per partition, so five are remembered.
+pub const CACHED_BATCHES: usize = 5;
+/// Producer ids are reserved on disk this many at a time.
+pub const ID_BLOCK: i64 = 1000;
+/// Bound on producers remembered per partition (the oldest-seen are forgotten first).
+pub const MAX_PRODUCERS_PER_PARTITION: usize = 100_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CachedBatch {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: u64,
+}
+
+#[derive(Clone, Debug)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<CachedBatch>,
+    /// Monotonic counter of the last update, for eviction.
+    touched: u64,
+}
+
+/// What to do with an incoming idempotent batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    Append,
+    /// Already stored at this base offset.
+    Duplicate { base_offset: u64 },
+}
+
+/// Per-partition producer state.
+#[derive(Debug, Default)]
+pub struct ProducerTable {
+    producers: HashMap<i64, ProducerEntry>,
+    clock: u64,
+}
+
+impl ProducerTable {
+    /// Decides what to do with `batch` (which must be idempotent).
+    pub fn check(&self, batch: &BatchHeader) -> Result<SequenceCheck, StreamError> {
+        let Some(entry) = self.producers.get(&batch.producer_id) else {
+            // Unknown producer: its first batch on this partition, or its state was removed
+            // with old segments. Accept and start tracking from here.
+            return Ok(SequenceCheck::Append);
+        };
+        if batch.producer_epoch < entry.epoch {
+            return Err(StreamError::InvalidProducerEpoch);
+        }
+        if batch.producer_epoch > entry.epoch {
+            return if batch.base_sequence == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(StreamError::OutOfOrderSequence {
+                    expected: 0,
+                    got: batch.base_sequence,
+                })
+            };
+        }
+        let last = batch.last_sequence();
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == batch.base_sequence && b.last_seq == last)
+        {
+            return Ok(SequenceCheck::Duplicate {
+                base_offset: dup.base_offset,
+            });
+        }
+        let expected = entry
+            .batches
+            .back()
+            .map_or(0, |b| add_sequence(b.last_seq, 1));
+        if batch.base_sequence == expected {
+            Ok(SequenceCheck::Append)
+        } else {
+            Err(StreamError::OutOfOrderSequence {
+                expected,
+                got: batch.base_sequence,
+            })
+        }
+    }
+
+    /// Records an appended (or recovered) idempotent batch stored at `base_offset`.
+    pub fn record(&mut self, batch: &BatchHeader, base_offset: u64) {
+        self.clock += 1;
+        let clock = self.clock;
+        let entry = self
+            .producers
+            .entry(batch.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: batch.producer_epoch,
+                batches: VecDeque::new(),
+                touched: clock,
+            });
+        if batch.producer_epoch != entry.epoch {
+            entry.epoch = batch.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.touched = clock;
+        entry.batches.push_back(CachedBatch {
+            first_seq: batch.base_sequence,
+            last_seq: batch.last_sequence(),
+            base_offset,
+        });
+        while entry.batches.len() > CACHED_BATCHES {
+            entry.batches.pop_front();
+        }
+        if self.producers.len() > MAX_PRODUCERS_PER_PARTITION {
+            if let Some((&oldest, _)) = self.producers.iter().min_by_key(|(_, e)| e.touched) {
+                self.producers.remove(&oldest);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+}
+
+/// Allocates producer ids that are unique across restarts.
+pub struct ProducerIds {
+    path: PathBuf,
+    state: Mutex<(i64, i64)>, // (next, reserved_until)
+}
+
+impl ProducerIds {
+    pub fn open(dir: &Path) -> Result<ProducerIds, StreamError> {
+        let path = dir.join("producer_ids");
+        let reserved = match fs::read_to_string(&path) {
+            Ok(s) => s.trim().parse::<i64>().map_err(|e| {
+                StreamError::Storage(format!("{} is corrupt: {e}", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(StreamError::io(&path, e)),
+        };
+        // Everything below the reservation may have been handed out before a crash.
+        Ok(ProducerIds {
+            path,
+            state: Mutex::new((reserved, reserved)),
+        })
+    }
+
+    /// The next producer id (reserving a new block on disk when needed).
+    pub fn next(&self) -> Result<i64, StreamError> {
+        let mut state = self.state.lock();
+        if state.0 >= state.1 {
+            let until = state.1 + ID_BLOCK;
+            write_atomic(&self.path, until.to_string().as_bytes())?;
+            state.1 = until;
+        }
+        let id = state.0;
+        state.0 += 1;
+        Ok(id)
+    }
+}
+
+/// Writes `data` to `path` atomically (temp file, fsync, rename, directory fsync).
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StreamError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).map_err(|e| StreamError::io(&tmp, e))?;
+    f.write_all(data).map_err(|e| StreamError::io(&tmp, e))?;
+    f.sync_data().map_err(|e| StreamError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| StreamError::io(path, e))?;
+    if let Some(parent) = path.parent() {
+        if let Ok(d) = fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(pid: i64, epoch: i16, seq: i32, n: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            last_offset_delta: n - 1,
+            attributes: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: n,
+        }
+    }
+
+    #[test]
+    fn in_order_duplicate_and_gap() {
+        let mut t = ProducerTable::default();
+        let b0 = batch(7, 0, 0, 3);
+        assert_eq!(t.check(&b0).unwrap(), SequenceCheck::Append);
+        t.record(&b0, 100);
+        let b1 = batch(7, 0, 3, 2);
+        assert_eq!(t.check(&b1).unwrap(), SequenceCheck::Append);
+        t.record(&b1, 103);
+        // A retry of either batch is a duplicate with its original offset.
+        assert_eq!(
+            t.check(&b0).unwrap(),
+            SequenceCheck::Duplicate { base_offset: 100 }
+        );
+        assert_eq!(
+            t.check(&b1).unwrap(),
+            SequenceCheck::Duplicate { base_offset: 103 }
+        );
+        // A gap is out of order.
+        assert!(matches!(
+            t.check(&batch(7, 0, 9, 1)),
+            Err(StreamError::OutOfOrderSequence {
+                expected: 5,
+                got: 9
+            })
+        ));
+        // Old epoch is fenced; a new epoch restarts at 0.
+        assert!(matches!(
+            t.check(&batch(7, -1, 5, 1)),
+            Err(StreamError::InvalidProducerEpoch)
+        ));
+        assert_eq!(t.check(&batch(7, 1, 0, 1)).unwrap(), SequenceCheck::Append);
+        assert!(t.check(&batch(7, 1, 4, 1)).is_err());
+    }
+
+    #[test]
+    fn only_last_five_batches_are_remembered() {
+        let mut t = ProducerTable::default();
+        for i in 0..8 {
+            let b = batch(1, 0, i, 1);
+            assert_eq!(t.check(&b).unwrap(), SequenceCheck::Append);
+            t.record(&b, i as u64);
+        }
+        assert_eq!(
+            t.check(&batch(1, 0, 7, 1)).unwrap(),
+            SequenceCheck::Duplicate { base_offset: 7 }
+        );
+        assert!(t.check(&batch(1, 0, 1, 1)).is_err());
+    }
+
+    #[test]
+    fn producer_ids_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ProducerIds::open(dir.path()).unwrap();
+        let a = ids.next().unwrap();
+        let b = ids.next().unwrap();
+        assert_ne!(a, b);
+        drop(ids);
+        let ids = ProducerIds::open(dir.path()).unwrap();
+        let c = ids.next().unwrap();
+        assert!(c > b);
+    }
+}
