@@ -1,0 +1,458 @@
+//! `ferry bench`: a load generator with N producers and N consumers against a running server.
+//!
+//! Producers send batches whose bodies start with the send time (16 hex digits of microseconds
+//! since the Unix epoch) padded to `--size`. Consumers receive in batches, record the
+//! end-to-end latency of each message from that timestamp, and delete each batch. Only the
+//! measurement window (after `--warmup`, for `--duration`) counts. "Acknowledged" means deleted:
+//! the figure that matters for a work queue.
+
+mod http;
+mod target;
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::client::CliError;
+use target::Target;
+
+/// Width of the timestamp prefix of every body.
+const STAMP_LEN: usize = 16;
+/// Highest latency the histograms track (60 s, in µs).
+const MAX_LATENCY_US: u64 = 60_000_000;
+/// Pause after a failed request so a failing server is not hammered.
+const ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Concurrent producers.
+    #[arg(long, default_value_t = 4)]
+    pub producers: usize,
+    /// Concurrent consumers.
+    #[arg(long, default_value_t = 4)]
+    pub consumers: usize,
+    /// Message body size in bytes (at least 16).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub size: u32,
+    /// Messages per send, receive and delete request (1..=100).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub batch: u32,
+    /// Length of the measurement, e.g. 10s, 500ms, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Load before measuring starts (not counted).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Cap on the total send rate in messages per second (default: as fast as possible).
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate: Option<u64>,
+    /// Queue to use; created if missing and purged before the run.
+    #[arg(long, default_value = "bench")]
+    pub queue: String,
+    /// Consumers' long-poll wait in seconds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub wait: u32,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit {unit:?}; use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Phases of a run, shared by every worker.
+const WARMUP: u8 = 0;
+const MEASURING: u8 = 1;
+const STOPPED: u8 = 2;
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    acknowledged: AtomicU64,
+    errors: AtomicU64,
+}
+
+struct Shared {
+    phase: AtomicU8,
+    counters: Counters,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Relaxed)
+    }
+
+    fn error(&self, e: anyhow::Error) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert_with(|| format!("{e:#}"));
+        }
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub count: u64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        Percentiles {
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            count: h.len(),
+        }
+    }
+}
+
+/// The result of a run; `--json` prints it as one line.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub target: &'static str,
+    pub producers: usize,
+    pub consumers: usize,
+    pub size: u32,
+    pub batch: u32,
+    pub duration_s: f64,
+    pub sent_per_sec: f64,
+    pub received_per_sec: f64,
+    /// Fully acknowledged (deleted) messages per second.
+    pub acknowledged_per_sec: f64,
+    pub sent: u64,
+    pub received: u64,
+    pub acknowledged: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Per send request (one batch).
+    pub publish_latency_us: Percentiles,
+    /// From the send timestamp in the body to receipt.
+    pub end_to_end_latency_us: Percentiles,
+}
+
+pub fn run(server: &str, args: BenchArgs, json_output: bool) -> Result<(), CliError> {
+    if args.producers == 0 || args.consumers == 0 {
+        return Err(CliError::Usage(
+            "--producers and --consumers must be at least 1".into(),
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;
+    let target = http::HttpTarget::new(server).map_err(|e| CliError::Other(e.to_string()))?;
+    let report = runtime.block_on(drive(target, &args, server))?;
+    if json_output {
+        println!(
+            "{}",
+            serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        print_report(&report, &args);
+    }
+    if report.acknowledged == 0 {
+        return Err(CliError::Other(format!(
+            "no message was acknowledged{}",
+            report
+                .first_error
+                .as_deref()
+                .map(|e| format!(" (first error: {e})"))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn histogram() -> Result<Histogram<u64>, CliError> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+        .map_err(|e| CliError::Other(format!("cannot create a latency histogram: {e}")))
+}
+
+async fn drive<T: Target>(target: T, args: &BenchArgs, server: &str) -> Result<Report, CliError> {
+    target.prepare(&args.queue).await.map_err(|e| {
+        let connect = e
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_connect());
+        if connect {
+            CliError::Connect {
+                server: server.to_string(),
+                reason: format!("{e:#}"),
+            }
+        } else {
+            CliError::Other(format!("{e:#}"))
+        }
+    })?;
+    let shared = Arc::new(Shared {
+        phase: AtomicU8::new(WARMUP),
+        counters: Counters::default(),
+        first_error: Mutex::new(None),
+    });
+    let padding: Arc<str> = "x".repeat(args.size as usize).into();
+    let per_producer_rate = args
+        .rate
+        .map(|r| (r as f64 / args.producers as f64).max(0.001));
+
+    let empty = histogram()?;
+    let mut producers = Vec::new();
+    for _ in 0..args.producers {
+        producers.push(tokio::spawn(produce(
+            empty.clone(),
+            target.clone(),
+            args.queue.clone(),
+            shared.clone(),
+            padding.clone(),
+            args.batch as usize,
+            per_producer_rate,
+        )));
+    }
+    let mut consumers = Vec::new();
+    for _ in 0..args.consumers {
+        consumers.push(tokio::spawn(consume(
+            empty.clone(),
+            target.clone(),
+            args.queue.clone(),
+            shared.clone(),
+            args.batch as usize,
+            args.wait,
+        )));
+    }
+
+    tokio::time::sleep(args.warmup).await;
+    shared.phase.store(MEASURING, Ordering::SeqCst);
+    let start = Instant::now();
+    tokio::time::sleep(args.duration).await;
+    shared.phase.store(STOPPED, Ordering::SeqCst);
+    let elapsed = start.elapsed().as_secs_f64();
+
+    let mut publish = empty.clone();
+    for p in producers {
+        if let Ok(h) = p.await {
+            let _ = publish.add(&h);
+        }
+    }
+    let mut end_to_end = empty.clone();
+    for c in consumers {
+        if let Ok(h) = c.await {
+            let _ = end_to_end.add(&h);
+        }
+    }
+    let c = &shared.counters;
+    let (sent, received, acknowledged) = (
+        c.sent.load(Ordering::SeqCst),
+        c.received.load(Ordering::SeqCst),
+        c.acknowledged.load(Ordering::SeqCst),
+    );
+    let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
+    Ok(Report {
+        target: "http",
+        producers: args.producers,
+        consumers: args.consumers,
+        size: args.size,
+        batch: args.batch,
+        duration_s: elapsed,
+        sent_per_sec: sent as f64 / elapsed,
+        received_per_sec: received as f64 / elapsed,
+        acknowledged_per_sec: acknowledged as f64 / elapsed,
+        sent,
+        received,
+        acknowledged,
+        errors: c.errors.load(Ordering::SeqCst),
+        first_error,
+        publish_latency_us: Percentiles::of(&publish),
+        end_to_end_latency_us: Percentiles::of(&end_to_end),
+    })
+}
+
+/// Sends batches until stopped; returns its publish-latency histogram.
+async fn produce<T: Target>(
+    mut latency: Histogram<u64>,
+    target: T,
+    queue: String,
+    shared: Arc<Shared>,
+    padding: Arc<str>,
+    batch: usize,
+    rate: Option<f64>,
+) -> Histogram<u64> {
+    let mut pacer = rate.map(|r| {
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(batch as f64 / r));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    while shared.phase() != STOPPED {
+        if let Some(pacer) = pacer.as_mut() {
+            pacer.tick().await;
+        }
+        let stamp = format!("{:016x}", now_us());
+        let tail = &padding[STAMP_LEN.min(padding.len())..];
+        let bodies: Vec<String> = (0..batch).map(|_| format!("{stamp}{tail}")).collect();
+        let started = Instant::now();
+        match target.send(&queue, bodies).await {
+            Ok(accepted) => {
+                if shared.phase() == MEASURING {
+                    shared
+                        .counters
+                        .sent
+                        .fetch_add(accepted as u64, Ordering::Relaxed);
+                    let _ = latency.record((started.elapsed().as_micros() as u64).max(1));
+                }
+            }
+            Err(e) => {
+                shared.error(e);
+                tokio::time::sleep(ERROR_BACKOFF).await;
+            }
+        }
+    }
+    latency
+}
+
+/// Receives and deletes batches until stopped; returns its end-to-end latency histogram.
+async fn consume<T: Target>(
+    mut latency: Histogram<u64>,
+    target: T,
+    queue: String,
+    shared: Arc<Shared>,
+    batch: usize,
+    wait: u32,
+) -> Histogram<u64> {
+    while shared.phase() != STOPPED {
+        let deliveries = match target.receive(&queue, batch, wait).await {
+            Ok(d) => d,
+            Err(e) => {
+                shared.error(e);
+                tokio::time::sleep(ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        if deliveries.is_empty() {
+            continue;
+        }
+        let measuring = shared.phase() == MEASURING;
+        if measuring {
+            let now = now_us();
+            for d in &deliveries {
+                let sent_at = d
+                    .body
+                    .get(..STAMP_LEN)
+                    .and_then(|s| u64::from_str_radix(s, 16).ok());
+                if let Some(sent_at) = sent_at {
+                    let _ = latency.record(now.saturating_sub(sent_at).max(1));
+                }
+            }
+            shared
+                .counters
+                .received
+                .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+        }
+        let tokens = deliveries.into_iter().map(|d| d.ack_token).collect();
+        match target.ack(&queue, tokens).await {
+            Ok(n) => {
+                if shared.phase() == MEASURING {
+                    shared
+                        .counters
+                        .acknowledged
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+            Err(e) => shared.error(e),
+        }
+    }
+    latency
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+fn print_report(r: &Report, args: &BenchArgs) {
+    println!(
+        "ferry bench: {} producers, {} consumers, {}-byte messages, batches of {}, {:.1}s measured after {:.1}s warmup, queue {}{}",
+        r.producers,
+        r.consumers,
+        r.size,
+        r.batch,
+        r.duration_s,
+        args.warmup.as_secs_f64(),
+        args.queue,
+        args.rate.map(|x| format!(", rate cap {x} msg/s")).unwrap_or_default()
+    );
+    println!(
+        "  sent          {:>12.0} msg/s  ({} messages)",
+        r.sent_per_sec, r.sent
+    );
+    println!(
+        "  received      {:>12.0} msg/s  ({} messages)",
+        r.received_per_sec, r.received
+    );
+    println!(
+        "  acknowledged  {:>12.0} msg/s  ({} messages deleted)",
+        r.acknowledged_per_sec, r.acknowledged
+    );
+    for (name, p) in [
+        ("publish latency (per batch)", &r.publish_latency_us),
+        ("end-to-end latency", &r.end_to_end_latency_us),
+    ] {
+        println!(
+            "  {name:<28} p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            ms(p.p50),
+            ms(p.p90),
+            ms(p.p99),
+            ms(p.p999),
+            ms(p.max)
+        );
+    }
+    if r.errors > 0 {
+        println!(
+            "  errors        {} (first: {})",
+            r.errors,
+            r.first_error.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+}
