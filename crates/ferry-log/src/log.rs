@@ -114,9 +114,8 @@ impl Log {
 
     /// Assigns offsets to `entries`, in call order, and queues them for the writer thread.
     ///
-    /// Does not wait for the disk, with one exception: when more than
-    /// [`MAX_QUEUED_BYTES`](crate::queue::MAX_QUEUED_BYTES) are waiting to be written, it
-    /// blocks until the writer catches up (back-pressure keeps memory bounded).
+    /// Does not wait for the disk, with one exception: when more than 16 MiB are waiting to
+    /// be written, it blocks until the writer catches up (back-pressure keeps memory bounded).
     /// All entries are validated before any is assigned an offset, so a failed call appends
     /// nothing. An `offset_count` of 0 is refused with an `Io` error of kind `InvalidInput`.
     pub fn append(&self, entries: &[Entry]) -> Result<Appended, LogError> {

@@ -177,7 +177,15 @@ impl Segment {
     /// A cursor positioned at the index point at or before `offset`, with the offset of the
     /// frame there and the written size the cursor stops at. `None` if `offset` is not
     /// written in this segment yet.
-    fn seek(&self, offset: u64, readahead_max: usize) -> Option<(FrameCursor<'_>, u64, u64)> {
+    ///
+    /// The cursor reads ahead the bytes up to the next index point (where the frame holding
+    /// `offset` ends at the latest) plus `extra`, at most `readahead_max` per `pread`.
+    fn seek(
+        &self,
+        offset: u64,
+        extra: usize,
+        readahead_max: usize,
+    ) -> Option<(FrameCursor<'_>, u64, u64)> {
         debug_assert!(offset >= self.base_offset);
         let meta = self.meta.read();
         if offset >= meta.next_offset {
@@ -187,7 +195,11 @@ impl Segment {
         let (floor, next_position) = meta.index.floor(relative)?;
         let start = u64::from(floor.position);
         let region = next_position.map_or(meta.size, u64::from) - start;
-        let readahead = (region as usize).clamp(HEADER_BYTES, readahead_max);
+        let readahead = usize::try_from(region)
+            .unwrap_or(usize::MAX)
+            .saturating_add(extra)
+            .min(readahead_max)
+            .max(HEADER_BYTES);
         let cursor = FrameCursor::new(&self.file, start, meta.size, readahead);
         Some((
             cursor,
@@ -198,7 +210,7 @@ impl Segment {
 
     /// The entry containing `offset`, or `None` if it is not written in this segment yet.
     pub(crate) fn read_entry(&self, offset: u64) -> Result<Option<StoredEntry>, LogError> {
-        let Some((mut cursor, mut expected, _)) = self.seek(offset, LOOKUP_READAHEAD_MAX) else {
+        let Some((mut cursor, mut expected, _)) = self.seek(offset, 0, LOOKUP_READAHEAD_MAX) else {
             return Ok(None);
         };
         loop {
@@ -223,8 +235,9 @@ impl Segment {
         budget: &mut usize,
         out: &mut Vec<StoredEntry>,
     ) -> Result<ReadProgress, LogError> {
-        let readahead = budget.saturating_add(HEADER_BYTES).min(RANGE_READAHEAD_MAX);
-        let Some((mut cursor, mut expected, end)) = self.seek(offset, readahead) else {
+        let extra = budget.saturating_add(HEADER_BYTES);
+        let Some((mut cursor, mut expected, end)) = self.seek(offset, extra, RANGE_READAHEAD_MAX)
+        else {
             return Ok(ReadProgress::Exhausted {
                 next_offset: self.next_offset().max(offset),
             });
