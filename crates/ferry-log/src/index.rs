@@ -117,8 +117,8 @@ impl SparseIndex {
         self.entries.get(i.saturating_sub(1)).copied()
     }
 
-    /// Writes both index files and syncs them. The caller syncs the directory.
-    pub(crate) fn persist(&self, index_path: &Path, timeindex_path: &Path) -> io::Result<()> {
+    /// The contents of the `.index` and `.timeindex` files.
+    pub(crate) fn encode(&self) -> (Vec<u8>, Vec<u8>) {
         let mut offsets = Vec::with_capacity(self.entries.len() * OFFSET_ENTRY_BYTES);
         let mut times = Vec::with_capacity(self.entries.len() * TIME_ENTRY_BYTES);
         for e in &self.entries {
@@ -127,8 +127,7 @@ impl SparseIndex {
             times.extend_from_slice(&e.max_timestamp_ms.to_le_bytes());
             times.extend_from_slice(&e.relative_offset.to_le_bytes());
         }
-        write_synced(index_path, &offsets)?;
-        write_synced(timeindex_path, &times)
+        (offsets, times)
     }
 
     /// Loads the index files of a closed segment of `segment_size` bytes. Returns `Ok(None)`
@@ -198,6 +197,17 @@ fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// Writes both index files (as returned by [`SparseIndex::encode`]) and syncs them. The
+/// caller syncs the directory.
+pub(crate) fn write_files(
+    index_path: &Path,
+    timeindex_path: &Path,
+    (offsets, times): &(Vec<u8>, Vec<u8>),
+) -> io::Result<()> {
+    write_synced(index_path, offsets)?;
+    write_synced(timeindex_path, times)
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = File::create(path)?;
     file.write_all(bytes)?;
@@ -251,7 +261,7 @@ mod tests {
         let (ip, tp) = (dir.path().join("a.index"), dir.path().join("a.timeindex"));
         let mut index = index_of(&[(0, 0, 5), (2, 100, 3), (3, 300, 9)], 200);
         index.seal();
-        index.persist(&ip, &tp).unwrap();
+        write_files(&ip, &tp, &index.encode()).unwrap();
         let loaded = SparseIndex::load(&ip, &tp, 400, 200).unwrap().unwrap();
         assert_eq!(loaded.entries, index.entries);
         assert_eq!(loaded.last().unwrap().relative_offset, 3);

@@ -18,7 +18,7 @@ use crate::config::{Durability, LogConfig};
 use crate::cursor::{CursorError, FrameCursor};
 use crate::error::LogError;
 use crate::frame;
-use crate::index::SparseIndex;
+use crate::index::{self, SparseIndex};
 use crate::queue::WRITE_BATCH_MAX_BYTES;
 use crate::segment::{segment_path, sync_dir, Segment, SegmentMeta};
 
@@ -156,8 +156,7 @@ fn recover_closed(
     }
     let mut index = scan.index;
     index.seal();
-    index
-        .persist(&index_path, &timeindex_path)
+    index::write_files(&index_path, &timeindex_path, &index.encode())
         .map_err(LogError::io(&index_path))?;
     let meta = SegmentMeta {
         size,

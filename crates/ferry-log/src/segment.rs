@@ -15,7 +15,7 @@ use crate::cursor::FrameCursor;
 use crate::entry::StoredEntry;
 use crate::error::LogError;
 use crate::frame::HEADER_BYTES;
-use crate::index::SparseIndex;
+use crate::index::{self, SparseIndex};
 
 /// Upper bound on one read-ahead `pread` when scanning for a single entry or a timestamp.
 const LOOKUP_READAHEAD_MAX: usize = 64 << 10;
@@ -151,11 +151,11 @@ impl Segment {
     }
 
     /// Seals the index and writes both index files (synced). The caller syncs the directory.
+    /// Readers are not blocked while the files are written.
     pub(crate) fn persist_index(&self) -> Result<(), LogError> {
-        let mut meta = self.meta.write();
-        meta.index.seal();
-        meta.index
-            .persist(&self.index_path(), &self.timeindex_path())
+        self.meta.write().index.seal();
+        let contents = self.meta.read().index.encode();
+        index::write_files(&self.index_path(), &self.timeindex_path(), &contents)
             .map_err(LogError::io(&self.index_path()))
     }
 

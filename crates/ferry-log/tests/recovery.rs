@@ -6,6 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ferry_log::{Durability, Entry, Log, LogConfig, LogError, StoredEntry};
+use proptest::prelude::*;
 
 /// Every test entry has a 100-byte payload, so every frame is 128 bytes.
 const FRAME: u64 = 128;
@@ -239,4 +240,38 @@ fn orphan_index_files_are_removed_and_missing_segments_are_corruption() {
     assert!(!orphan.exists());
     std::fs::remove_file(&files[1]).unwrap();
     expect_corrupt(Log::open(dir.path(), cfg), &files[2], 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Cutting the last segment at any byte loses exactly the frames that are no longer
+    /// complete, under every durability mode.
+    #[test]
+    fn a_tail_cut_anywhere_keeps_exactly_the_complete_frames(
+        sizes in prop::collection::vec(0usize..300, 1..40),
+        cut in 0.0f64..1.0,
+        durability in prop_oneof![Just(Durability::Always), Just(Durability::Never)],
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(1 << 20, durability);
+        let log = Log::open(dir.path(), cfg.clone()).unwrap();
+        let entries: Vec<Entry> = sizes.iter().enumerate().map(|(i, &n)| Entry::new(i as i64, vec![i as u8; n])).collect();
+        log.append(&entries).unwrap();
+        log.close().unwrap();
+        let path = log.segments()[0].path.clone();
+        let len = std::fs::metadata(&path).unwrap().len();
+        let cut_at = (len as f64 * cut) as u64;
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(cut_at).unwrap();
+
+        let mut end = 0;
+        let complete = sizes.iter().take_while(|&&n| { end += 28 + n as u64; end <= cut_at }).count();
+        let log = Log::open(dir.path(), cfg).unwrap();
+        prop_assert_eq!(log.next_offset(), complete as u64);
+        let read = read_all(&log).unwrap();
+        prop_assert_eq!(read.len(), complete);
+        for (entry, expected) in read.iter().zip(&entries) {
+            prop_assert_eq!(&entry.payload, &expected.payload);
+        }
+    }
 }
