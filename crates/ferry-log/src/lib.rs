@@ -67,6 +67,25 @@
 //! Reads run on the caller's thread with `pread`, concurrently with the writer and each
 //! other. A lookup binary-searches the in-memory sparse index and scans at most one index
 //! interval, so [`Log::read_entry`] is usually one `pread`.
+//!
+//! # Notes for callers
+//!
+//! * [`Log`] is `Clone + Send + Sync`; clones share one writer thread. Offsets are assigned
+//!   in the order `append` calls take the internal lock, so a caller that appends while
+//!   holding its own lock gets log order equal to its own state order.
+//! * Calls that can block the thread: `append` (only under back-pressure, when 16 MiB are
+//!   queued), `read_entry` (only for an offset appended but not yet written, for at most one
+//!   write batch), `wait_durable_blocking`, `close` and dropping the last handle (both wait
+//!   for the final `fdatasync`), `open` and `truncate_before` (file system calls), and reads
+//!   (`pread`). `wait_durable` and `append_durable` wait without blocking.
+//! * `read` returns only entries already written; `read_entry` waits for them. An offset
+//!   inside a multi-offset entry yields that whole entry (its `offset` is the base offset).
+//! * After a failed write or sync the log is poisoned: appends, waits and retention fail
+//!   with [`LogError::Poisoned`]; reads of what was written keep working. Reopen to recover.
+//! * Resources: one writer thread per open log, one file descriptor per segment, and an
+//!   in-memory index of 16 bytes per `index_interval_bytes` of log (0.4% at the default).
+//! * The `on_sync` observer runs on the writer thread: keep it short. If it owns the last
+//!   `Log` handle and drops it, the log closes without waiting for the final sync.
 
 mod config;
 mod cursor;

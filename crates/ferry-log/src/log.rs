@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     /// Offsets assigned so far (mirrors the queue, readable without its lock).
     next_offset: AtomicU64,
     closed: AtomicBool,
+    /// Holds the directory's exclusive `flock` until close (or until the writer is gone).
+    dir_lock: Mutex<Option<File>>,
 }
 
 /// An append-only log of entries in segment files under one directory.
@@ -51,8 +53,6 @@ pub struct Log {
 struct Handle {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// Holds the directory's exclusive `flock` until close.
-    lock: Mutex<Option<File>>,
 }
 
 impl Log {
@@ -94,6 +94,7 @@ impl Log {
             progress: Progress::new(next_offset),
             next_offset: AtomicU64::new(next_offset),
             closed: AtomicBool::new(false),
+            dir_lock: Mutex::new(Some(lock)),
             dir,
             config,
         });
@@ -103,7 +104,6 @@ impl Log {
             handle: Arc::new(Handle {
                 shared,
                 writer: Mutex::new(Some(writer)),
-                lock: Mutex::new(Some(lock)),
             }),
         })
     }
@@ -382,8 +382,13 @@ impl Handle {
         shared.queue.lock().closed = true;
         shared.work_available.notify_one();
         shared.space_available.notify_all();
+        if thread.thread().id() == std::thread::current().id() {
+            // The last handle was dropped by the `on_sync` observer: the writer stops by
+            // itself once the observer returns, and the directory lock goes with it.
+            return Ok(());
+        }
         let joined = thread.join();
-        self.lock.lock().take();
+        shared.dir_lock.lock().take();
         if joined.is_err() {
             return Err(LogError::Poisoned("the writer thread panicked".to_string()));
         }
