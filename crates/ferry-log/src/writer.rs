@@ -20,6 +20,9 @@ use crate::log::Shared;
 use crate::queue::Batch;
 use crate::segment::{sync_dir, Segment};
 
+/// Upper bound on how long the writer lingers for expected appenders (see [`Linger`]).
+const MAX_LINGER: Duration = Duration::from_millis(1);
+
 /// Starts the writer thread appending to `active`, the last segment.
 pub(crate) fn spawn(shared: Arc<Shared>, active: Arc<Segment>) -> std::io::Result<JoinHandle<()>> {
     let writer = Writer {
@@ -27,6 +30,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, active: Arc<Segment>) -> std::io::Resul
         active,
         dirty: false,
         last_sync: Instant::now(),
+        linger: None,
     };
     thread::Builder::new()
         .name("ferry-log-writer".to_string())
@@ -53,6 +57,19 @@ struct Writer {
     /// Bytes were written to `active` since its last `fdatasync`.
     dirty: bool,
     last_sync: Instant,
+    linger: Option<Linger>,
+}
+
+/// Group commit with closed-loop appenders (append, wait, append again) splits them into two
+/// alternating halves: those woken by a sync append while the next batch is already being
+/// written and synced. So after a sync under `Always`, when several appenders are known to be
+/// active, the writer waits until as many appends as it just saw are queued again, for at
+/// most half the last sync's duration (capped at [`MAX_LINGER`]). A lone appender never
+/// lingers, so its latency is unchanged.
+#[derive(Clone, Copy, Debug)]
+struct Linger {
+    appends: usize,
+    until: Instant,
 }
 
 enum Work {
@@ -97,6 +114,17 @@ impl Writer {
 
     fn next_work(&mut self) -> Work {
         let mut queue = self.shared.queue.lock();
+        if let Some(linger) = self.linger.take() {
+            while queue.queued_appends() < linger.appends
+                && queue.is_filling()
+                && !queue.closed
+                && !self
+                    .shared
+                    .work_available
+                    .wait_until(&mut queue, linger.until)
+                    .timed_out()
+            {}
+        }
         loop {
             if let Some(batch) = queue.pop() {
                 self.shared.space_available.notify_all();
@@ -169,7 +197,16 @@ impl Writer {
             bytes: batch.buf.len() as u64,
             entries: batch.frames.len() as u64,
         });
-        self.shared.queue.lock().recycle(batch.buf);
+        let mut queue = self.shared.queue.lock();
+        queue.recycle(batch.buf);
+        if self.shared.config.durability == Durability::Always {
+            // Appenders of this batch that append again, plus those already queued.
+            let appends = batch.appends + queue.queued_appends();
+            self.linger = (appends > 1).then(|| Linger {
+                appends,
+                until: Instant::now() + (duration / 2).min(MAX_LINGER),
+            });
+        }
         Ok(())
     }
 
