@@ -237,7 +237,8 @@ pub fn encode_records(records: &[NewRecord], now_ms: i64) -> Result<Bytes, Strea
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // Constant offset - sequence keeps all records in one batch; base sequence -1.
+            sequence: i as i32 - 1,
             timestamp: r.timestamp_ms.unwrap_or(now_ms),
             key: r.key.clone(),
             value: r.value.clone(),
@@ -282,7 +283,8 @@ mod tests {
         let data = sample(3);
         let mut batches = split_batches(data).unwrap();
         assert_eq!(batches.len(), 1);
-        let (header, ref mut bytes) = batches[0];
+        let (header, bytes) = &mut batches[0];
+        let header = header.clone();
         assert_eq!(header.offset_count(), 3);
         assert_eq!(header.max_timestamp, 1002);
         set_base_offset(bytes, 42);

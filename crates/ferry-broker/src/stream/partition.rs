@@ -282,6 +282,11 @@ impl Partition {
         Ok(None)
     }
 
+    /// Offset of the first entry (batch) whose newest timestamp is `>= timestamp_ms`.
+    pub fn first_entry_at_or_after(&self, timestamp_ms: i64) -> Result<Option<u64>, StreamError> {
+        Ok(self.log.offset_for_timestamp(timestamp_ms)?)
+    }
+
     /// DeleteRecords: makes `offset` the new logical start (`offset <= high watermark`).
     pub fn delete_records_before(&self, offset: u64) -> Result<u64, StreamError> {
         let hw = self.high_watermark();

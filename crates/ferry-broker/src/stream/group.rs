@@ -1,0 +1,762 @@
+//! The consumer group coordinator: membership, generations and rebalances.
+//!
+//! This is Kafka's classic group protocol as a state machine. Time is passed in by the caller
+//! (`now_ms`), so tests drive it deterministically; the server calls [`Coordinator::tick`]
+//! every [`TICK_INTERVAL_MS`].
+//!
+//! ```text
+//!            join                      all members rejoined          leader's sync
+//!  Empty ─────────► PreparingRebalance ─────────────────► Completing ─────────────► Stable
+//!    ▲                 ▲    (or rebalance timeout:             │                       │
+//!    │                 │     absentees removed)                │                       │
+//!    └── last member ──┴──── join / leave / session timeout ───┴───────────────────────┘
+//! ```
+//!
+//! - A join answers only when the rebalance completes: every member answers in the new
+//!   generation, the leader (first member) also gets every member's protocol metadata.
+//! - Sync waits for the leader's assignment, then every member gets its own share.
+//! - Heartbeats keep a member alive; during a rebalance they answer `RebalanceInProgress`
+//!   so the member rejoins. A member unheard for its session timeout is removed.
+//! - Membership is in memory: after a restart consumers rejoin (committed offsets are durable,
+//!   see `offsets.rs`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+/// How often the server should call [`Coordinator::tick`].
+pub const TICK_INTERVAL_MS: u64 = 100;
+/// Accepted session timeouts.
+pub const MIN_SESSION_TIMEOUT_MS: u64 = 1_000;
+pub const MAX_SESSION_TIMEOUT_MS: u64 = 30 * 60_000;
+/// Largest group.
+pub const MAX_GROUP_MEMBERS: usize = 1_000;
+/// Longest group id and member metadata accepted.
+pub const MAX_GROUP_ID_LEN: usize = 255;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    #[error("unknown member id")]
+    UnknownMemberId,
+    #[error("illegal generation")]
+    IllegalGeneration,
+    #[error("rebalance in progress")]
+    RebalanceInProgress,
+    #[error("inconsistent group protocol")]
+    InconsistentGroupProtocol,
+    #[error("invalid session timeout")]
+    InvalidSessionTimeout,
+    #[error("group is not empty")]
+    NonEmptyGroup,
+    #[error("group id not found")]
+    GroupIdNotFound,
+    #[error("invalid group id")]
+    InvalidGroupId,
+    #[error("group is full")]
+    GroupMaxSizeReached,
+    #[error("coordinator is shutting down")]
+    CoordinatorNotAvailable,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl GroupState {
+    /// Kafka's name for the state (ListGroups, DescribeGroups).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
+/// A JoinGroup call.
+#[derive(Clone, Debug)]
+pub struct JoinRequest {
+    pub group_id: String,
+    /// Empty for a new member.
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: u64,
+    pub rebalance_timeout_ms: u64,
+    pub protocol_type: String,
+    /// (protocol name, member metadata), in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinResult {
+    pub generation: i32,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub leader: String,
+    pub member_id: String,
+    /// Every member's metadata for the chosen protocol: only for the leader.
+    pub members: Vec<(String, Bytes)>,
+}
+
+pub type JoinWaiter = oneshot::Receiver<Result<JoinResult, GroupError>>;
+pub type SyncWaiter = oneshot::Receiver<Result<Bytes, GroupError>>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub generation: i32,
+    pub members: Vec<MemberDescription>,
+}
+
+struct Member {
+    client_id: String,
+    client_host: String,
+    session_timeout_ms: u64,
+    rebalance_timeout_ms: u64,
+    protocols: Vec<(String, Bytes)>,
+    last_heard_ms: u64,
+    joined_seq: u64,
+    assignment: Bytes,
+    join_waiter: Option<oneshot::Sender<Result<JoinResult, GroupError>>>,
+    sync_waiter: Option<oneshot::Sender<Result<Bytes, GroupError>>>,
+}
+
+struct Group {
+    state: GroupState,
+    generation: i32,
+    protocol_type: String,
+    protocol: String,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    rebalance_deadline_ms: u64,
+}
+
+impl Group {
+    fn new() -> Group {
+        Group {
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: String::new(),
+            protocol: String::new(),
+            leader: None,
+            members: BTreeMap::new(),
+            rebalance_deadline_ms: 0,
+        }
+    }
+
+    fn prepare_rebalance(&mut self, now_ms: u64) {
+        if self.state == GroupState::CompletingRebalance {
+            for m in self.members.values_mut() {
+                if let Some(w) = m.sync_waiter.take() {
+                    let _ = w.send(Err(GroupError::RebalanceInProgress));
+                }
+            }
+        }
+        if self.state != GroupState::PreparingRebalance {
+            let timeout = self
+                .members
+                .values()
+                .map(|m| m.rebalance_timeout_ms)
+                .max()
+                .unwrap_or(0);
+            self.rebalance_deadline_ms = now_ms + timeout;
+            self.state = GroupState::PreparingRebalance;
+        }
+    }
+
+    /// Completes the join phase if every member rejoined, or the deadline passed.
+    fn try_complete_join(&mut self, now_ms: u64) {
+        if self.state != GroupState::PreparingRebalance {
+            return;
+        }
+        let all_joined = self.members.values().all(|m| m.join_waiter.is_some());
+        if !all_joined && now_ms < self.rebalance_deadline_ms {
+            return;
+        }
+        self.members.retain(|_, m| m.join_waiter.is_some());
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.leader = None;
+            self.protocol.clear();
+            return;
+        }
+        // The first protocol of the longest-standing member that every member supports.
+        let first = self
+            .members
+            .iter()
+            .min_by_key(|(_, m)| m.joined_seq)
+            .map(|(id, _)| id.clone());
+        let leader = match &self.leader {
+            Some(l) if self.members.contains_key(l) => l.clone(),
+            _ => first.unwrap_or_default(),
+        };
+        let protocol = self.members[&leader]
+            .protocols
+            .iter()
+            .map(|(name, _)| name.clone())
+            .find(|name| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+            })
+            .unwrap_or_default();
+        self.protocol = protocol.clone();
+        self.leader = Some(leader.clone());
+        self.state = GroupState::CompletingRebalance;
+        let mut ordered: Vec<(&String, &Member)> = self.members.iter().collect();
+        ordered.sort_by_key(|(_, m)| m.joined_seq);
+        let all: Vec<(String, Bytes)> = ordered
+            .iter()
+            .map(|(id, m)| {
+                let meta = m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == protocol)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default();
+                ((*id).clone(), meta)
+            })
+            .collect();
+        for (id, m) in self.members.iter_mut() {
+            m.last_heard_ms = now_ms;
+            m.assignment = Bytes::new();
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(Ok(JoinResult {
+                    generation: self.generation,
+                    protocol_type: self.protocol_type.clone(),
+                    protocol_name: protocol.clone(),
+                    leader: leader.clone(),
+                    member_id: id.clone(),
+                    members: if *id == leader { all.clone() } else { Vec::new() },
+                }));
+            }
+        }
+    }
+
+    fn remove_member(&mut self, member_id: &str, now_ms: u64) {
+        let Some(mut m) = self.members.remove(member_id) else {
+            return;
+        };
+        if let Some(w) = m.join_waiter.take() {
+            let _ = w.send(Err(GroupError::UnknownMemberId));
+        }
+        if let Some(w) = m.sync_waiter.take() {
+            let _ = w.send(Err(GroupError::UnknownMemberId));
+        }
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.prepare_rebalance(now_ms);
+                self.try_complete_join(now_ms);
+            }
+            GroupState::PreparingRebalance => self.try_complete_join(now_ms),
+            GroupState::Empty => {}
+        }
+    }
+}
+
+/// Every group of the broker.
+pub struct Coordinator {
+    groups: Mutex<HashMap<String, Group>>,
+    seq: Mutex<u64>,
+}
+
+impl Default for Coordinator {
+    fn default() -> Self {
+        Coordinator::new()
+    }
+}
+
+impl Coordinator {
+    pub fn new() -> Coordinator {
+        Coordinator {
+            groups: Mutex::new(HashMap::new()),
+            seq: Mutex::new(0),
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        let mut s = self.seq.lock();
+        *s += 1;
+        *s
+    }
+
+    /// Joins (or rejoins) a group. The answer arrives on the returned channel when the
+    /// rebalance completes.
+    pub fn join(&self, req: JoinRequest, now_ms: u64) -> Result<JoinWaiter, GroupError> {
+        if req.group_id.is_empty() || req.group_id.len() > MAX_GROUP_ID_LEN {
+            return Err(GroupError::InvalidGroupId);
+        }
+        if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&req.session_timeout_ms) {
+            return Err(GroupError::InvalidSessionTimeout);
+        }
+        if req.protocols.is_empty() {
+            return Err(GroupError::InconsistentGroupProtocol);
+        }
+        let seq = self.next_seq();
+        let mut groups = self.groups.lock();
+        let group = groups.entry(req.group_id.clone()).or_insert_with(Group::new);
+        if !group.members.is_empty() {
+            let compatible = group.protocol_type == req.protocol_type
+                && group
+                    .members
+                    .iter()
+                    .filter(|(id, _)| **id != req.member_id)
+                    .all(|(_, m)| {
+                        m.protocols
+                            .iter()
+                            .any(|(n, _)| req.protocols.iter().any(|(rn, _)| rn == n))
+                    });
+            if !compatible {
+                return Err(GroupError::InconsistentGroupProtocol);
+            }
+        } else {
+            group.protocol_type = req.protocol_type.clone();
+        }
+        let member_id = if req.member_id.is_empty() {
+            if group.members.len() >= MAX_GROUP_MEMBERS {
+                return Err(GroupError::GroupMaxSizeReached);
+            }
+            let id = format!(
+                "{}-{:016x}",
+                if req.client_id.is_empty() { "member" } else { &req.client_id },
+                rand::random::<u64>()
+            );
+            group.members.insert(
+                id.clone(),
+                Member {
+                    client_id: req.client_id.clone(),
+                    client_host: req.client_host.clone(),
+                    session_timeout_ms: req.session_timeout_ms,
+                    rebalance_timeout_ms: req.rebalance_timeout_ms.max(req.session_timeout_ms),
+                    protocols: Vec::new(),
+                    last_heard_ms: now_ms,
+                    joined_seq: seq,
+                    assignment: Bytes::new(),
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+            id
+        } else if group.members.contains_key(&req.member_id) {
+            req.member_id.clone()
+        } else {
+            return Err(GroupError::UnknownMemberId);
+        };
+        let (tx, rx) = oneshot::channel();
+        let member = group
+            .members
+            .get_mut(&member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        member.protocols = req.protocols;
+        member.session_timeout_ms = req.session_timeout_ms;
+        member.rebalance_timeout_ms = req.rebalance_timeout_ms.max(req.session_timeout_ms);
+        member.last_heard_ms = now_ms;
+        if let Some(old) = member.join_waiter.replace(tx) {
+            let _ = old.send(Err(GroupError::RebalanceInProgress));
+        }
+        group.prepare_rebalance(now_ms);
+        group.try_complete_join(now_ms);
+        Ok(rx)
+    }
+
+    /// SyncGroup: the leader passes every member's assignment; everyone gets their own.
+    pub fn sync(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+        now_ms: u64,
+    ) -> Result<SyncWaiter, GroupError> {
+        let mut groups = self.groups.lock();
+        let group = groups.get_mut(group_id).ok_or(GroupError::UnknownMemberId)?;
+        if !group.members.contains_key(member_id) {
+            return Err(GroupError::UnknownMemberId);
+        }
+        if generation != group.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        let (tx, rx) = oneshot::channel();
+        match group.state {
+            GroupState::Empty => return Err(GroupError::UnknownMemberId),
+            GroupState::PreparingRebalance => return Err(GroupError::RebalanceInProgress),
+            GroupState::Stable => {
+                let m = &group.members[member_id];
+                let _ = tx.send(Ok(m.assignment.clone()));
+            }
+            GroupState::CompletingRebalance => {
+                let is_leader = group.leader.as_deref() == Some(member_id);
+                if let Some(m) = group.members.get_mut(member_id) {
+                    m.sync_waiter = Some(tx);
+                    m.last_heard_ms = now_ms;
+                }
+                if is_leader {
+                    let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
+                    for (id, m) in group.members.iter_mut() {
+                        m.assignment = given.remove(id).unwrap_or_default();
+                        if let Some(w) = m.sync_waiter.take() {
+                            let _ = w.send(Ok(m.assignment.clone()));
+                        }
+                    }
+                    group.state = GroupState::Stable;
+                }
+            }
+        }
+        Ok(rx)
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        now_ms: u64,
+    ) -> Result<(), GroupError> {
+        let mut groups = self.groups.lock();
+        let group = groups.get_mut(group_id).ok_or(GroupError::UnknownMemberId)?;
+        let state = group.state;
+        let current = group.generation;
+        let member = group
+            .members
+            .get_mut(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        member.last_heard_ms = now_ms;
+        if state == GroupState::PreparingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        if generation != current {
+            return Err(GroupError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// LeaveGroup: each member is removed (unknown ones are reported per member).
+    pub fn leave(
+        &self,
+        group_id: &str,
+        member_ids: &[String],
+        now_ms: u64,
+    ) -> Vec<Result<(), GroupError>> {
+        let mut groups = self.groups.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return member_ids
+                .iter()
+                .map(|_| Err(GroupError::UnknownMemberId))
+                .collect();
+        };
+        member_ids
+            .iter()
+            .map(|id| {
+                if group.members.contains_key(id) {
+                    group.remove_member(id, now_ms);
+                    Ok(())
+                } else {
+                    Err(GroupError::UnknownMemberId)
+                }
+            })
+            .collect()
+    }
+
+    /// Validates a commit from a group member (generation -1 = a simple, member-less commit).
+    pub fn check_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        now_ms: u64,
+    ) -> Result<(), GroupError> {
+        let mut groups = self.groups.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return if generation < 0 {
+                Ok(())
+            } else {
+                Err(GroupError::IllegalGeneration)
+            };
+        };
+        if generation < 0 && group.members.is_empty() {
+            return Ok(());
+        }
+        let state = group.state;
+        let current = group.generation;
+        let member = group
+            .members
+            .get_mut(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        member.last_heard_ms = now_ms;
+        if generation != current {
+            return Err(GroupError::IllegalGeneration);
+        }
+        if state == GroupState::PreparingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    /// Expires members past their session timeout and completes overdue rebalances.
+    pub fn tick(&self, now_ms: u64) {
+        let mut groups = self.groups.lock();
+        for (group_id, group) in groups.iter_mut() {
+            let expired: Vec<String> = group
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    m.join_waiter.is_none()
+                        && now_ms.saturating_sub(m.last_heard_ms) > m.session_timeout_ms
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                tracing::info!(group = %group_id, member = %id, "consumer group member session expired");
+                group.remove_member(&id, now_ms);
+            }
+            group.try_complete_join(now_ms);
+        }
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let groups = self.groups.lock();
+        let g = groups.get(group_id)?;
+        let mut members: Vec<(&String, &Member)> = g.members.iter().collect();
+        members.sort_by_key(|(_, m)| m.joined_seq);
+        Some(GroupDescription {
+            group_id: group_id.to_string(),
+            state: g.state,
+            protocol_type: g.protocol_type.clone(),
+            protocol: g.protocol.clone(),
+            generation: g.generation,
+            members: members
+                .into_iter()
+                .map(|(id, m)| MemberDescription {
+                    member_id: id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| *n == g.protocol)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// (group id, protocol type, state) of every group with members or history.
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        let groups = self.groups.lock();
+        let mut out: Vec<_> = groups
+            .iter()
+            .map(|(id, g)| (id.clone(), g.protocol_type.clone(), g.state))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Forgets an empty group. `NonEmptyGroup` if it has members.
+    pub fn delete(&self, group_id: &str) -> Result<(), GroupError> {
+        let mut groups = self.groups.lock();
+        match groups.get(group_id) {
+            Some(g) if !g.members.is_empty() => Err(GroupError::NonEmptyGroup),
+            Some(_) => {
+                groups.remove(group_id);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Answers every waiting call with `CoordinatorNotAvailable` (shutdown).
+    pub fn shutdown(&self) {
+        let mut groups = self.groups.lock();
+        for g in groups.values_mut() {
+            for m in g.members.values_mut() {
+                if let Some(w) = m.join_waiter.take() {
+                    let _ = w.send(Err(GroupError::CoordinatorNotAvailable));
+                }
+                if let Some(w) = m.sync_waiter.take() {
+                    let _ = w.send(Err(GroupError::CoordinatorNotAvailable));
+                }
+            }
+        }
+    }
+}
+
+impl PartialOrd for GroupState {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for GroupState {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (*self as u8).cmp(&(*other as u8))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join_req(member: &str) -> JoinRequest {
+        JoinRequest {
+            group_id: "g".into(),
+            member_id: member.into(),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 20_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+        }
+    }
+
+    fn ready<T>(rx: &mut oneshot::Receiver<T>) -> T {
+        rx.try_recv().expect("answer ready")
+    }
+
+    #[test]
+    fn single_member_join_sync_heartbeat() {
+        let c = Coordinator::new();
+        let mut rx = c.join(join_req(""), 0).unwrap();
+        let j = ready(&mut rx).unwrap();
+        assert_eq!(j.generation, 1);
+        assert_eq!(j.leader, j.member_id);
+        assert_eq!(j.members.len(), 1);
+        let mut s = c
+            .sync("g", 1, &j.member_id, vec![(j.member_id.clone(), Bytes::from_static(b"a"))], 1)
+            .unwrap();
+        assert_eq!(ready(&mut s).unwrap(), Bytes::from_static(b"a"));
+        assert!(c.heartbeat("g", 1, &j.member_id, 2).is_ok());
+        assert_eq!(c.heartbeat("g", 0, &j.member_id, 2), Err(GroupError::IllegalGeneration));
+        assert_eq!(c.heartbeat("g", 1, "nobody", 2), Err(GroupError::UnknownMemberId));
+        assert_eq!(c.describe("g").unwrap().state, GroupState::Stable);
+    }
+
+    #[test]
+    fn second_member_triggers_rebalance() {
+        let c = Coordinator::new();
+        let a = ready(&mut c.join(join_req(""), 0).unwrap()).unwrap();
+        ready(&mut c.sync("g", 1, &a.member_id, vec![], 0).unwrap()).unwrap();
+        // B joins: pending until A rejoins.
+        let mut b_rx = c.join(join_req(""), 100).unwrap();
+        assert!(b_rx.try_recv().is_err());
+        assert_eq!(
+            c.heartbeat("g", 1, &a.member_id, 200),
+            Err(GroupError::RebalanceInProgress)
+        );
+        let mut a_rx = c.join(join_req(&a.member_id), 300).unwrap();
+        let a2 = ready(&mut a_rx).unwrap();
+        let b2 = ready(&mut b_rx).unwrap();
+        assert_eq!(a2.generation, 2);
+        assert_eq!(b2.generation, 2);
+        assert_eq!(a2.leader, a.member_id);
+        assert_eq!(a2.members.len(), 2);
+        assert!(b2.members.is_empty());
+        // Follower syncs first and waits for the leader.
+        let mut bs = c.sync("g", 2, &b2.member_id, vec![], 400).unwrap();
+        assert!(bs.try_recv().is_err());
+        let mut as_ = c
+            .sync(
+                "g",
+                2,
+                &a.member_id,
+                vec![
+                    (a.member_id.clone(), Bytes::from_static(b"p0")),
+                    (b2.member_id.clone(), Bytes::from_static(b"p1")),
+                ],
+                500,
+            )
+            .unwrap();
+        assert_eq!(ready(&mut bs).unwrap(), Bytes::from_static(b"p1"));
+        assert_eq!(ready(&mut as_).unwrap(), Bytes::from_static(b"p0"));
+    }
+
+    #[test]
+    fn session_timeout_removes_member_and_rebalances() {
+        let c = Coordinator::new();
+        let a = ready(&mut c.join(join_req(""), 0).unwrap()).unwrap();
+        ready(&mut c.sync("g", 1, &a.member_id, vec![], 0).unwrap()).unwrap();
+        let mut b_rx = c.join(join_req(""), 0).unwrap();
+        let a2 = ready(&mut c.join(join_req(&a.member_id), 0).unwrap()).unwrap();
+        let b2 = ready(&mut b_rx).unwrap();
+        let _bs = c.sync("g", 2, &b2.member_id, vec![], 0).unwrap();
+        let _as = c.sync("g", 2, &a2.member_id, vec![], 0).unwrap();
+        // Only A heartbeats; B's session (10 s) expires.
+        for t in (1_000..=11_000).step_by(1_000) {
+            let _ = c.heartbeat("g", 2, &a.member_id, t);
+            c.tick(t);
+        }
+        assert_eq!(c.describe("g").unwrap().members.len(), 1);
+        assert_eq!(
+            c.heartbeat("g", 2, &a.member_id, 11_500),
+            Err(GroupError::RebalanceInProgress)
+        );
+        let a3 = ready(&mut c.join(join_req(&a.member_id), 11_600).unwrap()).unwrap();
+        assert_eq!(a3.generation, 3);
+        assert_eq!(c.heartbeat("g", 3, &b2.member_id, 11_700), Err(GroupError::UnknownMemberId));
+    }
+
+    #[test]
+    fn rebalance_timeout_drops_members_that_do_not_rejoin() {
+        let c = Coordinator::new();
+        let a = ready(&mut c.join(join_req(""), 0).unwrap()).unwrap();
+        ready(&mut c.sync("g", 1, &a.member_id, vec![], 0).unwrap()).unwrap();
+        let mut b_rx = c.join(join_req(""), 1_000).unwrap();
+        // A keeps heartbeating but never rejoins: the rebalance completes at the deadline.
+        for t in [5_000, 10_000, 14_000] {
+            let _ = c.heartbeat("g", 1, &a.member_id, t);
+        }
+        c.tick(15_000);
+        assert!(b_rx.try_recv().is_err());
+        let _ = c.heartbeat("g", 1, &a.member_id, 19_000);
+        c.tick(21_001);
+        let b = ready(&mut b_rx).unwrap();
+        assert_eq!(b.generation, 2);
+        assert_eq!(b.leader, b.member_id);
+        assert_eq!(c.describe("g").unwrap().members.len(), 1);
+    }
+
+    #[test]
+    fn leave_and_delete() {
+        let c = Coordinator::new();
+        let a = ready(&mut c.join(join_req(""), 0).unwrap()).unwrap();
+        assert_eq!(c.delete("g"), Err(GroupError::NonEmptyGroup));
+        assert_eq!(c.leave("g", &[a.member_id.clone()], 1), vec![Ok(())]);
+        assert_eq!(c.describe("g").unwrap().state, GroupState::Empty);
+        assert_eq!(c.delete("g"), Ok(()));
+        assert!(c.describe("g").is_none());
+    }
+
+    #[test]
+    fn incompatible_protocols_are_refused() {
+        let c = Coordinator::new();
+        let _a = c.join(join_req(""), 0).unwrap();
+        let mut r = join_req("");
+        r.protocols = vec![("other".into(), Bytes::new())];
+        assert_eq!(c.join(r, 0).err(), Some(GroupError::InconsistentGroupProtocol));
+        let mut r = join_req("");
+        r.session_timeout_ms = 1;
+        assert_eq!(c.join(r, 0).err(), Some(GroupError::InvalidSessionTimeout));
+    }
+}

@@ -1,0 +1,832 @@
+//! Streams: partitioned, replayable append-only logs with Kafka semantics.
+//!
+//! Architecture invariant: nothing here knows a wire protocol. Front doors (the Kafka door, the
+//! native HTTP API) translate their requests into calls on [`Streams`]. The one format the
+//! domain does know is the record batch v2 ([`batch`]), because that is how partitions *store*
+//! records: batches are kept as the producer sent them (compression included) and served
+//! to consumers without re-encoding.
+//!
+//! ```text
+//! <data_dir>/streams/
+//!   topics/<name>/stream.json        partitions and configuration (written atomically)
+//!   topics/<name>/<partition>/log/   one ferry-log per partition; one entry per batch
+//!   offsets/                         committed group offsets (a ferry-log, see offsets.rs)
+//!   producer_ids                     producer id reservation (see producer.rs)
+//!   trash/                           deleted streams, removed in the background
+//! ```
+//!
+//! - [`partition`]: append (sequence checks, offset assignment), read, time lookup.
+//! - [`group`]: the consumer group coordinator (in memory, injectable time).
+//! - [`offsets`]: durable committed offsets.
+//! - [`producer`]: idempotent producer state and producer ids.
+//! - [`retention`]: time and size retention.
+
+pub mod batch;
+pub mod group;
+pub mod offsets;
+pub mod partition;
+pub mod producer;
+pub mod retention;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ferry_log::{Durability, LogConfig, LogError};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use group::{Coordinator, GroupError, GroupState};
+pub use offsets::{CommittedOffset, OffsetStore};
+pub use partition::{Appended, Partition, ReadBatches, TimestampType};
+
+/// Most partitions a stream may have.
+pub const MAX_PARTITIONS: u32 = 1024;
+/// Longest stream name (Kafka's limit).
+pub const MAX_NAME_LEN: usize = 249;
+/// Default largest record batch accepted (Kafka's `max.message.bytes` default).
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1_048_588;
+/// Hard ceiling for `max.message.bytes`.
+pub const MAX_MESSAGE_BYTES_LIMIT: u64 = 16 << 20;
+/// Default time retention: 7 days.
+pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("stream {0:?} does not exist")]
+    UnknownStream(String),
+    #[error("stream {stream:?} has no partition {partition}")]
+    UnknownPartition { stream: String, partition: i64 },
+    #[error("stream {0:?} already exists")]
+    StreamExists(String),
+    #[error("invalid stream name {0:?}: use 1-249 of [A-Za-z0-9._-]")]
+    InvalidName(String),
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(String),
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(String),
+    #[error("record batch of {size} bytes exceeds the maximum of {max}")]
+    MessageTooLarge { size: usize, max: usize },
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: u64, start: u64, end: u64 },
+    #[error("out of order sequence number: expected {expected}, got {got}")]
+    OutOfOrderSequence { expected: i32, got: i32 },
+    #[error("the producer epoch is older than the current one")]
+    InvalidProducerEpoch,
+    #[error("{0}")]
+    Group(#[from] GroupError),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("streams are shutting down")]
+    Closed,
+}
+
+impl StreamError {
+    pub(crate) fn io(path: &Path, e: std::io::Error) -> StreamError {
+        StreamError::Storage(format!("{}: {e}", path.display()))
+    }
+}
+
+impl From<LogError> for StreamError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::EntryTooLarge { size, max } => StreamError::MessageTooLarge { size, max },
+            LogError::OffsetOutOfRange {
+                offset,
+                start,
+                next,
+            } => StreamError::OffsetOutOfRange {
+                offset,
+                start,
+                end: next,
+            },
+            LogError::Closed => StreamError::Closed,
+            other => StreamError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// `cleanup.policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupPolicy {
+    Delete,
+    Compact,
+    CompactDelete,
+}
+
+/// A stream's configuration. Keys use Kafka's names so both doors share them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamConfig {
+    /// `retention.ms`: -1 keeps forever.
+    pub retention_ms: i64,
+    /// `retention.bytes` per partition: -1 is unlimited.
+    pub retention_bytes: i64,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
+    /// `max.message.bytes`: largest record batch.
+    pub max_message_bytes: u64,
+    /// `segment.bytes`.
+    pub segment_bytes: u64,
+    /// `durability`: `always`, `interval:<ms>` or `never`; `None` = the server default.
+    #[serde(default)]
+    pub durability: Option<String>,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            retention_ms: DEFAULT_RETENTION_MS,
+            retention_bytes: -1,
+            cleanup_policy: CleanupPolicy::Delete,
+            timestamp_type: TimestampType::CreateTime,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            durability: None,
+        }
+    }
+}
+
+/// The configuration keys a stream accepts.
+pub const CONFIG_KEYS: &[&str] = &[
+    "retention.ms",
+    "retention.bytes",
+    "cleanup.policy",
+    "message.timestamp.type",
+    "max.message.bytes",
+    "segment.bytes",
+    "durability",
+];
+
+impl StreamConfig {
+    /// Sets one key (`None` resets it to the default).
+    pub fn set(&mut self, key: &str, value: Option<&str>) -> Result<(), StreamError> {
+        let d = StreamConfig::default();
+        let bad = |v: &str| StreamError::InvalidConfig(format!("invalid value {v:?} for {key}"));
+        let int = |v: &str| v.trim().parse::<i64>().map_err(|_| bad(v));
+        match (key, value) {
+            ("retention.ms", None) => self.retention_ms = d.retention_ms,
+            ("retention.ms", Some(v)) => {
+                let n = int(v)?;
+                if n < -1 {
+                    return Err(bad(v));
+                }
+                self.retention_ms = n;
+            }
+            ("retention.bytes", None) => self.retention_bytes = d.retention_bytes,
+            ("retention.bytes", Some(v)) => {
+                let n = int(v)?;
+                if n < -1 {
+                    return Err(bad(v));
+                }
+                self.retention_bytes = n;
+            }
+            ("cleanup.policy", None) => self.cleanup_policy = d.cleanup_policy,
+            ("cleanup.policy", Some(v)) => {
+                let mut parts: Vec<&str> = v.split(',').map(str::trim).collect();
+                parts.sort();
+                self.cleanup_policy = match parts.as_slice() {
+                    ["delete"] => CleanupPolicy::Delete,
+                    ["compact"] => CleanupPolicy::Compact,
+                    ["compact", "delete"] => CleanupPolicy::CompactDelete,
+                    _ => return Err(bad(v)),
+                };
+            }
+            ("message.timestamp.type", None) => self.timestamp_type = d.timestamp_type,
+            ("message.timestamp.type", Some(v)) => {
+                self.timestamp_type = match v {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => return Err(bad(v)),
+                }
+            }
+            ("max.message.bytes", None) => self.max_message_bytes = d.max_message_bytes,
+            ("max.message.bytes", Some(v)) => {
+                let n = int(v)?;
+                if n < 1 || n as u64 > MAX_MESSAGE_BYTES_LIMIT {
+                    return Err(bad(v));
+                }
+                self.max_message_bytes = n as u64;
+            }
+            ("segment.bytes", None) => self.segment_bytes = d.segment_bytes,
+            ("segment.bytes", Some(v)) => {
+                let n = int(v)?;
+                if n < 1024 || n as u64 > ferry_log::MAX_SEGMENT_BYTES {
+                    return Err(bad(v));
+                }
+                self.segment_bytes = n as u64;
+            }
+            ("durability", None) => self.durability = None,
+            ("durability", Some(v)) => {
+                parse_durability(v).ok_or_else(|| bad(v))?;
+                self.durability = Some(v.to_string());
+            }
+            _ => {
+                return Err(StreamError::InvalidConfig(format!(
+                    "unknown configuration key {key:?}"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key with its value and whether it is the default.
+    pub fn entries(&self) -> Vec<(String, String, bool)> {
+        let d = StreamConfig::default();
+        let policy = |p: CleanupPolicy| match p {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        };
+        let ts = |t: TimestampType| match t {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        };
+        vec![
+            ("retention.ms".into(), self.retention_ms.to_string(), self.retention_ms == d.retention_ms),
+            ("retention.bytes".into(), self.retention_bytes.to_string(), self.retention_bytes == d.retention_bytes),
+            ("cleanup.policy".into(), policy(self.cleanup_policy).into(), self.cleanup_policy == d.cleanup_policy),
+            ("message.timestamp.type".into(), ts(self.timestamp_type).into(), self.timestamp_type == d.timestamp_type),
+            ("max.message.bytes".into(), self.max_message_bytes.to_string(), self.max_message_bytes == d.max_message_bytes),
+            ("segment.bytes".into(), self.segment_bytes.to_string(), self.segment_bytes == d.segment_bytes),
+            (
+                "durability".into(),
+                self.durability.clone().unwrap_or_else(|| "default".into()),
+                self.durability.is_none(),
+            ),
+        ]
+    }
+}
+
+/// Parses `always`, `interval:<ms>` or `never`.
+pub fn parse_durability(v: &str) -> Option<Durability> {
+    match v {
+        "always" => Some(Durability::Always),
+        "never" => Some(Durability::Never),
+        _ => {
+            let ms = v.strip_prefix("interval:")?.parse::<u64>().ok()?;
+            (1..=60_000)
+                .contains(&ms)
+                .then(|| Durability::Interval(std::time::Duration::from_millis(ms)))
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StreamFile {
+    name: String,
+    partitions: u32,
+    created_ms: i64,
+    config: StreamConfig,
+}
+
+/// One stream: its configuration and partitions.
+pub struct Stream {
+    pub name: String,
+    dir: PathBuf,
+    created_ms: i64,
+    config: RwLock<StreamConfig>,
+    partitions: RwLock<Vec<Arc<Partition>>>,
+}
+
+impl Stream {
+    pub fn config(&self) -> StreamConfig {
+        self.config.read().clone()
+    }
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().clone()
+    }
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.read().len() as u32
+    }
+    fn persist(&self) -> Result<(), StreamError> {
+        let file = StreamFile {
+            name: self.name.clone(),
+            partitions: self.partition_count(),
+            created_ms: self.created_ms,
+            config: self.config(),
+        };
+        let data = serde_json::to_vec_pretty(&file).map_err(|e| StreamError::Storage(e.to_string()))?;
+        producer::write_atomic(&self.dir.join("stream.json"), &data)
+    }
+}
+
+/// A partition's state, for describe calls and metrics.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionInfo {
+    pub partition: u32,
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+    pub size_bytes: u64,
+    pub segments: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamInfo {
+    pub name: String,
+    pub partitions: Vec<PartitionInfo>,
+    pub config: StreamConfig,
+    pub created_ms: i64,
+}
+
+/// Settings of the streams domain.
+#[derive(Clone, Debug)]
+pub struct StreamsConfig {
+    /// `<data_dir>/streams`.
+    pub dir: PathBuf,
+    pub default_durability: Durability,
+}
+
+impl StreamsConfig {
+    pub fn new(data_dir: impl AsRef<Path>) -> StreamsConfig {
+        StreamsConfig {
+            dir: data_dir.as_ref().join("streams"),
+            default_durability: Durability::Always,
+        }
+    }
+}
+
+/// The registry of streams, group coordinator and committed offsets. Cheap to clone.
+#[derive(Clone)]
+pub struct Streams {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: StreamsConfig,
+    streams: RwLock<BTreeMap<String, Arc<Stream>>>,
+    coordinator: Coordinator,
+    offsets: OffsetStore,
+    producer_ids: producer::ProducerIds,
+    /// Bumped whenever new records become durable (fetch long polls wait on it).
+    appended: watch::Sender<u64>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn validate_name(name: &str) -> Result<(), StreamError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StreamError::InvalidName(name.to_string()))
+    }
+}
+
+impl Streams {
+    /// Opens (recovers) every stream under `config.dir`.
+    pub fn open(config: StreamsConfig) -> Result<Streams, StreamError> {
+        let topics = config.dir.join("topics");
+        std::fs::create_dir_all(&topics).map_err(|e| StreamError::io(&topics, e))?;
+        let trash = config.dir.join("trash");
+        let _ = std::fs::remove_dir_all(&trash);
+        let offsets = OffsetStore::open(&config.dir, log_config(&config, &StreamConfig::default()))?;
+        let producer_ids = producer::ProducerIds::open(&config.dir)?;
+        let mut streams = BTreeMap::new();
+        let dirs = std::fs::read_dir(&topics).map_err(|e| StreamError::io(&topics, e))?;
+        for dir in dirs {
+            let dir = dir.map_err(|e| StreamError::io(&topics, e))?.path();
+            let file = dir.join("stream.json");
+            let data = match std::fs::read(&file) {
+                Ok(d) => d,
+                // Created but never finished: remove.
+                Err(_) => {
+                    tracing::warn!(dir = %dir.display(), "removing an incomplete stream directory");
+                    let _ = std::fs::remove_dir_all(&dir);
+                    continue;
+                }
+            };
+            let meta: StreamFile = serde_json::from_slice(&data)
+                .map_err(|e| StreamError::Storage(format!("{}: {e}", file.display())))?;
+            let mut partitions = Vec::new();
+            for p in 0..meta.partitions {
+                partitions.push(Arc::new(Partition::open(
+                    &dir.join(p.to_string()),
+                    p,
+                    log_config(&config, &meta.config),
+                )?));
+            }
+            streams.insert(
+                meta.name.clone(),
+                Arc::new(Stream {
+                    name: meta.name,
+                    dir,
+                    created_ms: meta.created_ms,
+                    config: RwLock::new(meta.config),
+                    partitions: RwLock::new(partitions),
+                }),
+            );
+        }
+        Ok(Streams {
+            inner: Arc::new(Inner {
+                config,
+                streams: RwLock::new(streams),
+                coordinator: Coordinator::new(),
+                offsets,
+                producer_ids,
+                appended: watch::channel(0).0,
+            }),
+        })
+    }
+
+    /// Creates a stream. `configs` are (key, value) pairs, see [`CONFIG_KEYS`].
+    pub fn create(
+        &self,
+        name: &str,
+        partitions: u32,
+        configs: &[(String, String)],
+    ) -> Result<StreamInfo, StreamError> {
+        validate_name(name)?;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(StreamError::InvalidPartitions(format!(
+                "{partitions} (allowed 1..={MAX_PARTITIONS})"
+            )));
+        }
+        let mut config = StreamConfig::default();
+        for (k, v) in configs {
+            config.set(k, Some(v))?;
+        }
+        let mut streams = self.inner.streams.write();
+        if streams.contains_key(name) {
+            return Err(StreamError::StreamExists(name.to_string()));
+        }
+        let dir = self.inner.config.dir.join("topics").join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| StreamError::io(&dir, e))?;
+        }
+        let mut parts = Vec::new();
+        for p in 0..partitions {
+            parts.push(Arc::new(Partition::open(
+                &dir.join(p.to_string()),
+                p,
+                log_config(&self.inner.config, &config),
+            )?));
+        }
+        let stream = Arc::new(Stream {
+            name: name.to_string(),
+            dir,
+            created_ms: now_ms(),
+            config: RwLock::new(config),
+            partitions: RwLock::new(parts),
+        });
+        stream.persist()?;
+        streams.insert(name.to_string(), Arc::clone(&stream));
+        drop(streams);
+        tracing::info!(stream = name, partitions, "stream created");
+        Ok(info(&stream))
+    }
+
+    /// Deletes a stream and its data, and forgets its committed offsets.
+    pub async fn delete(&self, name: &str) -> Result<(), StreamError> {
+        let stream = self
+            .inner
+            .streams
+            .write()
+            .remove(name)
+            .ok_or_else(|| StreamError::UnknownStream(name.to_string()))?;
+        for p in stream.partitions() {
+            let _ = p.close();
+        }
+        let trash = self.inner.config.dir.join("trash");
+        std::fs::create_dir_all(&trash).map_err(|e| StreamError::io(&trash, e))?;
+        let target = trash.join(format!("{name}.{}", now_ms()));
+        std::fs::rename(&stream.dir, &target).map_err(|e| StreamError::io(&stream.dir, e))?;
+        if let Ok(d) = std::fs::File::open(self.inner.config.dir.join("topics")) {
+            let _ = d.sync_all();
+        }
+        let _ = std::fs::remove_dir_all(&target);
+        self.inner.offsets.drop_stream(name).await?;
+        tracing::info!(stream = name, "stream deleted");
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Stream>, StreamError> {
+        self.inner
+            .streams
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StreamError::UnknownStream(name.to_string()))
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.inner.streams.read().contains_key(name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.inner.streams.read().keys().cloned().collect()
+    }
+
+    pub fn list(&self) -> Vec<StreamInfo> {
+        let streams: Vec<Arc<Stream>> = self.inner.streams.read().values().cloned().collect();
+        streams.iter().map(|s| info(s)).collect()
+    }
+
+    pub fn describe(&self, name: &str) -> Result<StreamInfo, StreamError> {
+        let stream = self.get(name)?;
+        Ok(info(&stream))
+    }
+
+    pub fn partition(&self, name: &str, partition: i64) -> Result<Arc<Partition>, StreamError> {
+        let stream = self.get(name)?;
+        let parts = stream.partitions.read();
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| parts.get(i).cloned())
+            .ok_or_else(|| StreamError::UnknownPartition {
+                stream: name.to_string(),
+                partition,
+            })
+    }
+
+    /// Grows a stream to `total` partitions.
+    pub fn add_partitions(&self, name: &str, total: u32) -> Result<(), StreamError> {
+        let stream = self.get(name)?;
+        let mut parts = stream.partitions.write();
+        let current = parts.len() as u32;
+        if total <= current || total > MAX_PARTITIONS {
+            return Err(StreamError::InvalidPartitions(format!(
+                "stream {name:?} has {current} partitions; new count {total} must be larger (at most {MAX_PARTITIONS})"
+            )));
+        }
+        let config = stream.config();
+        for p in current..total {
+            parts.push(Arc::new(Partition::open(
+                &stream.dir.join(p.to_string()),
+                p,
+                log_config(&self.inner.config, &config),
+            )?));
+        }
+        drop(parts);
+        stream.persist()?;
+        tracing::info!(stream = name, partitions = total, "stream partitions added");
+        Ok(())
+    }
+
+    /// Applies configuration changes: `Some(v)` sets, `None` resets to the default.
+    /// With `replace`, keys not mentioned are reset (AlterConfigs semantics).
+    pub fn alter_config(
+        &self,
+        name: &str,
+        changes: &[(String, Option<String>)],
+        replace: bool,
+        validate_only: bool,
+    ) -> Result<(), StreamError> {
+        let stream = self.get(name)?;
+        let mut config = if replace {
+            StreamConfig::default()
+        } else {
+            stream.config()
+        };
+        for (k, v) in changes {
+            config.set(k, v.as_deref())?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        *stream.config.write() = config;
+        stream.persist()
+    }
+
+    /// Appends record batches to a partition and waits until they are durable.
+    pub async fn produce(
+        &self,
+        name: &str,
+        partition: i64,
+        records: Bytes,
+    ) -> Result<Appended, StreamError> {
+        let (part, appended) = self.append(name, partition, records)?;
+        part.wait_durable(appended.durable_at).await?;
+        self.notify_appended();
+        Ok(appended)
+    }
+
+    /// Appends without waiting: the caller awaits `wait_durable` (or not, for acks=0) and
+    /// then calls [`Streams::notify_appended`].
+    pub fn append(
+        &self,
+        name: &str,
+        partition: i64,
+        records: Bytes,
+    ) -> Result<(Arc<Partition>, Appended), StreamError> {
+        let stream = self.get(name)?;
+        let config = stream.config();
+        let part = self.partition(name, partition)?;
+        let appended = part.append(
+            records,
+            config.timestamp_type,
+            config.max_message_bytes as usize,
+            now_ms(),
+        )?;
+        Ok((part, appended))
+    }
+
+    /// Wakes fetch long polls (call after an append became durable).
+    pub fn notify_appended(&self) {
+        self.inner.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever records become durable anywhere.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.appended.subscribe()
+    }
+
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.inner.coordinator
+    }
+
+    pub fn offsets(&self) -> &OffsetStore {
+        &self.inner.offsets
+    }
+
+    pub fn next_producer_id(&self) -> Result<i64, StreamError> {
+        self.inner.producer_ids.next()
+    }
+
+    /// Every known group: coordinator groups and groups with committed offsets.
+    pub fn list_groups(&self) -> Vec<(String, String, GroupState)> {
+        let mut groups: BTreeMap<String, (String, GroupState)> = self
+            .inner
+            .coordinator
+            .list()
+            .into_iter()
+            .map(|(g, t, s)| (g, (t, s)))
+            .collect();
+        for g in self.inner.offsets.groups() {
+            groups
+                .entry(g)
+                .or_insert_with(|| ("consumer".to_string(), GroupState::Empty));
+        }
+        groups.into_iter().map(|(g, (t, s))| (g, t, s)).collect()
+    }
+
+    /// Deletes an empty group and its committed offsets.
+    pub async fn delete_group(&self, group: &str) -> Result<(), StreamError> {
+        let known = self.inner.coordinator.describe(group).is_some()
+            || self.inner.offsets.groups().iter().any(|g| g == group);
+        if !known {
+            return Err(GroupError::GroupIdNotFound.into());
+        }
+        self.inner.coordinator.delete(group)?;
+        self.inner.offsets.delete_group(group).await
+    }
+
+    /// Per (stream, partition) of a group: committed offset and lag to the high watermark.
+    pub fn group_lag(&self, group: &str) -> Vec<(String, u32, i64, u64, i64)> {
+        self.inner
+            .offsets
+            .group_offsets(group)
+            .into_iter()
+            .filter_map(|(t, p, c)| {
+                let part = self.partition(&t, p as i64).ok()?;
+                let hw = part.high_watermark();
+                Some((t, p, c.offset, hw, (hw as i64 - c.offset).max(0)))
+            })
+            .collect()
+    }
+
+    /// Runs retention once over every stream (called periodically by the server).
+    pub fn enforce_retention(&self, now_ms: i64) {
+        let streams: Vec<Arc<Stream>> = self.inner.streams.read().values().cloned().collect();
+        for s in streams {
+            let config = s.config();
+            for p in s.partitions() {
+                if let Err(e) = retention::enforce(&p, &config, now_ms) {
+                    tracing::warn!(stream = %s.name, partition = p.index, error = %e, "retention failed");
+                }
+            }
+        }
+    }
+
+    /// Answers waiting group calls and closes every log (flushing it).
+    pub fn close(&self) -> Result<(), StreamError> {
+        self.inner.coordinator.shutdown();
+        let streams: Vec<Arc<Stream>> = self.inner.streams.read().values().cloned().collect();
+        let mut result = Ok(());
+        for s in streams {
+            for p in s.partitions() {
+                if let Err(e) = p.close() {
+                    result = Err(e);
+                }
+            }
+        }
+        self.inner.offsets.close()?;
+        result
+    }
+}
+
+fn log_config(streams: &StreamsConfig, config: &StreamConfig) -> LogConfig {
+    LogConfig {
+        segment_bytes: config.segment_bytes,
+        durability: config
+            .durability
+            .as_deref()
+            .and_then(parse_durability)
+            .unwrap_or(streams.default_durability),
+        max_entry_bytes: MAX_MESSAGE_BYTES_LIMIT as u32,
+        ..LogConfig::default()
+    }
+}
+
+fn info(stream: &Stream) -> StreamInfo {
+    StreamInfo {
+        name: stream.name.clone(),
+        partitions: stream
+            .partitions()
+            .iter()
+            .map(|p| PartitionInfo {
+                partition: p.index,
+                log_start_offset: p.log_start_offset(),
+                high_watermark: p.high_watermark(),
+                size_bytes: p.size_bytes(),
+                segments: p.segments().len(),
+            })
+            .collect(),
+        config: stream.config(),
+        created_ms: stream.created_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batch::{encode_records, NewRecord};
+
+    fn recs(n: usize) -> Bytes {
+        let r: Vec<NewRecord> = (0..n)
+            .map(|i| NewRecord {
+                value: Some(Bytes::from(format!("v{i}"))),
+                ..Default::default()
+            })
+            .collect();
+        encode_records(&r, 1).unwrap()
+    }
+
+    #[tokio::test]
+    async fn create_produce_reopen_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Streams::open(StreamsConfig::new(dir.path())).unwrap();
+            s.create("orders", 3, &[("retention.ms".into(), "1000".into())])
+                .unwrap();
+            assert!(matches!(
+                s.create("orders", 1, &[]),
+                Err(StreamError::StreamExists(_))
+            ));
+            assert!(matches!(s.create("bad/name", 1, &[]), Err(StreamError::InvalidName(_))));
+            assert!(matches!(
+                s.create("x", 1, &[("nope".into(), "1".into())]),
+                Err(StreamError::InvalidConfig(_))
+            ));
+            let a = s.produce("orders", 1, recs(4)).await.unwrap();
+            assert_eq!(a.base_offset, 0);
+            assert!(matches!(
+                s.produce("orders", 3, recs(1)).await,
+                Err(StreamError::UnknownPartition { .. })
+            ));
+            s.add_partitions("orders", 5).unwrap();
+            s.alter_config("orders", &[("cleanup.policy".into(), Some("compact".into()))], false, false)
+                .unwrap();
+            s.offsets()
+                .commit("g", &[("orders".into(), 1, 4, String::new())], 0)
+                .await
+                .unwrap();
+            s.close().unwrap();
+        }
+        let s = Streams::open(StreamsConfig::new(dir.path())).unwrap();
+        let info = s.describe("orders").unwrap();
+        assert_eq!(info.partitions.len(), 5);
+        assert_eq!(info.partitions[1].high_watermark, 4);
+        assert_eq!(info.config.retention_ms, 1000);
+        assert_eq!(info.config.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(s.group_lag("g"), vec![("orders".into(), 1, 4, 4, 0)]);
+        assert_eq!(s.list_groups().len(), 1);
+        s.delete("orders").await.unwrap();
+        assert!(s.describe("orders").is_err());
+        assert!(s.group_lag("g").is_empty());
+        s.create("orders", 1, &[]).unwrap();
+        assert_eq!(s.describe("orders").unwrap().partitions[0].high_watermark, 0);
+    }
+}

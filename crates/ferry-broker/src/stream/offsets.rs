@@ -1,0 +1,315 @@
+//! Durable committed offsets of consumer groups.
+//!
+//! Every commit is one entry in a dedicated log (`<streams dir>/offsets/`), JSON-encoded:
+//!
+//! ```text
+//! {"g":"group","t":"stream","p":0,"o":42,"m":"metadata"}   a commit
+//! {"g":"group","del":true}                                  a deleted group
+//! {"t":"stream","drop":true}                                a deleted stream
+//! ```
+//!
+//! A commit is acknowledged once its entry is durable. Opening replays the log into memory;
+//! when the log holds many more entries than live offsets it is rewritten
+//! ([`REWRITE_RATIO`]) by writing a fresh log beside it and swapping directories.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ferry_log::{Entry, Log, LogConfig};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::StreamError;
+
+/// Rewrite the offsets log on open when it holds this many times more entries than offsets.
+pub const REWRITE_RATIO: u64 = 4;
+/// ...and at least this many entries.
+pub const REWRITE_MIN_ENTRIES: u64 = 10_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub metadata: String,
+    pub commit_time_ms: i64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Record {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    g: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    t: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    o: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    m: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    del: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    drop: bool,
+}
+
+type Key = (String, String, u32);
+
+pub struct OffsetStore {
+    dir: PathBuf,
+    log: Log,
+    offsets: Mutex<BTreeMap<Key, CommittedOffset>>,
+}
+
+impl OffsetStore {
+    pub fn open(root: &Path, config: LogConfig) -> Result<OffsetStore, StreamError> {
+        let dir = root.join("offsets");
+        // A rewrite that crashed before the swap left `offsets.new`: the old log is intact.
+        let _ = std::fs::remove_dir_all(root.join("offsets.new"));
+        if !dir.exists() && root.join("offsets.old").exists() {
+            std::fs::rename(root.join("offsets.old"), &dir).map_err(|e| StreamError::io(&dir, e))?;
+        }
+        let _ = std::fs::remove_dir_all(root.join("offsets.old"));
+        let log = Log::open(&dir, config.clone())?;
+        let mut offsets = BTreeMap::new();
+        let mut offset = log.start_offset();
+        let end = log.next_offset();
+        let mut entries_seen = 0u64;
+        while offset < end {
+            let entries = log.read(offset, 4 << 20)?;
+            let Some(last) = entries.last() else { break };
+            offset = last.next_offset();
+            for entry in &entries {
+                entries_seen += 1;
+                let Ok(r) = serde_json::from_slice::<Record>(&entry.payload) else {
+                    tracing::warn!(offset = entry.offset, "skipping an unreadable committed-offset record");
+                    continue;
+                };
+                apply(&mut offsets, r, entry.timestamp_ms);
+            }
+        }
+        let store = OffsetStore {
+            dir,
+            log,
+            offsets: Mutex::new(offsets),
+        };
+        let live = store.offsets.lock().len() as u64;
+        if entries_seen >= REWRITE_MIN_ENTRIES && entries_seen > live * REWRITE_RATIO {
+            return store.rewrite(root, config);
+        }
+        Ok(store)
+    }
+
+    fn rewrite(self, root: &Path, config: LogConfig) -> Result<OffsetStore, StreamError> {
+        let offsets = std::mem::take(&mut *self.offsets.lock());
+        self.log.close()?;
+        let new_dir = root.join("offsets.new");
+        {
+            let log = Log::open(&new_dir, config.clone())?;
+            let entries: Vec<Entry> = offsets
+                .iter()
+                .map(|((g, t, p), c)| encode_commit(g, t, *p, c))
+                .collect();
+            for chunk in entries.chunks(1000) {
+                let appended = log.append(chunk)?;
+                log.wait_durable_blocking(appended.next_offset)?;
+            }
+            log.close()?;
+        }
+        let old = root.join("offsets.old");
+        std::fs::rename(&self.dir, &old).map_err(|e| StreamError::io(&old, e))?;
+        std::fs::rename(&new_dir, &self.dir).map_err(|e| StreamError::io(&self.dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        tracing::info!(offsets = offsets.len(), "rewrote the committed offsets log");
+        let log = Log::open(&self.dir, config)?;
+        Ok(OffsetStore {
+            dir: self.dir.clone(),
+            log,
+            offsets: Mutex::new(offsets),
+        })
+    }
+
+    /// Commits offsets for one group; returns once they are durable.
+    pub async fn commit(
+        &self,
+        group: &str,
+        commits: &[(String, u32, i64, String)],
+        now_ms: i64,
+    ) -> Result<(), StreamError> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<Entry> = commits
+            .iter()
+            .map(|(t, p, o, m)| {
+                encode_commit(
+                    group,
+                    t,
+                    *p,
+                    &CommittedOffset {
+                        offset: *o,
+                        metadata: m.clone(),
+                        commit_time_ms: now_ms,
+                    },
+                )
+            })
+            .collect();
+        let appended = {
+            let mut offsets = self.offsets.lock();
+            let appended = self.log.append(&entries)?;
+            for (t, p, o, m) in commits {
+                offsets.insert(
+                    (group.to_string(), t.clone(), *p),
+                    CommittedOffset {
+                        offset: *o,
+                        metadata: m.clone(),
+                        commit_time_ms: now_ms,
+                    },
+                );
+            }
+            appended
+        };
+        self.log.wait_durable(appended.next_offset).await?;
+        Ok(())
+    }
+
+    pub fn get(&self, group: &str, stream: &str, partition: u32) -> Option<CommittedOffset> {
+        self.offsets
+            .lock()
+            .get(&(group.to_string(), stream.to_string(), partition))
+            .cloned()
+    }
+
+    /// Every committed offset of `group`: (stream, partition, offset).
+    pub fn group_offsets(&self, group: &str) -> Vec<(String, u32, CommittedOffset)> {
+        self.offsets
+            .lock()
+            .range((group.to_string(), String::new(), 0)..)
+            .take_while(|((g, _, _), _)| g == group)
+            .map(|((_, t, p), c)| (t.clone(), *p, c.clone()))
+            .collect()
+    }
+
+    /// Groups that have committed offsets.
+    pub fn groups(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.offsets.lock().keys().map(|(g, _, _)| g.clone()).collect();
+        out.dedup();
+        out
+    }
+
+    pub async fn delete_group(&self, group: &str) -> Result<(), StreamError> {
+        self.tombstone(Record {
+            g: Some(group.to_string()),
+            del: true,
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn drop_stream(&self, stream: &str) -> Result<(), StreamError> {
+        self.tombstone(Record {
+            t: Some(stream.to_string()),
+            drop: true,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn tombstone(&self, r: Record) -> Result<(), StreamError> {
+        let payload = serde_json::to_vec(&r).map_err(|e| StreamError::Storage(e.to_string()))?;
+        let appended = {
+            let mut offsets = self.offsets.lock();
+            let appended = self.log.append(&[Entry::new(0, payload)])?;
+            apply(&mut offsets, r, 0);
+            appended
+        };
+        self.log.wait_durable(appended.next_offset).await?;
+        Ok(())
+    }
+
+    pub fn close(&self) -> Result<(), StreamError> {
+        Ok(self.log.close()?)
+    }
+}
+
+fn encode_commit(group: &str, stream: &str, partition: u32, c: &CommittedOffset) -> Entry {
+    let r = Record {
+        g: Some(group.to_string()),
+        t: Some(stream.to_string()),
+        p: Some(partition),
+        o: Some(c.offset),
+        m: if c.metadata.is_empty() {
+            None
+        } else {
+            Some(c.metadata.clone())
+        },
+        ..Default::default()
+    };
+    // Serializing a struct of strings and integers cannot fail.
+    Entry::new(c.commit_time_ms, serde_json::to_vec(&r).unwrap_or_default())
+}
+
+fn apply(offsets: &mut BTreeMap<Key, CommittedOffset>, r: Record, ts: i64) {
+    if r.del {
+        if let Some(g) = r.g {
+            offsets.retain(|(group, _, _), _| *group != g);
+        }
+    } else if r.drop {
+        if let Some(t) = r.t {
+            offsets.retain(|(_, stream, _), _| *stream != t);
+        }
+    } else if let (Some(g), Some(t), Some(p), Some(o)) = (r.g, r.t, r.p, r.o) {
+        offsets.insert(
+            (g, t, p),
+            CommittedOffset {
+                offset: o,
+                metadata: r.m.unwrap_or_default(),
+                commit_time_ms: ts,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commits_survive_reopen_and_deletes_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = OffsetStore::open(dir.path(), LogConfig::default()).unwrap();
+            s.commit("g1", &[("s".into(), 0, 5, "m".into()), ("s".into(), 1, 7, String::new())], 1)
+                .await
+                .unwrap();
+            s.commit("g1", &[("s".into(), 0, 9, String::new())], 2).await.unwrap();
+            s.commit("g2", &[("t".into(), 0, 3, String::new())], 3).await.unwrap();
+            s.commit("g3", &[("s".into(), 0, 1, String::new())], 3).await.unwrap();
+            s.delete_group("g2").await.unwrap();
+            s.drop_stream("s").await.unwrap();
+            s.commit("g1", &[("s".into(), 0, 1, String::new())], 4).await.unwrap();
+            s.close().unwrap();
+        }
+        let s = OffsetStore::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(s.get("g1", "s", 0).unwrap().offset, 1);
+        assert!(s.get("g1", "s", 1).is_none());
+        assert!(s.get("g2", "t", 0).is_none());
+        assert!(s.get("g3", "s", 0).is_none());
+        assert_eq!(s.groups(), vec!["g1".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn rewrite_keeps_live_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = OffsetStore::open(dir.path(), LogConfig::default()).unwrap();
+            for i in 0..(REWRITE_MIN_ENTRIES as i64 + 10) {
+                s.commit("g", &[("s".into(), 0, i, String::new())], i).await.unwrap();
+            }
+            s.close().unwrap();
+        }
+        let s = OffsetStore::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(s.get("g", "s", 0).unwrap().offset, REWRITE_MIN_ENTRIES as i64 + 9);
+        s.close().unwrap();
+        let s = OffsetStore::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(s.get("g", "s", 0).unwrap().offset, REWRITE_MIN_ENTRIES as i64 + 9);
+    }
+}
