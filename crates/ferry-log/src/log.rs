@@ -50,6 +50,17 @@ pub struct Log {
     handle: Arc<Handle>,
 }
 
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.shared().dir)
+            .field("start_offset", &self.start_offset())
+            .field("next_offset", &self.next_offset())
+            .field("durable_offset", &self.durable_offset())
+            .finish()
+    }
+}
+
 struct Handle {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -277,7 +288,8 @@ impl Log {
         }
         let removed: Vec<Arc<Segment>> = {
             let mut segments = shared.segments.write();
-            let closed = segments.len() - 1;
+            // Never the last (active) segment; the list is never empty.
+            let closed = segments.len().saturating_sub(1);
             let count = segments[..closed]
                 .iter()
                 .take_while(|s| s.next_offset() <= offset)

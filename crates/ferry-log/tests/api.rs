@@ -66,7 +66,7 @@ fn files_with_extension(dir: &Path, extension: &str) -> Vec<String> {
 
 #[test]
 fn log_is_send_sync_clone() {
-    fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+    fn assert_traits<T: Send + Sync + Clone + std::fmt::Debug + 'static>() {}
     assert_traits::<Log>();
 }
 
