@@ -43,6 +43,7 @@ fn group_commit(c: &mut Criterion) {
     let entry = Entry::new(0, vec![0xab; ENTRY_BYTES]);
     let mut group = c.benchmark_group("group_commit");
     group.throughput(Throughput::Elements(1));
+    let (mut entries, mut elapsed) = (0u64, Duration::ZERO);
     group.bench_function("8_appenders", |b| {
         b.iter_custom(|iters| {
             let per_thread = iters.div_ceil(APPENDERS);
@@ -57,20 +58,23 @@ fn group_commit(c: &mut Criterion) {
                     });
                 }
             });
+            let took = start.elapsed();
+            entries += per_thread * APPENDERS;
+            elapsed += took;
             // Scale to exactly `iters` entries (per_thread was rounded up).
-            start
-                .elapsed()
-                .mul_f64(iters as f64 / (per_thread * APPENDERS) as f64)
+            took.mul_f64(iters as f64 / (per_thread * APPENDERS) as f64)
         });
         // Keep the log from growing without bound across samples.
         log.truncate_before(log.next_offset()).unwrap();
     });
     group.finish();
-    let entries = log.next_offset();
+    let per_second = entries as f64 / elapsed.as_secs_f64();
     let fsyncs = syncs.load(Ordering::Relaxed).max(1);
     println!(
-        "group_commit/8_appenders: {entries} entries in {fsyncs} fdatasyncs ({:.1} entries per sync)",
-        entries as f64 / fsyncs as f64
+        "group_commit/8_appenders overall: {per_second:.0} entries/s, {:.1} MB/s of payload, \
+         {:.1} entries per fdatasync",
+        per_second * ENTRY_BYTES as f64 / 1e6,
+        log.next_offset() as f64 / fsyncs as f64
     );
     log.close().unwrap();
 }

@@ -16,9 +16,24 @@
 //! |--------------|----------------|--------------------|------------------|
 //! | `data_dir`   | `--data-dir`   | `FERRY_DATA_DIR`   | `./ferry-data`   |
 //! | `http_addr`  | `--http-addr`  | `FERRY_HTTP_ADDR`  | `127.0.0.1:7070` |
+//! | `aws_addr`   | `--aws-addr`   | `FERRY_AWS_ADDR`   | `127.0.0.1:9324` |
+//! | `kafka_addr` | `--kafka-addr` | `FERRY_KAFKA_ADDR` | `127.0.0.1:9092` |
+//! | `kafka_auto_create_topics` | `--kafka-auto-create-topics` | `FERRY_KAFKA_AUTO_CREATE_TOPICS` | `true` |
+//! | `kafka_default_partitions` | `--kafka-default-partitions` | `FERRY_KAFKA_DEFAULT_PARTITIONS` | `1` |
 //! | `durability` | `--durability` | `FERRY_DURABILITY` | `always`         |
 //! | `log_format` | `--log-format` | `FERRY_LOG_FORMAT` | `text`           |
 //! | `log_level`  | `--log-level`  | `FERRY_LOG_LEVEL`  | `info`           |
+//!
+//! The AWS door's identity settings come from the file only:
+//!
+//! ```toml
+//! [aws]
+//! region = "us-east-1"          # default
+//! account_id = "000000000000"   # default; 12 digits
+//! [[aws.credentials]]           # none: open mode (unsigned requests, loopback peers only)
+//! access_key_id = "AKIA..."
+//! secret_access_key = "..."
+//! ```
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,6 +43,16 @@ use std::time::Duration;
 pub const DEFAULT_DATA_DIR: &str = "./ferry-data";
 /// Default address of the native HTTP door.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:7070";
+/// Default address of the AWS (SQS) door.
+pub const DEFAULT_AWS_ADDR: &str = "127.0.0.1:9324";
+/// Default address of the Kafka door.
+pub const DEFAULT_KAFKA_ADDR: &str = "127.0.0.1:9092";
+/// Partitions of streams the Kafka door creates implicitly.
+pub const DEFAULT_KAFKA_PARTITIONS: u32 = 1;
+/// Default AWS region reported in queue ARNs.
+pub const DEFAULT_AWS_REGION: &str = "us-east-1";
+/// Default AWS account id used in queue URLs and ARNs.
+pub const DEFAULT_AWS_ACCOUNT_ID: &str = "000000000000";
 /// Config file read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "./ferry.toml";
 /// Longest accepted `interval:<ms>` durability interval (one minute).
@@ -52,6 +77,24 @@ pub struct ServeArgs {
     /// [env: FERRY_HTTP_ADDR] [config: http_addr] [default: 127.0.0.1:7070]
     #[arg(long, value_name = "HOST:PORT")]
     pub http_addr: Option<String>,
+    /// Address of the AWS door (SQS JSON and query protocols). Port 0 picks a free port; the
+    /// chosen address is logged as `listening door=aws addr=...`.
+    /// [env: FERRY_AWS_ADDR] [config: aws_addr] [default: 127.0.0.1:9324]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub aws_addr: Option<String>,
+    /// Address of the Kafka door (Kafka wire protocol). Port 0 picks a free port; the chosen
+    /// address is logged as `listening door=kafka addr=...` and advertised in Metadata.
+    /// [env: FERRY_KAFKA_ADDR] [config: kafka_addr] [default: 127.0.0.1:9092]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka_addr: Option<String>,
+    /// Create a missing stream when a Kafka client produces to it or asks for its metadata.
+    /// [env: FERRY_KAFKA_AUTO_CREATE_TOPICS] [config: kafka_auto_create_topics] [default: true]
+    #[arg(long, value_name = "true|false")]
+    pub kafka_auto_create_topics: Option<String>,
+    /// Partitions of streams created implicitly (auto-create, or CreateTopics with -1).
+    /// [env: FERRY_KAFKA_DEFAULT_PARTITIONS] [config: kafka_default_partitions] [default: 1]
+    #[arg(long, value_name = "N")]
+    pub kafka_default_partitions: Option<String>,
     /// When a write is fsynced: `always` (before success is returned), `interval:<ms>` (at most
     /// <ms> ms later) or `never` (left to the OS). Queues may override it.
     /// [env: FERRY_DURABILITY] [config: durability] [default: always]
@@ -92,11 +135,66 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// `HOST:PORT`; resolved when the door binds.
     pub http_addr: String,
+    /// `HOST:PORT` of the AWS door.
+    pub aws_addr: String,
+    /// Region, account and credentials of the AWS door.
+    pub aws: AwsSettings,
+    /// `HOST:PORT` of the Kafka door.
+    pub kafka_addr: String,
+    pub kafka_auto_create_topics: bool,
+    pub kafka_default_partitions: u32,
     pub durability: Durability,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The config file that was read, if any (logged at start).
     pub config_file: Option<PathBuf>,
+}
+
+/// The AWS door's identity: the region and account in queue URLs and ARNs, and the keys whose
+/// SigV4 signatures it accepts. With no credentials the door is open (loopback peers only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub region: String,
+    pub account_id: String,
+    pub credentials: Vec<AwsCredential>,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            region: DEFAULT_AWS_REGION.to_string(),
+            account_id: DEFAULT_AWS_ACCOUNT_ID.to_string(),
+            credentials: Vec::new(),
+        }
+    }
+}
+
+/// One access key of the AWS door.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsCredential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl fmt::Debug for AwsCredential {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsCredential")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The `[aws]` table of `ferry.toml`.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AwsFileSection {
+    region: Option<String>,
+    account_id: Option<String>,
+    #[serde(default)]
+    credentials: Vec<AwsCredential>,
 }
 
 /// A configuration that cannot be used. The message names the setting's origin and the reason.
@@ -119,6 +217,11 @@ pub enum ConfigError {
 struct FileLayer {
     data_dir: Option<String>,
     http_addr: Option<String>,
+    aws_addr: Option<String>,
+    aws: Option<AwsFileSection>,
+    kafka_addr: Option<String>,
+    kafka_auto_create_topics: Option<bool>,
+    kafka_default_partitions: Option<u32>,
     durability: Option<String>,
     log_format: Option<String>,
     log_level: Option<String>,
@@ -136,6 +239,12 @@ struct Sourced {
 struct Layer {
     data_dir: Option<Sourced>,
     http_addr: Option<Sourced>,
+    aws_addr: Option<Sourced>,
+    kafka_addr: Option<Sourced>,
+    kafka_auto_create_topics: Option<Sourced>,
+    kafka_default_partitions: Option<Sourced>,
+    /// File only: `[aws]`, with the file's path for error messages.
+    aws: Option<(AwsFileSection, String)>,
     durability: Option<Sourced>,
     log_format: Option<Sourced>,
     log_level: Option<Sourced>,
@@ -147,6 +256,11 @@ impl Layer {
         Layer {
             data_dir: over.data_dir.or(self.data_dir),
             http_addr: over.http_addr.or(self.http_addr),
+            aws_addr: over.aws_addr.or(self.aws_addr),
+            kafka_addr: over.kafka_addr.or(self.kafka_addr),
+            kafka_auto_create_topics: over.kafka_auto_create_topics.or(self.kafka_auto_create_topics),
+            kafka_default_partitions: over.kafka_default_partitions.or(self.kafka_default_partitions),
+            aws: over.aws.or(self.aws),
             durability: over.durability.or(self.durability),
             log_format: over.log_format.or(self.log_format),
             log_level: over.log_level.or(self.log_level),
@@ -180,6 +294,11 @@ impl ServerConfig {
         let env_layer = Layer {
             data_dir: env_var("FERRY_DATA_DIR"),
             http_addr: env_var("FERRY_HTTP_ADDR"),
+            aws_addr: env_var("FERRY_AWS_ADDR"),
+            kafka_addr: env_var("FERRY_KAFKA_ADDR"),
+            kafka_auto_create_topics: env_var("FERRY_KAFKA_AUTO_CREATE_TOPICS"),
+            kafka_default_partitions: env_var("FERRY_KAFKA_DEFAULT_PARTITIONS"),
+            aws: None,
             durability: env_var("FERRY_DURABILITY"),
             log_format: env_var("FERRY_LOG_FORMAT"),
             log_level: env_var("FERRY_LOG_LEVEL"),
@@ -190,6 +309,11 @@ impl ServerConfig {
         let flag_layer = Layer {
             data_dir: flag(&args.data_dir, "data-dir"),
             http_addr: flag(&args.http_addr, "http-addr"),
+            aws_addr: flag(&args.aws_addr, "aws-addr"),
+            kafka_addr: flag(&args.kafka_addr, "kafka-addr"),
+            kafka_auto_create_topics: flag(&args.kafka_auto_create_topics, "kafka-auto-create-topics"),
+            kafka_default_partitions: flag(&args.kafka_default_partitions, "kafka-default-partitions"),
+            aws: None,
             durability: flag(&args.durability, "durability"),
             log_format: flag(&args.log_format, "log-format"),
             log_level: flag(&args.log_level, "log-level"),
@@ -219,6 +343,39 @@ impl ServerConfig {
             }
             None => DEFAULT_HTTP_ADDR.to_string(),
         };
+        let aws_addr = match layer.aws_addr {
+            Some(s) => {
+                check(&s, parse_host_port)?;
+                s.value
+            }
+            None => DEFAULT_AWS_ADDR.to_string(),
+        };
+        let kafka_addr = match layer.kafka_addr {
+            Some(s) => {
+                check(&s, parse_host_port)?;
+                s.value
+            }
+            None => DEFAULT_KAFKA_ADDR.to_string(),
+        };
+        let kafka_auto_create_topics = match layer.kafka_auto_create_topics {
+            Some(s) => check(&s, |v| match v {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err("expected `true` or `false`".to_string()),
+            })?,
+            None => true,
+        };
+        let kafka_default_partitions = match layer.kafka_default_partitions {
+            Some(s) => check(&s, |v| match v.parse::<u32>() {
+                Ok(n) if (1..=ferry_broker::stream::MAX_PARTITIONS).contains(&n) => Ok(n),
+                _ => Err(format!("expected 1 to {}", ferry_broker::stream::MAX_PARTITIONS)),
+            })?,
+            None => DEFAULT_KAFKA_PARTITIONS,
+        };
+        let aws = match layer.aws {
+            Some((section, file)) => validate_aws(section, &file)?,
+            None => AwsSettings::default(),
+        };
         let durability = match layer.durability {
             Some(s) => check(&s, parse_durability)?,
             None => Durability::Always,
@@ -241,6 +398,11 @@ impl ServerConfig {
         Ok(ServerConfig {
             data_dir,
             http_addr,
+            aws_addr,
+            aws,
+            kafka_addr,
+            kafka_auto_create_topics,
+            kafka_default_partitions,
             durability,
             log_format,
             log_level,
@@ -255,6 +417,11 @@ impl Default for ServerConfig {
         ServerConfig {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             http_addr: DEFAULT_HTTP_ADDR.to_string(),
+            aws_addr: DEFAULT_AWS_ADDR.to_string(),
+            aws: AwsSettings::default(),
+            kafka_addr: DEFAULT_KAFKA_ADDR.to_string(),
+            kafka_auto_create_topics: true,
+            kafka_default_partitions: DEFAULT_KAFKA_PARTITIONS,
             durability: Durability::Always,
             log_format: LogFormat::Text,
             log_level: "info".to_string(),
@@ -284,10 +451,42 @@ fn read_file_layer(path: &Path) -> Result<Layer, ConfigError> {
     Ok(Layer {
         data_dir: key(file.data_dir, "data_dir"),
         http_addr: key(file.http_addr, "http_addr"),
+        aws_addr: key(file.aws_addr, "aws_addr"),
+        kafka_addr: key(file.kafka_addr, "kafka_addr"),
+        kafka_auto_create_topics: key(file.kafka_auto_create_topics.map(|b| b.to_string()), "kafka_auto_create_topics"),
+        kafka_default_partitions: key(file.kafka_default_partitions.map(|n| n.to_string()), "kafka_default_partitions"),
+        aws: file.aws.map(|a| (a, path.display().to_string())),
         durability: key(file.durability, "durability"),
         log_format: key(file.log_format, "log_format"),
         log_level: key(file.log_level, "log_level"),
     })
+}
+
+/// Checks the `[aws]` table: a non-empty region, a 12-digit account id, and distinct,
+/// non-empty access keys.
+fn validate_aws(section: AwsFileSection, file: &str) -> Result<AwsSettings, ConfigError> {
+    let invalid = |key: &str, reason: String| ConfigError::InvalidValue {
+        origin: format!("key `aws.{key}` in {file}"),
+        reason,
+    };
+    let region = section.region.unwrap_or_else(|| DEFAULT_AWS_REGION.to_string());
+    if region.is_empty() || !region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(invalid("region", format!("{region:?}: expected a region such as us-east-1")));
+    }
+    let account_id = section.account_id.unwrap_or_else(|| DEFAULT_AWS_ACCOUNT_ID.to_string());
+    if account_id.len() != 12 || !account_id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(invalid("account_id", format!("{account_id:?}: expected 12 digits")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for c in &section.credentials {
+        if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
+            return Err(invalid("credentials", "access_key_id and secret_access_key must not be empty".into()));
+        }
+        if !seen.insert(c.access_key_id.clone()) {
+            return Err(invalid("credentials", format!("access key {:?} is listed twice", c.access_key_id)));
+        }
+    }
+    Ok(AwsSettings { region, account_id, credentials: section.credentials })
 }
 
 fn check<T>(s: &Sourced, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {

@@ -5,10 +5,12 @@
 //!
 //! - [`config`]: the one place where settings are parsed (file, environment, flags).
 //! - [`server`]: the lifecycle (bind, recover, serve, graceful shutdown).
+//! - [`aws`]: the AWS door (SQS over the JSON 1.0 and query/XML protocols, SigV4).
 //! - [`http`]: the native `/v1` API, `/metrics`, `/healthz`, `/readyz`, `/v1/openapi.json`.
 //! - [`metrics`]: every exported metric name.
 //! - [`logging`]: structured logs.
 
+pub mod aws;
 pub mod config;
 pub mod http;
 pub mod logging;

@@ -40,6 +40,7 @@ impl Durability {
 #[derive(Debug, Clone, Copy)]
 pub struct Listening {
     pub http: SocketAddr,
+    pub aws: SocketAddr,
 }
 
 /// Runs the server until `shutdown` resolves, then shuts down gracefully.
@@ -70,7 +71,20 @@ pub async fn run(
         .local_addr()
         .context("cannot read the http door's address")?;
     tracing::info!(door = "http", addr = %http_addr, "listening");
-    on_listening(Listening { http: http_addr });
+    let aws_listener = TcpListener::bind(&config.aws_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (aws door)", config.aws_addr))?;
+    let aws_addr = aws_listener
+        .local_addr()
+        .context("cannot read the aws door's address")?;
+    tracing::info!(door = "aws", addr = %aws_addr, "listening");
+    if config.aws.credentials.is_empty() {
+        tracing::warn!(
+            door = "aws",
+            "no AWS credentials configured: the AWS door is in open mode (any or no signature, loopback peers only)"
+        );
+    }
+    on_listening(Listening { http: http_addr, aws: aws_addr });
 
     let state = AppState::new(metrics);
     let (stop_http, mut http_stopped) = watch::channel(false);
@@ -82,6 +96,22 @@ pub async fn run(
                     let _ = http_stopped.wait_for(|stop| *stop).await;
                 })
                 .await
+        }
+    });
+
+    let aws_door = crate::aws::AwsDoor::new(state.clone(), config.aws.clone());
+    let aws_server = tokio::spawn({
+        let app = crate::aws::router(aws_door.clone());
+        let mut aws_stopped = stop_http.subscribe();
+        async move {
+            axum::serve(
+                aws_listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = aws_stopped.wait_for(|stop| *stop).await;
+            })
+            .await
         }
     });
 
@@ -110,6 +140,7 @@ pub async fn run(
             state.begin_shutdown();
             let _ = stop_http.send(true);
             let _ = tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, server).await;
+            let _ = tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, aws_server).await;
             upkeep.abort();
             return Ok(());
         }
@@ -147,7 +178,7 @@ pub async fn run(
 
     // Let ordinary requests (sends, deletes) finish against a live broker before it stops.
     let grace_end = Instant::now() + SHUTDOWN_REQUEST_GRACE;
-    while state.busy_requests() > 0 && Instant::now() < grace_end {
+    while (state.busy_requests() > 0 || aws_door.busy_requests() > 0) && Instant::now() < grace_end {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Wakes the long polls (they return empty), refuses new work, flushes and checkpoints.
@@ -157,6 +188,12 @@ pub async fn run(
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http door stopped with an error"),
         Ok(Err(e)) => tracing::warn!(error = %e, "http door task failed"),
         Err(_) => tracing::warn!("http door did not drain in time; closing open connections"),
+    }
+    match tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, aws_server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "aws door stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "aws door task failed"),
+        Err(_) => tracing::warn!("aws door did not drain in time; closing open connections"),
     }
     upkeep.abort();
     broker_result.context("flushing the broker at shutdown")?;
