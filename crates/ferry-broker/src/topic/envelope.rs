@@ -1,0 +1,153 @@
+//! The SNS notification formats a subscriber receives: the JSON envelope (`Notification`,
+//! `SubscriptionConfirmation`) or the raw message.
+//!
+//! These are the *delivered message* formats of a topic (what lands in a queue or is POSTed to
+//! an endpoint), the same whichever door published, so they live with the topic router.
+//!
+//! ```text
+//! {"Type":"Notification","MessageId":"…","TopicArn":"arn:aws:sns:…:orders","Subject":"…",
+//!  "Message":"…","Timestamp":"2026-12-05T15:00:00.000Z","SignatureVersion":"1",
+//!  "Signature":"","SigningCertURL":"","UnsubscribeURL":"http://…/?Action=Unsubscribe&…",
+//!  "MessageAttributes":{"k":{"Type":"String","Value":"v"}}}
+//! ```
+//!
+//! Signing is not implemented: `Signature` and `SigningCertURL` are empty strings.
+
+use crate::types::MessageAttributeValue;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// ISO-8601 UTC with milliseconds, as SNS writes `Timestamp`.
+pub fn iso8601(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// `MessageAttributes` of the envelope: `{"name": {"Type": "String", "Value": "…"}}`; binary
+/// values are base64.
+pub fn attributes_json(attributes: &BTreeMap<String, MessageAttributeValue>) -> Value {
+    let mut m = Map::new();
+    for (k, a) in attributes {
+        let value = match (&a.string_value, &a.binary_value) {
+            (Some(s), _) => s.clone(),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD.encode(b),
+            (None, None) => String::new(),
+        };
+        m.insert(k.clone(), json!({"Type": a.data_type, "Value": value}));
+    }
+    Value::Object(m)
+}
+
+/// Fields of one notification.
+pub struct Notification<'a> {
+    pub message_id: &'a str,
+    pub topic_arn: &'a str,
+    pub subject: Option<&'a str>,
+    pub message: &'a str,
+    pub timestamp_ms: u64,
+    pub unsubscribe_url: &'a str,
+    pub attributes: &'a BTreeMap<String, MessageAttributeValue>,
+    pub sequence_number: Option<&'a str>,
+}
+
+pub fn notification(n: &Notification<'_>) -> String {
+    let mut m = Map::new();
+    m.insert("Type".into(), json!("Notification"));
+    m.insert("MessageId".into(), json!(n.message_id));
+    if let Some(seq) = n.sequence_number {
+        m.insert("SequenceNumber".into(), json!(seq));
+    }
+    m.insert("TopicArn".into(), json!(n.topic_arn));
+    if let Some(s) = n.subject {
+        m.insert("Subject".into(), json!(s));
+    }
+    m.insert("Message".into(), json!(n.message));
+    m.insert("Timestamp".into(), json!(iso8601(n.timestamp_ms)));
+    m.insert("SignatureVersion".into(), json!("1"));
+    m.insert("Signature".into(), json!(""));
+    m.insert("SigningCertURL".into(), json!(""));
+    m.insert("UnsubscribeURL".into(), json!(n.unsubscribe_url));
+    if !n.attributes.is_empty() {
+        m.insert("MessageAttributes".into(), attributes_json(n.attributes));
+    }
+    Value::Object(m).to_string()
+}
+
+/// The `SubscriptionConfirmation` POSTed to a new HTTP(S) endpoint.
+pub fn confirmation(message_id: &str, topic_arn: &str, token: &str, subscribe_url: &str, timestamp_ms: u64) -> String {
+    json!({
+        "Type": "SubscriptionConfirmation",
+        "MessageId": message_id,
+        "Token": token,
+        "TopicArn": topic_arn,
+        "Message": format!(
+            "You have chosen to subscribe to the topic {topic_arn}.\nTo confirm the subscription, visit the SubscribeURL included in this message."
+        ),
+        "SubscribeURL": subscribe_url,
+        "Timestamp": iso8601(timestamp_ms),
+        "SignatureVersion": "1",
+        "Signature": "",
+        "SigningCertURL": "",
+    })
+    .to_string()
+}
+
+/// A random UUID (version 4) in text form.
+pub fn uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Percent-encodes a query-string value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(iso8601(1_796_482_800_000), "2026-12-05T15:00:00.000Z");
+    }
+
+    #[test]
+    fn uuids() {
+        let u = uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+    }
+}

@@ -1,0 +1,247 @@
+//! Behaviour tests of the topic router against a real queue broker in a temporary directory.
+
+use super::delivery::{Deliverer, HttpPost};
+use super::*;
+use crate::types::ReceiveRequest;
+use std::future::Future;
+use std::pin::Pin;
+
+fn open(dir: &std::path::Path) -> (Broker, Topics) {
+    let broker = Broker::open(BrokerConfig::new(dir)).unwrap();
+    let topics = Topics::open(TopicsConfig::new(dir), broker.clone()).unwrap();
+    (broker, topics)
+}
+
+fn attr(v: &str) -> MessageAttributeValue {
+    MessageAttributeValue { data_type: "String".into(), string_value: Some(v.into()), binary_value: None }
+}
+
+async fn drain(b: &Broker, q: &str) -> Vec<crate::Message> {
+    let mut out = Vec::new();
+    loop {
+        let r = b.receive(q, ReceiveRequest { max_messages: 100, wait_seconds: Some(0), ..Default::default() }).await.unwrap();
+        if r.is_empty() {
+            return out;
+        }
+        out.extend(r.into_iter().map(|m| m.message));
+    }
+}
+
+fn sqs_sub(t: &Topics, topic: &str, queue: &str, filter: Option<&str>, raw: bool) -> Subscription {
+    let a = SubscriptionAttributes { filter_policy: filter.map(str::to_string), raw_message_delivery: raw, ..Default::default() };
+    t.subscribe(topic, "sqs", &t.queue_arn(queue), a).unwrap()
+}
+
+#[tokio::test]
+async fn fan_out_with_filters_raw_and_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, t) = open(dir.path());
+    for q in ["all", "red", "raw"] {
+        b.create_queue(q, Default::default(), Default::default()).unwrap();
+    }
+    t.create_topic("orders", Default::default(), Default::default()).unwrap();
+    sqs_sub(&t, "orders", "all", None, false);
+    sqs_sub(&t, "orders", "red", Some(r#"{"color": ["red"]}"#), false);
+    sqs_sub(&t, "orders", "raw", None, true);
+    for color in ["red", "blue"] {
+        let req = PublishRequest { message: format!("hello {color}"), subject: Some("s".into()), attributes: [("color".to_string(), attr(color))].into(), ..Default::default() };
+        t.publish("orders", req).await.unwrap();
+    }
+    let all = drain(&b, "all").await;
+    assert_eq!(all.len(), 2);
+    let env: serde_json::Value = serde_json::from_slice(&all[0].body).unwrap();
+    assert_eq!(env["Type"], "Notification");
+    assert_eq!(env["Message"], "hello red");
+    assert_eq!(env["Subject"], "s");
+    assert_eq!(env["TopicArn"], t.topic_arn("orders"));
+    assert_eq!(env["MessageAttributes"]["color"]["Value"], "red");
+    let red = drain(&b, "red").await;
+    assert_eq!(red.len(), 1);
+    let raw = drain(&b, "raw").await;
+    assert_eq!(raw.len(), 2);
+    assert_eq!(&raw[1].body[..], b"hello blue");
+    assert_eq!(raw[1].attributes["color"].string_value.as_deref(), Some("blue"));
+    let stats = t.stats();
+    assert_eq!(stats[0].published, 2);
+    assert_eq!(stats[0].subscriptions.iter().map(|s| s.filtered_out).sum::<u64>(), 1);
+}
+
+#[tokio::test]
+async fn invalid_filter_policy_is_refused_with_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_b, t) = open(dir.path());
+    t.create_topic("t", Default::default(), Default::default()).unwrap();
+    let a = SubscriptionAttributes { filter_policy: Some(r#"{"a": "x"}"#.into()), ..Default::default() };
+    let e = t.subscribe("t", "sqs", &t.queue_arn("q"), a).unwrap_err();
+    assert!(matches!(e, TopicError::InvalidFilterPolicy(_)), "{e:?}");
+    assert!(e.to_string().starts_with("Invalid parameter: FilterPolicy:"));
+}
+
+#[tokio::test]
+async fn refused_target_goes_to_the_dead_letter_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, t) = open(dir.path());
+    b.create_queue("dlq", Default::default(), Default::default()).unwrap();
+    b.create_queue("ok", Default::default(), Default::default()).unwrap();
+    t.create_topic("t", Default::default(), Default::default()).unwrap();
+    let a = SubscriptionAttributes { redrive_policy: Some(format!(r#"{{"deadLetterTargetArn":"{}"}}"#, t.queue_arn("dlq"))), ..Default::default() };
+    t.subscribe("t", "sqs", &t.queue_arn("missing"), a).unwrap();
+    sqs_sub(&t, "t", "ok", None, false);
+    t.publish("t", PublishRequest { message: "m".into(), ..Default::default() }).await.unwrap();
+    assert_eq!(drain(&b, "dlq").await.len(), 1);
+    assert_eq!(drain(&b, "ok").await.len(), 1);
+}
+
+#[tokio::test]
+async fn open_intents_are_completed_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (b, t) = open(dir.path());
+        for q in ["a", "b"] {
+            b.create_queue(q, Default::default(), Default::default()).unwrap();
+        }
+        t.create_topic("t", Default::default(), Default::default()).unwrap();
+        let s1 = sqs_sub(&t, "t", "a", None, false);
+        let s2 = sqs_sub(&t, "t", "b", None, false);
+        // A crash between the intent and the fan-out: write the intent only.
+        let published = Published {
+            message_id: "m1".into(),
+            topic: "t".into(),
+            timestamp_ms: 1,
+            sequence_number: None,
+            request: PublishRequest { message: "crashed".into(), ..Default::default() },
+        };
+        t.append_intent(&IntentRecord::Intent { published, targets: vec![s1.id, s2.id] }, true).await.unwrap();
+        t.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    }
+    let (b, t) = open(dir.path());
+    assert_eq!(t.inner.open_intents.lock().len(), 1);
+    t.complete_open_intents().await.unwrap();
+    assert_eq!(drain(&b, "a").await.len(), 1);
+    assert_eq!(drain(&b, "b").await.len(), 1);
+    t.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    drop((b, t));
+    let (_b, t) = open(dir.path());
+    assert!(t.inner.open_intents.lock().is_empty(), "the Done record closes the intent");
+}
+
+#[tokio::test]
+async fn fifo_topic_to_fifo_queues_keeps_order_and_dedups() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, t) = open(dir.path());
+    let fifo = crate::QueueAttributes { fifo: true, ..Default::default() };
+    for q in ["a.fifo", "b.fifo"] {
+        b.create_queue(q, fifo.clone(), Default::default()).unwrap();
+    }
+    t.create_topic("t.fifo", TopicAttributes { fifo: true, ..Default::default() }, Default::default()).unwrap();
+    sqs_sub(&t, "t.fifo", "a.fifo", None, true);
+    sqs_sub(&t, "t.fifo", "b.fifo", None, true);
+    let e = t.publish("t.fifo", PublishRequest { message: "x".into(), ..Default::default() }).await.unwrap_err();
+    assert!(matches!(e, TopicError::InvalidParameter { .. }));
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let r = PublishRequest { message: format!("{i}"), group_id: Some("g".into()), deduplication_id: Some(format!("d{i}")), ..Default::default() };
+        ids.push(t.publish("t.fifo", r).await.unwrap());
+    }
+    let again = t.publish("t.fifo", PublishRequest { message: "0".into(), group_id: Some("g".into()), deduplication_id: Some("d0".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(again.message_id, ids[0].message_id);
+    assert!(ids.windows(2).all(|w| w[0].sequence_number < w[1].sequence_number));
+    for q in ["a.fifo", "b.fifo"] {
+        let mut got = Vec::new();
+        loop {
+            let r = b.receive(q, ReceiveRequest { max_messages: 10, wait_seconds: Some(0), ..Default::default() }).await.unwrap();
+            if r.is_empty() {
+                break;
+            }
+            for m in r {
+                got.push(String::from_utf8(m.message.body.to_vec()).unwrap());
+                b.delete_messages(q, vec![m.receipt_handle]).await.unwrap();
+            }
+        }
+        assert_eq!(got, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
+    }
+}
+
+/// A fake endpoint: answers with the next status of its script (then 200), records bodies.
+struct Script {
+    statuses: parking_lot::Mutex<Vec<u16>>,
+    posts: parking_lot::Mutex<Vec<(Vec<(String, String)>, String)>>,
+}
+
+impl Deliverer for Arc<Script> {
+    fn post(&self, r: HttpPost) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send>> {
+        let me = self.clone();
+        Box::pin(async move {
+            me.posts.lock().push((r.headers, String::from_utf8_lossy(&r.body).to_string()));
+            let mut s = me.statuses.lock();
+            Ok(if s.is_empty() { 200 } else { s.remove(0) })
+        })
+    }
+}
+
+struct Wrap(Arc<Script>);
+impl Deliverer for Wrap {
+    fn post(&self, r: HttpPost) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send>> {
+        self.0.post(r)
+    }
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < end, "timed out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+use std::time::Instant;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_confirmation_delivery_retries_and_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, t) = open(dir.path());
+    b.create_queue("dlq", Default::default(), Default::default()).unwrap();
+    let script = Arc::new(Script { statuses: parking_lot::Mutex::new(vec![]), posts: Default::default() });
+    t.start(Arc::new(Wrap(script.clone()))).await.unwrap();
+    t.create_topic("t", Default::default(), Default::default()).unwrap();
+    let a = SubscriptionAttributes {
+        redrive_policy: Some(format!(r#"{{"deadLetterTargetArn":"{}"}}"#, t.queue_arn("dlq"))),
+        delivery_policy: Some(r#"{"healthyRetryPolicy":{"numRetries":2,"minDelayTarget":1,"maxDelayTarget":1}}"#.into()),
+        ..Default::default()
+    };
+    let sub = t.subscribe("t", "http", "http://example.invalid/hook", a).unwrap();
+    assert!(!sub.confirmed);
+    // Published before confirmation: not delivered.
+    t.publish("t", PublishRequest { message: "early".into(), ..Default::default() }).await.unwrap();
+    wait_for(|| !script.posts.lock().is_empty()).await;
+    let (headers, body) = script.posts.lock()[0].clone();
+    assert!(headers.contains(&("x-amz-sns-message-type".into(), "SubscriptionConfirmation".into())));
+    let conf: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(conf["Token"], sub.token.clone().unwrap());
+    assert!(conf["SubscribeURL"].as_str().unwrap().contains("Action=ConfirmSubscription"));
+    t.confirm_subscription("t", conf["Token"].as_str().unwrap()).unwrap();
+    // Delivered on the first try.
+    t.publish("t", PublishRequest { message: "one".into(), ..Default::default() }).await.unwrap();
+    wait_for(|| script.posts.lock().len() == 2).await;
+    let n: serde_json::Value = serde_json::from_str(&script.posts.lock()[1].1).unwrap();
+    assert_eq!(n["Message"], "one");
+    // Fails three times (1 + 2 retries) → dead-letter queue.
+    script.statuses.lock().extend([500, 500, 500]);
+    t.publish("t", PublishRequest { message: "two".into(), ..Default::default() }).await.unwrap();
+    wait_for(|| script.posts.lock().len() == 5).await;
+    let mut dead = Vec::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    while dead.is_empty() && Instant::now() < end {
+        dead = drain(&b, "dlq").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead.len(), 1);
+    let d: serde_json::Value = serde_json::from_slice(&dead[0].body).unwrap();
+    assert_eq!(d["Message"], "two");
+    let bodies: Vec<String> = script.posts.lock().iter().map(|p| p.1.clone()).collect();
+    assert!(!bodies.iter().any(|b| b.contains("early")));
+    let s = &t.stats()[0].subscriptions[0];
+    assert_eq!((s.delivered, s.failed, s.dead_lettered), (1, 1, 1));
+}
