@@ -25,9 +25,17 @@
 //!   28     n  payload
 //! ```
 //!
-//! The index file formats are in the `index` module. A segment rolls when the next frame
-//! would take it past `segment_bytes`; the closed segment is synced and its index files are
-//! written and synced before the next segment file is created (and the directory synced).
+//! Every `index_interval_bytes` (and for the first and, once closed, the last frame of each
+//! segment) the sparse indexes record where a frame starts and the running maximum timestamp:
+//!
+//! ```text
+//! .index      n × [relative_offset u32][position u32]          relative to the base offset
+//! .timeindex  n × [max_timestamp_ms i64][relative_offset u32]  running max: monotonic
+//! ```
+//!
+//! A segment rolls when the next frame would take it past `segment_bytes`; the closed segment
+//! is synced and its index files are written and synced before the next segment file is
+//! created (and the directory synced).
 //!
 //! # Writing: group commit
 //!
@@ -37,8 +45,9 @@
 //! once. Whatever is appended while that happens forms the next batch (capped at 4 MiB), so
 //! the number of syncs adapts to the load. When several appenders are active, the writer
 //! lingers briefly after a sync (at most half a sync, 1 ms at most) for the appenders it just
-//! woke, so closed-loop appenders share one sync instead of alternating between two. `Interval(d)` writes immediately and syncs at most
-//! every `d`; `Never` syncs only on roll and close. Under the relaxed modes "durable" means
+//! woke, so closed-loop appenders share one sync instead of alternating between two.
+//! `Interval(d)` writes immediately and syncs at most every `d`; `Never` syncs only on roll
+//! and close. Under the relaxed modes "durable" means
 //! written to the file: it survives a process crash, not a power loss.
 //!
 //! # Recovery and torn tails
