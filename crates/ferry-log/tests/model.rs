@@ -60,7 +60,7 @@ fn check(log: &Log, model: &[StoredEntry], start: u64, next: u64, max_bytes: usi
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn log_behaves_like_a_vec(
@@ -68,7 +68,7 @@ proptest! {
         segment_bytes in 100u64..3000,
         index_interval_bytes in 0u32..400,
         max_bytes in 0usize..2000,
-        ops in prop::collection::vec(op(), 1..40),
+        ops in prop::collection::vec(op(), 1..30),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig { segment_bytes, index_interval_bytes, durability, ..LogConfig::default() };
