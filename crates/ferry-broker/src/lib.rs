@@ -55,6 +55,7 @@ pub mod types;
 
 mod catalog;
 pub mod queue;
+pub mod stream;
 pub mod topic;
 mod receipt;
 pub mod validate;

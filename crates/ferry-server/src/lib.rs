@@ -6,6 +6,7 @@
 //! - [`config`]: the one place where settings are parsed (file, environment, flags).
 //! - [`server`]: the lifecycle (bind, recover, serve, graceful shutdown).
 //! - [`aws`]: the AWS door (SQS over the JSON 1.0 and query/XML protocols, SigV4).
+//! - [`kafka`]: the Kafka door (Kafka wire protocol over the streams domain).
 //! - [`http`]: the native `/v1` API, `/metrics`, `/healthz`, `/readyz`, `/v1/openapi.json`.
 //! - [`metrics`]: every exported metric name.
 //! - [`logging`]: structured logs.
@@ -13,6 +14,7 @@
 pub mod aws;
 pub mod config;
 pub mod http;
+pub mod kafka;
 pub mod logging;
 pub mod metrics;
 pub mod server;

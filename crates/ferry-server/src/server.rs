@@ -41,6 +41,7 @@ impl Durability {
 pub struct Listening {
     pub http: SocketAddr,
     pub aws: SocketAddr,
+    pub kafka: SocketAddr,
 }
 
 /// Runs the server until `shutdown` resolves, then shuts down gracefully.
@@ -78,13 +79,20 @@ pub async fn run(
         .local_addr()
         .context("cannot read the aws door's address")?;
     tracing::info!(door = "aws", addr = %aws_addr, "listening");
+    let kafka_listener = TcpListener::bind(&config.kafka_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (kafka door)", config.kafka_addr))?;
+    let kafka_addr = kafka_listener
+        .local_addr()
+        .context("cannot read the kafka door's address")?;
+    tracing::info!(door = "kafka", addr = %kafka_addr, "listening");
     if config.aws.credentials.is_empty() {
         tracing::warn!(
             door = "aws",
             "no AWS credentials configured: the AWS door is in open mode (any or no signature, loopback peers only)"
         );
     }
-    on_listening(Listening { http: http_addr, aws: aws_addr });
+    on_listening(Listening { http: http_addr, aws: aws_addr, kafka: kafka_addr });
 
     let state = AppState::new(metrics);
     let (stop_http, mut http_stopped) = watch::channel(false);
@@ -164,6 +172,16 @@ pub async fn run(
             ));
         }
     };
+    let (streams, stop_kafka, kafka_server, stream_upkeep) =
+        match crate::kafka::start(&config, kafka_listener).await {
+            Ok(started) => started,
+            Err(e) => {
+                let _ = stop_http.send(true);
+                upkeep.abort();
+                let _ = broker.shutdown().await;
+                return Err(e);
+            }
+        };
     state.set_ready(broker.clone());
     tracing::info!(
         queues = broker.list_queues(None).len(),
@@ -182,6 +200,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Wakes the long polls (they return empty), refuses new work, flushes and checkpoints.
+    crate::kafka::stop(streams, stop_kafka, kafka_server, stream_upkeep).await;
     let broker_result = broker.shutdown().await;
     match tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, server).await {
         Ok(Ok(Ok(()))) => {}

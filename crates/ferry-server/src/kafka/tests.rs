@@ -1,0 +1,158 @@
+//! Door-level tests over a real socket: framing, malformed frames, produce and fetch.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use ferry_broker::stream::{Streams, StreamsConfig};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::{serve, KafkaDoor, KafkaSettings};
+
+async fn start() -> (std::net::SocketAddr, tempfile::TempDir, watch::Sender<bool>) {
+    let dir = tempfile::tempdir().unwrap();
+    let streams = Streams::open(StreamsConfig::new(dir.path())).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let door = Arc::new(KafkaDoor {
+        streams,
+        settings: KafkaSettings { auto_create_topics: true, default_partitions: 2 },
+    });
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(serve(listener, door, rx));
+    (addr, dir, tx)
+}
+
+async fn call<Req: Encodable, Resp: Decodable>(
+    sock: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Resp {
+    let mut header = RequestHeader::default();
+    header.request_api_key = key as i16;
+    header.request_api_version = version;
+    header.correlation_id = 7;
+    header.client_id = Some(StrBytes::from_static_str("test"));
+    let mut body = BytesMut::new();
+    header.encode(&mut body, key.request_header_version(version)).unwrap();
+    req.encode(&mut body, version).unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+    sock.write_all(&frame).await.unwrap();
+    let len = sock.read_i32().await.unwrap();
+    let mut buf = vec![0u8; len as usize];
+    sock.read_exact(&mut buf).await.unwrap();
+    let mut buf = Bytes::from(buf);
+    let rh = ResponseHeader::decode(&mut buf, key.response_header_version(version)).unwrap();
+    assert_eq!(rh.correlation_id, 7);
+    Resp::decode(&mut buf, version).unwrap()
+}
+
+#[tokio::test]
+async fn api_versions_and_unsupported_version_answer() {
+    let (addr, _dir, _stop) = start().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let r: ApiVersionsResponse = call(&mut s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    assert_eq!(r.error_code, 0);
+    assert!(r.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16 && k.max_version == 9));
+    // ApiVersions v99: answered in v0 with UNSUPPORTED_VERSION.
+    let mut frame = BytesMut::new();
+    frame.put_i32(10);
+    frame.put_i16(18);
+    frame.put_i16(99);
+    frame.put_i32(5);
+    frame.put_i16(-1);
+    s.write_all(&frame).await.unwrap();
+    let len = s.read_i32().await.unwrap();
+    let mut buf = vec![0u8; len as usize];
+    s.read_exact(&mut buf).await.unwrap();
+    let mut buf = Bytes::from(buf);
+    assert_eq!(buf.get_i32(), 5);
+    let r = ApiVersionsResponse::decode(&mut buf, 0).unwrap();
+    assert_eq!(r.error_code, 35);
+}
+
+#[tokio::test]
+async fn malformed_frames_close_only_their_connection() {
+    let (addr, _dir, _stop) = start().await;
+    let mut good = TcpStream::connect(addr).await.unwrap();
+    for bad in [
+        vec![0x7f, 0xff, 0xff, 0xff],                         // absurd length
+        vec![0xff, 0xff, 0xff, 0xfe],                         // negative length
+        vec![0, 0, 0, 10, 0x30, 0x39, 0, 0, 0, 0, 0, 1, 0, 0], // unknown API key 12345
+        vec![0, 0, 0, 10, 0, 3, 0, 99, 0, 0, 0, 1, 0, 0],     // Metadata v99
+    ] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&bad).await.unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(s.read(&mut buf).await.unwrap(), 0, "connection closed");
+    }
+    let r: ApiVersionsResponse = call(&mut good, ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await;
+    assert_eq!(r.error_code, 0);
+}
+
+#[tokio::test]
+async fn produce_then_fetch_round_trip() {
+    use ferry_broker::stream::batch::{encode_records, NewRecord};
+    let (addr, _dir, _stop) = start().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let records = encode_records(
+        &[NewRecord { value: Some(Bytes::from_static(b"hello")), ..Default::default() }],
+        1,
+    )
+    .unwrap();
+    let mut pd = produce_request::PartitionProduceData::default();
+    pd.index = 1;
+    pd.records = Some(records.clone());
+    let mut td = produce_request::TopicProduceData::default();
+    td.name = TopicName(StrBytes::from_static_str("t"));
+    td.partition_data = vec![pd];
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 1000;
+    req.topic_data = vec![td];
+    let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &req).await;
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+    // Invalid acks.
+    req.acks = 2;
+    let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &req).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 21);
+    // Corrupt CRC.
+    let mut bad = BytesMut::from(&records[..]);
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    req.acks = 1;
+    req.topic_data[0].partition_data[0].records = Some(bad.freeze());
+    let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &req).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 2);
+
+    let mut fp = fetch_request::FetchPartition::default();
+    fp.partition = 1;
+    fp.fetch_offset = 0;
+    fp.partition_max_bytes = 1 << 20;
+    let mut ft = fetch_request::FetchTopic::default();
+    ft.topic = TopicName(StrBytes::from_static_str("t"));
+    ft.partitions = vec![fp];
+    let mut freq = FetchRequest::default();
+    freq.max_wait_ms = 100;
+    freq.min_bytes = 1;
+    freq.max_bytes = 1 << 20;
+    freq.topics = vec![ft];
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch, 11, &freq).await;
+    let pd = &r.responses[0].partitions[0];
+    assert_eq!(pd.error_code, 0);
+    assert_eq!(pd.high_watermark, 1);
+    let mut recs = pd.records.clone().unwrap();
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut recs).unwrap();
+    assert_eq!(set.records[0].value.as_deref(), Some(&b"hello"[..]));
+    // Out of range.
+    freq.topics[0].partitions[0].fetch_offset = 5;
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch, 11, &freq).await;
+    assert_eq!(r.responses[0].partitions[0].error_code, 1);
+}
