@@ -607,3 +607,63 @@ fn a_failed_write_poisons_the_log() {
     assert!(matches!(log.truncate_before(1), Err(LogError::Poisoned(_))));
     assert!(matches!(log.close(), Err(LogError::Poisoned(_))));
 }
+
+#[test]
+fn reads_and_retention_run_concurrently_with_appends_and_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            durability: Durability::Never,
+            ..config()
+        },
+    )
+    .unwrap();
+    const TOTAL: u64 = 3000;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for _ in 0..TOTAL / 10 {
+                append_n(&log, 10);
+            }
+        });
+        scope.spawn(|| {
+            while log.next_offset() < TOTAL {
+                // Keep roughly the newest 500 offsets.
+                log.truncate_before(log.durable_offset().saturating_sub(500))
+                    .unwrap();
+                std::thread::yield_now();
+            }
+        });
+        for reader in 0..2u64 {
+            let log = &log;
+            scope.spawn(move || {
+                let mut checked = 0u64;
+                while log.durable_offset() < TOTAL {
+                    let (start, durable) = (log.start_offset(), log.durable_offset());
+                    if durable == start {
+                        continue;
+                    }
+                    let offset = start + (checked * 7919 + reader) % (durable - start);
+                    checked += 1;
+                    // Retention may remove the offset at any moment; anything else is a bug.
+                    match log.read_entry(offset) {
+                        Ok(entry) => assert_generated(&[entry], offset..offset + 1),
+                        Err(LogError::OffsetOutOfRange { .. }) => {}
+                        Err(e) => panic!("read_entry({offset}): {e}"),
+                    }
+                    match log.read(offset, 2000) {
+                        Ok(entries) => {
+                            let first = entries.first().map_or(offset, |e| e.offset);
+                            assert_generated(&entries, first..first + entries.len() as u64);
+                        }
+                        Err(LogError::OffsetOutOfRange { .. }) => {}
+                        Err(e) => panic!("read({offset}): {e}"),
+                    }
+                }
+            });
+        }
+    });
+    log.wait_durable_blocking(TOTAL).unwrap();
+    let start = log.start_offset();
+    assert_generated(&read_all(&log), start..TOTAL);
+}
