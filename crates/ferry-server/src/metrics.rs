@@ -45,8 +45,29 @@ pub const READY: &str = "ferry_ready";
 /// Histogram: duration of one `fdatasync` of a log in seconds (group commit: one per batch).
 pub const LOG_FSYNC_DURATION_SECONDS: &str = "ferry_log_fsync_duration_seconds";
 
+/// Counter: messages published to a topic. Label: `topic`.
+pub const TOPIC_MESSAGES_PUBLISHED_TOTAL: &str = "ferry_topic_messages_published_total";
+/// Counter: notifications delivered to a subscription (queue append, or HTTP 2xx). Labels:
+/// `topic`, `subscription`, `protocol`.
+pub const SUBSCRIPTION_DELIVERED_TOTAL: &str = "ferry_subscription_delivered_total";
+/// Counter: publishes a subscription's filter policy rejected. Labels as above.
+pub const SUBSCRIPTION_FILTERED_OUT_TOTAL: &str = "ferry_subscription_filtered_out_total";
+/// Counter: notifications that could not be delivered (queue refused, or HTTP attempts
+/// exhausted). Labels as above.
+pub const SUBSCRIPTION_FAILED_TOTAL: &str = "ferry_subscription_failed_total";
+/// Counter: undeliverable notifications moved to the subscription's dead-letter queue.
+pub const SUBSCRIPTION_DEAD_LETTERED_TOTAL: &str = "ferry_subscription_dead_lettered_total";
+/// Histogram: one HTTP push delivery attempt, in seconds. Label: `outcome` (`ok`, `failed`).
+pub const SNS_HTTP_DELIVERY_DURATION_SECONDS: &str = "ferry_sns_http_delivery_duration_seconds";
+
 /// Every exported name, for the test that checks `docs/metrics.md` and `/metrics` agree.
 pub const ALL: &[&str] = &[
+    TOPIC_MESSAGES_PUBLISHED_TOTAL,
+    SUBSCRIPTION_DELIVERED_TOTAL,
+    SUBSCRIPTION_FILTERED_OUT_TOTAL,
+    SUBSCRIPTION_FAILED_TOTAL,
+    SUBSCRIPTION_DEAD_LETTERED_TOTAL,
+    SNS_HTTP_DELIVERY_DURATION_SECONDS,
     HTTP_REQUEST_DURATION_SECONDS,
     QUEUE_MESSAGES_VISIBLE,
     QUEUE_MESSAGES_IN_FLIGHT,
@@ -178,6 +199,30 @@ pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration)
         "status" => status.to_string(),
     )
     .record(elapsed.as_secs_f64());
+}
+
+/// Records one HTTP push delivery attempt (called by the SNS deliverer).
+pub fn record_sns_delivery(elapsed: Duration, ok: bool) {
+    metrics::histogram!(SNS_HTTP_DELIVERY_DURATION_SECONDS, "outcome" => if ok { "ok" } else { "failed" })
+        .record(elapsed.as_secs_f64());
+}
+
+/// Copies the topic router's counters into the recorder, just before rendering.
+pub fn refresh_topics(topics: Option<&ferry_broker::topic::Topics>) {
+    let Some(topics) = topics else { return };
+    for t in topics.stats() {
+        metrics::counter!(TOPIC_MESSAGES_PUBLISHED_TOTAL, "topic" => t.name.clone()).absolute(t.published);
+        for s in &t.subscriptions {
+            let counter = |name: &'static str, value: u64| {
+                metrics::counter!(name, "topic" => t.name.clone(), "subscription" => s.id.clone(), "protocol" => s.protocol)
+                    .absolute(value);
+            };
+            counter(SUBSCRIPTION_DELIVERED_TOTAL, s.delivered);
+            counter(SUBSCRIPTION_FILTERED_OUT_TOTAL, s.filtered_out);
+            counter(SUBSCRIPTION_FAILED_TOTAL, s.failed);
+            counter(SUBSCRIPTION_DEAD_LETTERED_TOTAL, s.dead_lettered);
+        }
+    }
 }
 
 /// Records one fsync's latency (called from the storage engine's sync hook).

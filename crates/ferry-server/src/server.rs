@@ -172,6 +172,16 @@ pub async fn run(
             ));
         }
     };
+    let topics = match crate::aws::sns::start_topics(&config, &broker, aws_addr).await {
+        Ok(topics) => topics,
+        Err(e) => {
+            let _ = stop_http.send(true);
+            upkeep.abort();
+            let _ = broker.shutdown().await;
+            return Err(e);
+        }
+    };
+    state.set_topics(topics.clone());
     let (streams, stop_kafka, kafka_server, stream_upkeep) =
         match crate::kafka::start(&config, kafka_listener).await {
             Ok(started) => started,
@@ -201,6 +211,9 @@ pub async fn run(
     }
     // Wakes the long polls (they return empty), refuses new work, flushes and checkpoints.
     crate::kafka::stop(streams, stop_kafka, kafka_server, stream_upkeep).await;
+    if let Err(e) = topics.shutdown().await {
+        tracing::warn!(error = %e, "stopping the topic router");
+    }
     let broker_result = broker.shutdown().await;
     match tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, server).await {
         Ok(Ok(Ok(()))) => {}

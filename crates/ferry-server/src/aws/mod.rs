@@ -21,6 +21,7 @@ pub mod json;
 pub mod md5;
 pub mod query;
 pub mod sigv4;
+pub mod sns;
 pub mod sqs;
 
 use std::collections::HashMap;
@@ -168,6 +169,10 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let _in_flight = AwsDoor::count(&door.inner.requests_in_flight);
+    // SNS shares this endpoint: told apart by credential scope, Version or action (sns/mod.rs).
+    if sns::is_sns(&uri, &headers, &body) {
+        return sns::handle(door.clone(), peer, method, uri, headers, body).await;
+    }
     let rid = request_id();
     let started = Instant::now();
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_string);

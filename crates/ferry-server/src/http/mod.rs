@@ -41,6 +41,8 @@ pub struct AppState {
 struct StateInner {
     /// Set once, when recovery has finished. Until then queue calls answer `NotReady`.
     broker: OnceLock<Broker>,
+    /// The topic router, set with the broker (SNS door, `/v1/topics`).
+    topics: OnceLock<ferry_broker::topic::Topics>,
     shutting_down: AtomicBool,
     metrics: PrometheusHandle,
     /// Requests being handled, and how many of them are waiting in a long poll, so shutdown
@@ -54,6 +56,7 @@ impl AppState {
         AppState {
             inner: Arc::new(StateInner {
                 broker: OnceLock::new(),
+                topics: OnceLock::new(),
                 shutting_down: AtomicBool::new(false),
                 metrics,
                 requests_in_flight: AtomicUsize::new(0),
@@ -83,6 +86,26 @@ impl AppState {
             .get()
             .cloned()
             .ok_or_else(ApiError::not_ready)
+    }
+
+    /// Installs the topic router (before `set_ready`).
+    pub fn set_topics(&self, topics: ferry_broker::topic::Topics) {
+        if self.inner.topics.set(topics).is_err() {
+            tracing::warn!("the topic router was already set; keeping the first one");
+        }
+    }
+
+    /// The topic router, or the error a call gets before recovery or during shutdown.
+    pub fn topics(&self) -> Result<ferry_broker::topic::Topics, ApiError> {
+        if self.is_shutting_down() {
+            return Err(ApiError::shutting_down());
+        }
+        self.inner.topics.get().cloned().ok_or_else(ApiError::not_ready)
+    }
+
+    /// The topic router regardless of lifecycle, for metrics.
+    pub fn topics_if_open(&self) -> Option<&ferry_broker::topic::Topics> {
+        self.inner.topics.get()
     }
 
     /// The broker regardless of lifecycle, for metrics.
