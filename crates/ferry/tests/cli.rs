@@ -1,0 +1,150 @@
+//! CLI smoke tests: the `ferry` client commands against a real server.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::Server;
+use serde_json::Value;
+
+fn stdout_json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn create_send_receive_through_the_cli() {
+    let server = Server::start();
+    let out = server.cli(&["queue", "create", "cli-q", "--visibility-timeout", "40", "--tag", "a=b"]);
+    assert_ok(&out);
+
+    let out = server.cli(&["send", "cli-q", "hello from the cli", "--json"]);
+    assert_ok(&out);
+    assert!(stdout_json(&out)["message_id"].is_string());
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "{\"body\":\"line one\"}\n\n{\"body\":\"line two\",\"priority\":1}\n",
+    )
+    .unwrap();
+    let out = server.cli(&["send", "cli-q", "--file", file.path().to_str().unwrap(), "--json"]);
+    assert_ok(&out);
+    assert_eq!(stdout_json(&out), serde_json::json!({"sent": 2, "failed": 0}));
+
+    let out = server.cli(&["queue", "list", "--json"]);
+    assert_ok(&out);
+    assert_eq!(stdout_json(&out)["queues"], serde_json::json!(["cli-q"]));
+    let out = server.cli(&["queue", "list"]);
+    assert_ok(&out);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("NAME") && table.contains("cli-q"), "{table}");
+
+    let out = server.cli(&["queue", "describe", "cli-q", "--json"]);
+    assert_ok(&out);
+    let q = stdout_json(&out);
+    assert_eq!(q["attributes"]["visibility_timeout_seconds"], 40);
+    assert_eq!(q["stats"]["visible"], 3);
+
+    let out = server.cli(&["peek", "cli-q", "--json"]);
+    assert_ok(&out);
+    assert_eq!(stdout_json(&out)["messages"].as_array().unwrap().len(), 3);
+
+    let out = server.cli(&["receive", "cli-q", "--max", "10", "--delete", "--json"]);
+    assert_ok(&out);
+    let received = stdout_json(&out);
+    let mut bodies: Vec<&str> = received["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["hello from the cli", "line one", "line two"]);
+    let (_, q) = server.get("/v1/queues/cli-q");
+    assert_eq!(q["stats"]["visible"], 0);
+    assert_eq!(q["stats"]["in_flight"], 0);
+
+    let out = server.cli(&["queue", "purge", "cli-q"]);
+    assert_ok(&out);
+    let out = server.cli(&["queue", "delete", "cli-q"]);
+    assert_ok(&out);
+}
+
+#[test]
+fn redrive_follows_the_move_task() {
+    let server = Server::start();
+    assert_ok(&server.cli(&["queue", "create", "src"]));
+    assert_ok(&server.cli(&["queue", "create", "dlq"]));
+    assert_ok(&server.cli(&["queue", "create", "dest"]));
+    // Put a message in the DLQ directly, then move it to an explicit destination.
+    assert_ok(&server.cli(&["send", "dlq", "stuck"]));
+    let out = server.cli(&["redrive", "dlq", "--to", "dest", "--json"]);
+    assert_ok(&out);
+    let task = stdout_json(&out);
+    assert_eq!(task["status"], "COMPLETED", "{task}");
+    assert_eq!(task["moved"], 1);
+    let (_, peeked) = server.get("/v1/queues/dest/messages");
+    assert_eq!(peeked["messages"][0]["body"], "stuck");
+}
+
+#[test]
+fn exit_codes() {
+    let server = Server::start();
+    // 1: the server answered with an error, printed as code and message.
+    let out = server.cli(&["queue", "describe", "missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("QueueNotFound"), "{stderr}");
+
+    // 2: usage error.
+    let out = server.cli(&["send"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = server.cli(&["send", "q"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // 3: cannot connect. Port 1 on loopback is not a Ferry server.
+    let out = Command::new(common::ferry_bin())
+        .args(["queue", "list", "--server", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+#[test]
+fn bench_runs_briefly_and_reports_json() {
+    let server = Server::start();
+    let out = server.cli(&[
+        "bench",
+        "--producers",
+        "1",
+        "--consumers",
+        "1",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--size",
+        "64",
+        "--json",
+    ]);
+    assert_ok(&out);
+    let report = stdout_json(&out);
+    assert!(report["acknowledged"].as_u64().unwrap() > 0, "{report}");
+    for key in ["p50", "p90", "p99", "p999"] {
+        assert!(report["end_to_end_latency_us"][key].is_u64());
+        assert!(report["publish_latency_us"][key].is_u64());
+    }
+}
