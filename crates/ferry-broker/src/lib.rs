@@ -8,13 +8,13 @@
 //! - **A queue is an event-sourced state machine over its own log**
 //!   (`<data_dir>/queues/<name>.<incarnation>/log/`). Events: enqueued (with body), received
 //!   (lease deadline and receive count), visibility changed, deleted, removed (expired,
-//!   dropped, dead-lettered, moved) and purged; see [`queue::event`] for the encoding.
+//!   dropped, dead-lettered, moved) and purged; see `queue/event.rs` for the encoding.
 //! - **Durability by ordering**: under the queue's mutex an operation decides, appends its events
 //!   (offsets assigned synchronously) and applies them; then, without the lock, it waits for the
 //!   log to be durable up to its own records before answering. A receive therefore never hands
 //!   out a message whose `Enqueued` record is not durable. Log failures fail the queue
 //!   (`Storage` errors until restart); the broker never pretends.
-//! - **Memory**: per live message a 40-byte [`Meta`](queue::state::Meta) (log offset of its
+//! - **Memory**: per live message a 40-byte `Meta` (log offset of its
 //!   body, deadlines, receive count, priority, group) in a paged table, plus an 8-byte ready-queue
 //!   slot. Bodies stay on disk and are read on delivery.
 //! - **Message identity**: each message has a per-queue *number* (1, 2, …). Receipt handles carry
@@ -54,7 +54,7 @@ pub mod error;
 pub mod types;
 
 mod catalog;
-pub mod queue;
+mod queue;
 pub mod stream;
 pub mod topic;
 mod receipt;
@@ -74,7 +74,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-/// Checkpoint a queue after this many log records...
+/// Checkpoint a queue after this many log records (or half its live messages, if more)...
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 200_000;
 /// ...or this long after the last checkpoint when anything changed.
 pub const CHECKPOINT_INTERVAL_MS: u64 = 30_000;
@@ -1183,7 +1183,11 @@ impl Broker {
                 Err(_) => continue,
             }
             let (records, last_ms) = q.records_since_checkpoint();
-            if records >= CHECKPOINT_EVERY_RECORDS
+            // A checkpoint costs O(live messages): take one when the log tail to replay has
+            // grown to half the live count (at least CHECKPOINT_EVERY_RECORDS), so checkpoint
+            // work stays proportional to the write rate and replay stays short.
+            let live = q.live();
+            if records >= CHECKPOINT_EVERY_RECORDS.max(live / 2)
                 || (records > 0 && now.saturating_sub(last_ms) >= CHECKPOINT_INTERVAL_MS)
             {
                 let qc = q.clone();

@@ -743,6 +743,10 @@ impl Queue {
         }
     }
 
+    pub fn live(&self) -> u64 {
+        self.core.lock().state.live()
+    }
+
     pub fn disk_bytes(&self) -> u64 {
         self.log.size_bytes() + self.core.lock().checkpoint_bytes
     }
