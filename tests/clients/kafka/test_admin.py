@@ -1,0 +1,108 @@
+"""confluent-kafka AdminClient against the Kafka door: topics, partitions, configs, records."""
+
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
+
+
+def admin(kafka):
+    return AdminClient({"bootstrap.servers": kafka.bootstrap})
+
+
+def test_create_describe_alter_delete_topic(kafka, topic_name):
+    a = admin(kafka)
+    fs = a.create_topics(
+        [NewTopic(topic_name, num_partitions=3, replication_factor=1, config={"retention.ms": "60000"})],
+        operation_timeout=10,
+    )
+    fs[topic_name].result(timeout=10)
+
+    md = a.list_topics(timeout=10)
+    assert topic_name in md.topics
+    assert len(md.topics[topic_name].partitions) == 3
+    assert md.brokers[0].host == kafka.bootstrap.split(":")[0]
+    assert md.brokers[0].port == int(kafka.bootstrap.split(":")[1])
+
+    # Creating it again fails with TOPIC_ALREADY_EXISTS.
+    fs = a.create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=1)])
+    try:
+        fs[topic_name].result(timeout=10)
+        raise AssertionError("duplicate create succeeded")
+    except KafkaException as e:
+        assert e.args[0].name() == "TOPIC_ALREADY_EXISTS"
+
+    res = ConfigResource(ResourceType.TOPIC, topic_name)
+    configs = a.describe_configs([res])[res].result(timeout=10)
+    assert configs["retention.ms"].value == "60000"
+    assert configs["cleanup.policy"].value == "delete"
+
+    # Incremental alter: set cleanup.policy and retention.bytes.
+    res = ConfigResource(
+        ResourceType.TOPIC,
+        topic_name,
+        incremental_configs=[
+            ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry("retention.bytes", "1048576", incremental_operation=AlterConfigOpType.SET),
+        ],
+    )
+    a.incremental_alter_configs([res])[res].result(timeout=10)
+    res = ConfigResource(ResourceType.TOPIC, topic_name)
+    configs = a.describe_configs([res])[res].result(timeout=10)
+    assert configs["cleanup.policy"].value == "compact"
+    assert configs["retention.bytes"].value == "1048576"
+    assert configs["retention.ms"].value == "60000"
+
+    # Grow to 5 partitions.
+    a.create_partitions([NewPartitions(topic_name, 5)])[topic_name].result(timeout=10)
+    assert len(a.list_topics(topic_name, timeout=10).topics[topic_name].partitions) == 5
+
+    a.delete_topics([topic_name], operation_timeout=10)[topic_name].result(timeout=10)
+    md = a.list_topics(timeout=10)
+    assert topic_name not in md.topics
+
+
+def test_invalid_requests_get_kafka_errors(kafka, topic_name):
+    a = admin(kafka)
+    fs = a.create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=3)])
+    try:
+        fs[topic_name].result(timeout=10)
+        raise AssertionError("replication factor 3 accepted")
+    except KafkaException as e:
+        assert e.args[0].name() == "INVALID_REPLICATION_FACTOR"
+    fs = a.create_topics([NewTopic(topic_name, num_partitions=1, config={"no.such.key": "1"})])
+    try:
+        fs[topic_name].result(timeout=10)
+        raise AssertionError("unknown config accepted")
+    except KafkaException as e:
+        assert e.args[0].name() == "INVALID_CONFIG"
+    fs = a.delete_topics(["does-not-exist"], operation_timeout=10)
+    try:
+        fs["does-not-exist"].result(timeout=10)
+        raise AssertionError("deleting a missing topic succeeded")
+    except KafkaException as e:
+        assert e.args[0].name() == "UNKNOWN_TOPIC_OR_PART"
+
+
+def test_delete_records_moves_log_start(kafka, topic_name):
+    from confluent_kafka import Consumer, Producer
+
+    a = admin(kafka)
+    a.create_topics([NewTopic(topic_name, num_partitions=1)])[topic_name].result(timeout=10)
+    p = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0})
+    for i in range(10):
+        p.produce(topic_name, value=f"r{i}".encode())
+        p.flush(10)  # one batch per record
+    result = a.delete_records([TopicPartition(topic_name, 0, 4)])
+    deleted = list(result.values())[0].result(timeout=10)
+    assert deleted.low_watermark == 4
+    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "dr", "enable.auto.commit": False})
+    lo, hi = c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
+    assert (lo, hi) == (4, 10)
+    c.close()
