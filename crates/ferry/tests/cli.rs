@@ -84,8 +84,16 @@ fn create_send_receive_through_the_cli() {
 #[test]
 fn redrive_follows_the_move_task() {
     let server = Server::start();
-    assert_ok(&server.cli(&["queue", "create", "src"]));
     assert_ok(&server.cli(&["queue", "create", "dlq"]));
+    assert_ok(&server.cli(&[
+        "queue",
+        "create",
+        "src",
+        "--dead-letter-queue",
+        "dlq",
+        "--max-receive-count",
+        "3",
+    ]));
     assert_ok(&server.cli(&["queue", "create", "dest"]));
     // Put a message in the DLQ directly, then move it to an explicit destination.
     assert_ok(&server.cli(&["send", "dlq", "stuck"]));

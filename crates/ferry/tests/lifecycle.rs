@@ -95,7 +95,9 @@ fn invalid_configuration_is_refused_naming_the_key() {
     assert_eq!(exit.code(), Some(2));
     assert!(spawned.log_text().contains("durabilty"), "{}", spawned.log_text());
 
-    let mut spawned = spawn(&tmp.path().join("data"), &["--durability", "sometimes"]);
+    // A directory without ferry.toml (the one above would be read as ./ferry.toml).
+    let clean = tempfile::tempdir().unwrap();
+    let mut spawned = spawn(&clean.path().join("data"), &["--durability", "sometimes"]);
     assert_eq!(spawned.wait_exit().code(), Some(2));
     assert!(spawned.log_text().contains("--durability"));
 }

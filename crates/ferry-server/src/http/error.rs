@@ -39,6 +39,8 @@ pub enum ErrorCode {
     MoveTaskNotFound,
     MoveTaskAlreadyRunning,
     NotADeadLetterQueue,
+    TopicNotFound,
+    SubscriptionNotFound,
     /// The storage engine failed; the request may be retried.
     StorageError,
     /// Recovery has not finished yet; retry shortly.
@@ -71,6 +73,8 @@ impl ErrorCode {
             ErrorCode::MoveTaskNotFound => "MoveTaskNotFound",
             ErrorCode::MoveTaskAlreadyRunning => "MoveTaskAlreadyRunning",
             ErrorCode::NotADeadLetterQueue => "NotADeadLetterQueue",
+            ErrorCode::TopicNotFound => "TopicNotFound",
+            ErrorCode::SubscriptionNotFound => "SubscriptionNotFound",
             ErrorCode::StorageError => "StorageError",
             ErrorCode::NotReady => "NotReady",
             ErrorCode::ShuttingDown => "ShuttingDown",
@@ -187,7 +191,19 @@ impl From<BrokerError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(ErrorResponse { error: self.body })).into_response()
+        let status = self.status;
+        let mut response = (status, axum::Json(ErrorResponse { error: self.body })).into_response();
+        // The unread rest of an oversize request makes the connection unusable; say so, so the
+        // client opens a new one instead of failing its next request on this one.
+        if status == StatusCode::PAYLOAD_TOO_LARGE
+            || status == StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Spawned {
     pub child: Child,
     pub log: Arc<Mutex<Vec<String>>>,
     addr: mpsc::Receiver<String>,
+    /// Ends at the child's stderr EOF; joined so the log is complete after exit.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Starts `ferry serve` on `data_dir` with free ports, plus `extra` arguments.
@@ -79,7 +81,7 @@ pub fn spawn(data_dir: &Path, extra: &[&str]) -> Spawned {
     let log = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
     let log2 = log.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             if line.contains("listening") && line.contains("door=http") {
@@ -97,13 +99,18 @@ pub fn spawn(data_dir: &Path, extra: &[&str]) -> Spawned {
         child,
         log,
         addr: rx,
+        reader: Some(reader),
     }
 }
 
 impl Spawned {
     /// Waits for the process to exit (bounded) and returns its status.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        wait_exit(&mut self.child)
+        let status = wait_exit(&mut self.child);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        status
     }
 
     pub fn log_text(&self) -> String {
