@@ -16,6 +16,10 @@ use metrics_util::MetricKindMask;
 /// Histogram: HTTP request latency in seconds. Labels: `route` (matched path template, or
 /// `unmatched`), `method`, `status`.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "ferry_http_request_duration_seconds";
+/// Gauge: HTTP requests being handled, long polls included.
+pub const HTTP_REQUESTS_IN_FLIGHT: &str = "ferry_http_requests_in_flight";
+/// Gauge: HTTP receive calls parked in a long poll.
+pub const HTTP_LONG_POLLS_WAITING: &str = "ferry_http_long_polls_waiting";
 /// Gauge: messages that can be received now. Label: `queue`.
 pub const QUEUE_MESSAGES_VISIBLE: &str = "ferry_queue_messages_visible";
 /// Gauge: messages received and not yet deleted or visible again. Label: `queue`.
@@ -69,6 +73,8 @@ pub const ALL: &[&str] = &[
     SUBSCRIPTION_DEAD_LETTERED_TOTAL,
     SNS_HTTP_DELIVERY_DURATION_SECONDS,
     HTTP_REQUEST_DURATION_SECONDS,
+    HTTP_REQUESTS_IN_FLIGHT,
+    HTTP_LONG_POLLS_WAITING,
     QUEUE_MESSAGES_VISIBLE,
     QUEUE_MESSAGES_IN_FLIGHT,
     QUEUE_MESSAGES_DELAYED,
@@ -143,6 +149,8 @@ fn describe() {
         metrics::Unit::Seconds,
         "HTTP request latency by route template, method and status"
     );
+    metrics::describe_gauge!(HTTP_REQUESTS_IN_FLIGHT, "HTTP requests being handled");
+    metrics::describe_gauge!(HTTP_LONG_POLLS_WAITING, "HTTP receives parked in a long poll");
     metrics::describe_gauge!(QUEUE_MESSAGES_VISIBLE, "Messages that can be received now");
     metrics::describe_gauge!(
         QUEUE_MESSAGES_IN_FLIGHT,
@@ -228,6 +236,12 @@ pub fn refresh_topics(topics: Option<&ferry_broker::topic::Topics>) {
 /// Records one fsync's latency (called from the storage engine's sync hook).
 pub fn record_fsync(elapsed: Duration) {
     metrics::histogram!(LOG_FSYNC_DURATION_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// Records the HTTP door's in-flight counts, just before rendering.
+pub fn refresh_http(requests_in_flight: usize, long_polls_waiting: usize) {
+    metrics::gauge!(HTTP_REQUESTS_IN_FLIGHT).set(requests_in_flight as f64);
+    metrics::gauge!(HTTP_LONG_POLLS_WAITING).set(long_polls_waiting as f64);
 }
 
 /// Copies the broker's queue counts and counters into the recorder, just before rendering.

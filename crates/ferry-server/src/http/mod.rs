@@ -133,6 +133,14 @@ impl AppState {
         requests.saturating_sub(polls)
     }
 
+    /// Requests in flight (including long polls) and long polls waiting, for metrics.
+    pub fn in_flight(&self) -> (usize, usize) {
+        (
+            self.inner.requests_in_flight.load(Ordering::SeqCst),
+            self.inner.polls_in_flight.load(Ordering::SeqCst),
+        )
+    }
+
     /// Marks the caller as waiting in a long poll until the guard drops.
     pub fn long_poll_guard(&self) -> InFlightGuard {
         InFlightGuard::new(self.clone(), Counter::Polls)

@@ -10,6 +10,8 @@ use super::AppState;
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let (requests, polls) = state.in_flight();
+    crate::metrics::refresh_http(requests, polls);
     let state2 = state.clone();
     // Stats walk every queue; keep that off the async workers.
     let refreshed = tokio::task::spawn_blocking(move || {
