@@ -14,6 +14,7 @@ pub mod move_tasks;
 pub mod openapi;
 pub mod queues;
 pub mod scrape;
+pub mod topics;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -253,6 +254,14 @@ pub fn route_table() -> RouteTable {
             "/v1/queues/{name}/messages/visibility",
             messages::change_visibility,
         )
+        .route(M::POST, "/v1/topics", topics::create_topic)
+        .route(M::GET, "/v1/topics", topics::list_topics)
+        .route(M::GET, "/v1/topics/{name}", topics::get_topic)
+        .route(M::DELETE, "/v1/topics/{name}", topics::delete_topic)
+        .route(M::POST, "/v1/topics/{name}/subscriptions", topics::subscribe)
+        .route(M::GET, "/v1/topics/{name}/subscriptions", topics::list_subscriptions)
+        .route(M::DELETE, "/v1/topics/{name}/subscriptions/{id}", topics::unsubscribe)
+        .route(M::POST, "/v1/topics/{name}/publish", topics::publish)
         .route(M::POST, "/v1/queues/{name}/move-tasks", move_tasks::start)
         .route(M::GET, "/v1/queues/{name}/move-tasks", move_tasks::list)
         .route(

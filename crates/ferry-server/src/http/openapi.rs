@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{health, messages, move_tasks, queues, scrape};
+use super::{health, messages, move_tasks, queues, scrape, topics};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,14 @@ use super::{health, messages, move_tasks, queues, scrape};
         move_tasks::start,
         move_tasks::list,
         move_tasks::cancel,
+        topics::create_topic,
+        topics::list_topics,
+        topics::get_topic,
+        topics::delete_topic,
+        topics::subscribe,
+        topics::list_subscriptions,
+        topics::unsubscribe,
+        topics::publish,
     )
 )]
 pub struct ApiDoc;
