@@ -248,7 +248,11 @@ impl Group {
                     protocol_name: protocol.clone(),
                     leader: leader.clone(),
                     member_id: id.clone(),
-                    members: if *id == leader { all.clone() } else { Vec::new() },
+                    members: if *id == leader {
+                        all.clone()
+                    } else {
+                        Vec::new()
+                    },
                 }));
             }
         }
@@ -315,7 +319,9 @@ impl Coordinator {
         }
         let seq = self.next_seq();
         let mut groups = self.groups.lock();
-        let group = groups.entry(req.group_id.clone()).or_insert_with(Group::new);
+        let group = groups
+            .entry(req.group_id.clone())
+            .or_insert_with(Group::new);
         if !group.members.is_empty() {
             let compatible = group.protocol_type == req.protocol_type
                 && group
@@ -339,7 +345,11 @@ impl Coordinator {
             }
             let id = format!(
                 "{}-{:016x}",
-                if req.client_id.is_empty() { "member" } else { &req.client_id },
+                if req.client_id.is_empty() {
+                    "member"
+                } else {
+                    &req.client_id
+                },
                 rand::random::<u64>()
             );
             group.members.insert(
@@ -390,7 +400,9 @@ impl Coordinator {
         now_ms: u64,
     ) -> Result<SyncWaiter, GroupError> {
         let mut groups = self.groups.lock();
-        let group = groups.get_mut(group_id).ok_or(GroupError::UnknownMemberId)?;
+        let group = groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         if !group.members.contains_key(member_id) {
             return Err(GroupError::UnknownMemberId);
         }
@@ -434,7 +446,9 @@ impl Coordinator {
         now_ms: u64,
     ) -> Result<(), GroupError> {
         let mut groups = self.groups.lock();
-        let group = groups.get_mut(group_id).ok_or(GroupError::UnknownMemberId)?;
+        let group = groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         let state = group.state;
         let current = group.generation;
         let member = group
@@ -644,12 +658,24 @@ mod tests {
         assert_eq!(j.leader, j.member_id);
         assert_eq!(j.members.len(), 1);
         let mut s = c
-            .sync("g", 1, &j.member_id, vec![(j.member_id.clone(), Bytes::from_static(b"a"))], 1)
+            .sync(
+                "g",
+                1,
+                &j.member_id,
+                vec![(j.member_id.clone(), Bytes::from_static(b"a"))],
+                1,
+            )
             .unwrap();
         assert_eq!(ready(&mut s).unwrap(), Bytes::from_static(b"a"));
         assert!(c.heartbeat("g", 1, &j.member_id, 2).is_ok());
-        assert_eq!(c.heartbeat("g", 0, &j.member_id, 2), Err(GroupError::IllegalGeneration));
-        assert_eq!(c.heartbeat("g", 1, "nobody", 2), Err(GroupError::UnknownMemberId));
+        assert_eq!(
+            c.heartbeat("g", 0, &j.member_id, 2),
+            Err(GroupError::IllegalGeneration)
+        );
+        assert_eq!(
+            c.heartbeat("g", 1, "nobody", 2),
+            Err(GroupError::UnknownMemberId)
+        );
         assert_eq!(c.describe("g").unwrap().state, GroupState::Stable);
     }
 
@@ -714,7 +740,10 @@ mod tests {
         );
         let a3 = ready(&mut c.join(join_req(&a.member_id), 11_600).unwrap()).unwrap();
         assert_eq!(a3.generation, 3);
-        assert_eq!(c.heartbeat("g", 3, &b2.member_id, 11_700), Err(GroupError::UnknownMemberId));
+        assert_eq!(
+            c.heartbeat("g", 3, &b2.member_id, 11_700),
+            Err(GroupError::UnknownMemberId)
+        );
     }
 
     #[test]
@@ -754,9 +783,130 @@ mod tests {
         let _a = c.join(join_req(""), 0).unwrap();
         let mut r = join_req("");
         r.protocols = vec![("other".into(), Bytes::new())];
-        assert_eq!(c.join(r, 0).err(), Some(GroupError::InconsistentGroupProtocol));
+        assert_eq!(
+            c.join(r, 0).err(),
+            Some(GroupError::InconsistentGroupProtocol)
+        );
         let mut r = join_req("");
         r.session_timeout_ms = 1;
         assert_eq!(c.join(r, 0).err(), Some(GroupError::InvalidSessionTimeout));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        JoinNew,
+        Rejoin(usize),
+        Sync(usize),
+        Heartbeat(usize),
+        Leave(usize),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            2 => Just(Op::JoinNew),
+            3 => (0..4usize).prop_map(Op::Rejoin),
+            3 => (0..4usize).prop_map(Op::Sync),
+            3 => (0..4usize).prop_map(Op::Heartbeat),
+            1 => (0..4usize).prop_map(Op::Leave),
+            2 => (1..8_000u64).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        /// A random schedule of joins, syncs, heartbeats, leaves and time passing never
+        /// breaks the coordinator's invariants: generations only grow, every join answer names
+        /// a leader that is a member of that generation, only the leader receives the member
+        /// list, and a Stable group answers heartbeats of its members in its generation.
+        #[test]
+        fn coordinator_invariants(ops in proptest::collection::vec(op(), 1..150)) {
+            let c = Coordinator::new();
+            let mut now = 0u64;
+            let mut members: Vec<(String, i32)> = Vec::new(); // (member id, generation known)
+            let mut joins: Vec<JoinWaiter> = Vec::new();
+            let mut last_generation = 0;
+            let req = |id: &str| JoinRequest {
+                group_id: "g".into(),
+                member_id: id.into(),
+                client_id: "c".into(),
+                client_host: "h".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 15_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+            };
+            for op in ops {
+                match op {
+                    Op::JoinNew => {
+                        if let Ok(w) = c.join(req(""), now) { joins.push(w); }
+                    }
+                    Op::Rejoin(i) => {
+                        if let Some((id, _)) = members.get(i) {
+                            if let Ok(w) = c.join(req(id), now) { joins.push(w); }
+                        }
+                    }
+                    Op::Sync(i) => {
+                        if let Some((id, generation)) = members.get(i) {
+                            let assignment = vec![(id.clone(), Bytes::from_static(b"a"))];
+                            let _ = c.sync("g", *generation, id, assignment, now);
+                        }
+                    }
+                    Op::Heartbeat(i) => {
+                        if let Some((id, generation)) = members.get(i) {
+                            let _ = c.heartbeat("g", *generation, id, now);
+                        }
+                    }
+                    Op::Leave(i) => {
+                        if i < members.len() {
+                            let (id, _) = members.remove(i);
+                            let _ = c.leave("g", &[id], now);
+                        }
+                    }
+                    Op::Advance(ms) => {
+                        now += ms;
+                        c.tick(now);
+                    }
+                }
+                // Collect answered joins.
+                let mut pending = Vec::new();
+                for mut w in joins.drain(..) {
+                    match w.try_recv() {
+                        Ok(Ok(j)) => {
+                            prop_assert!(j.generation >= last_generation);
+                            last_generation = j.generation;
+                            let d = c.describe("g").expect("group exists");
+                            prop_assert!(j.generation <= d.generation);
+                            if j.member_id == j.leader {
+                                prop_assert!(j.members.iter().any(|(id, _)| *id == j.leader));
+                            } else {
+                                prop_assert!(j.members.is_empty());
+                            }
+                            members.retain(|(id, _)| *id != j.member_id);
+                            members.push((j.member_id, j.generation));
+                        }
+                        Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {}
+                        Err(oneshot::error::TryRecvError::Empty) => pending.push(w),
+                    }
+                }
+                joins = pending;
+                if let Some(d) = c.describe("g") {
+                    prop_assert!(d.generation >= last_generation);
+                    if d.state == GroupState::Stable {
+                        for m in &d.members {
+                            prop_assert_eq!(c.heartbeat("g", d.generation, &m.member_id, now), Ok(()));
+                        }
+                    }
+                    if d.state == GroupState::Empty {
+                        prop_assert!(d.members.is_empty());
+                    }
+                }
+            }
+        }
     }
 }

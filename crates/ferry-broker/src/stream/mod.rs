@@ -253,12 +253,36 @@ impl StreamConfig {
             TimestampType::LogAppendTime => "LogAppendTime",
         };
         vec![
-            ("retention.ms".into(), self.retention_ms.to_string(), self.retention_ms == d.retention_ms),
-            ("retention.bytes".into(), self.retention_bytes.to_string(), self.retention_bytes == d.retention_bytes),
-            ("cleanup.policy".into(), policy(self.cleanup_policy).into(), self.cleanup_policy == d.cleanup_policy),
-            ("message.timestamp.type".into(), ts(self.timestamp_type).into(), self.timestamp_type == d.timestamp_type),
-            ("max.message.bytes".into(), self.max_message_bytes.to_string(), self.max_message_bytes == d.max_message_bytes),
-            ("segment.bytes".into(), self.segment_bytes.to_string(), self.segment_bytes == d.segment_bytes),
+            (
+                "retention.ms".into(),
+                self.retention_ms.to_string(),
+                self.retention_ms == d.retention_ms,
+            ),
+            (
+                "retention.bytes".into(),
+                self.retention_bytes.to_string(),
+                self.retention_bytes == d.retention_bytes,
+            ),
+            (
+                "cleanup.policy".into(),
+                policy(self.cleanup_policy).into(),
+                self.cleanup_policy == d.cleanup_policy,
+            ),
+            (
+                "message.timestamp.type".into(),
+                ts(self.timestamp_type).into(),
+                self.timestamp_type == d.timestamp_type,
+            ),
+            (
+                "max.message.bytes".into(),
+                self.max_message_bytes.to_string(),
+                self.max_message_bytes == d.max_message_bytes,
+            ),
+            (
+                "segment.bytes".into(),
+                self.segment_bytes.to_string(),
+                self.segment_bytes == d.segment_bytes,
+            ),
             (
                 "durability".into(),
                 self.durability.clone().unwrap_or_else(|| "default".into()),
@@ -316,7 +340,8 @@ impl Stream {
             created_ms: self.created_ms,
             config: self.config(),
         };
-        let data = serde_json::to_vec_pretty(&file).map_err(|e| StreamError::Storage(e.to_string()))?;
+        let data =
+            serde_json::to_vec_pretty(&file).map_err(|e| StreamError::Storage(e.to_string()))?;
         producer::write_atomic(&self.dir.join("stream.json"), &data)
     }
 }
@@ -402,7 +427,8 @@ impl Streams {
         std::fs::create_dir_all(&topics).map_err(|e| StreamError::io(&topics, e))?;
         let trash = config.dir.join("trash");
         let _ = std::fs::remove_dir_all(&trash);
-        let offsets = OffsetStore::open(&config.dir, log_config(&config, &StreamConfig::default()))?;
+        let offsets =
+            OffsetStore::open(&config.dir, log_config(&config, &StreamConfig::default()))?;
         let producer_ids = producer::ProducerIds::open(&config.dir)?;
         let mut streams = BTreeMap::new();
         let dirs = std::fs::read_dir(&topics).map_err(|e| StreamError::io(&topics, e))?;
@@ -795,7 +821,10 @@ mod tests {
                 s.create("orders", 1, &[]),
                 Err(StreamError::StreamExists(_))
             ));
-            assert!(matches!(s.create("bad/name", 1, &[]), Err(StreamError::InvalidName(_))));
+            assert!(matches!(
+                s.create("bad/name", 1, &[]),
+                Err(StreamError::InvalidName(_))
+            ));
             assert!(matches!(
                 s.create("x", 1, &[("nope".into(), "1".into())]),
                 Err(StreamError::InvalidConfig(_))
@@ -807,8 +836,13 @@ mod tests {
                 Err(StreamError::UnknownPartition { .. })
             ));
             s.add_partitions("orders", 5).unwrap();
-            s.alter_config("orders", &[("cleanup.policy".into(), Some("compact".into()))], false, false)
-                .unwrap();
+            s.alter_config(
+                "orders",
+                &[("cleanup.policy".into(), Some("compact".into()))],
+                false,
+                false,
+            )
+            .unwrap();
             s.offsets()
                 .commit("g", &[("orders".into(), 1, 4, String::new())], 0)
                 .await
@@ -827,6 +861,9 @@ mod tests {
         assert!(s.describe("orders").is_err());
         assert!(s.group_lag("g").is_empty());
         s.create("orders", 1, &[]).unwrap();
-        assert_eq!(s.describe("orders").unwrap().partitions[0].high_watermark, 0);
+        assert_eq!(
+            s.describe("orders").unwrap().partitions[0].high_watermark,
+            0
+        );
     }
 }

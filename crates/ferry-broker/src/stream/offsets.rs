@@ -65,7 +65,8 @@ impl OffsetStore {
         // A rewrite that crashed before the swap left `offsets.new`: the old log is intact.
         let _ = std::fs::remove_dir_all(root.join("offsets.new"));
         if !dir.exists() && root.join("offsets.old").exists() {
-            std::fs::rename(root.join("offsets.old"), &dir).map_err(|e| StreamError::io(&dir, e))?;
+            std::fs::rename(root.join("offsets.old"), &dir)
+                .map_err(|e| StreamError::io(&dir, e))?;
         }
         let _ = std::fs::remove_dir_all(root.join("offsets.old"));
         let log = Log::open(&dir, config.clone())?;
@@ -80,7 +81,10 @@ impl OffsetStore {
             for entry in &entries {
                 entries_seen += 1;
                 let Ok(r) = serde_json::from_slice::<Record>(&entry.payload) else {
-                    tracing::warn!(offset = entry.offset, "skipping an unreadable committed-offset record");
+                    tracing::warn!(
+                        offset = entry.offset,
+                        "skipping an unreadable committed-offset record"
+                    );
                     continue;
                 };
                 apply(&mut offsets, r, entry.timestamp_ms);
@@ -190,7 +194,12 @@ impl OffsetStore {
 
     /// Groups that have committed offsets.
     pub fn groups(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.offsets.lock().keys().map(|(g, _, _)| g.clone()).collect();
+        let mut out: Vec<String> = self
+            .offsets
+            .lock()
+            .keys()
+            .map(|(g, _, _)| g.clone())
+            .collect();
         out.dedup();
         out
     }
@@ -277,15 +286,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = OffsetStore::open(dir.path(), LogConfig::default()).unwrap();
-            s.commit("g1", &[("s".into(), 0, 5, "m".into()), ("s".into(), 1, 7, String::new())], 1)
+            s.commit(
+                "g1",
+                &[
+                    ("s".into(), 0, 5, "m".into()),
+                    ("s".into(), 1, 7, String::new()),
+                ],
+                1,
+            )
+            .await
+            .unwrap();
+            s.commit("g1", &[("s".into(), 0, 9, String::new())], 2)
                 .await
                 .unwrap();
-            s.commit("g1", &[("s".into(), 0, 9, String::new())], 2).await.unwrap();
-            s.commit("g2", &[("t".into(), 0, 3, String::new())], 3).await.unwrap();
-            s.commit("g3", &[("s".into(), 0, 1, String::new())], 3).await.unwrap();
+            s.commit("g2", &[("t".into(), 0, 3, String::new())], 3)
+                .await
+                .unwrap();
+            s.commit("g3", &[("s".into(), 0, 1, String::new())], 3)
+                .await
+                .unwrap();
             s.delete_group("g2").await.unwrap();
             s.drop_stream("s").await.unwrap();
-            s.commit("g1", &[("s".into(), 0, 1, String::new())], 4).await.unwrap();
+            s.commit("g1", &[("s".into(), 0, 1, String::new())], 4)
+                .await
+                .unwrap();
             s.close().unwrap();
         }
         let s = OffsetStore::open(dir.path(), LogConfig::default()).unwrap();
@@ -299,17 +323,29 @@ mod tests {
     #[tokio::test]
     async fn rewrite_keeps_live_offsets() {
         let dir = tempfile::tempdir().unwrap();
+        let fast = LogConfig {
+            durability: ferry_log::Durability::Never,
+            ..LogConfig::default()
+        };
         {
-            let s = OffsetStore::open(dir.path(), LogConfig::default()).unwrap();
+            let s = OffsetStore::open(dir.path(), fast.clone()).unwrap();
             for i in 0..(REWRITE_MIN_ENTRIES as i64 + 10) {
-                s.commit("g", &[("s".into(), 0, i, String::new())], i).await.unwrap();
+                s.commit("g", &[("s".into(), 0, i, String::new())], i)
+                    .await
+                    .unwrap();
             }
             s.close().unwrap();
         }
         let s = OffsetStore::open(dir.path(), LogConfig::default()).unwrap();
-        assert_eq!(s.get("g", "s", 0).unwrap().offset, REWRITE_MIN_ENTRIES as i64 + 9);
+        assert_eq!(
+            s.get("g", "s", 0).unwrap().offset,
+            REWRITE_MIN_ENTRIES as i64 + 9
+        );
         s.close().unwrap();
         let s = OffsetStore::open(dir.path(), LogConfig::default()).unwrap();
-        assert_eq!(s.get("g", "s", 0).unwrap().offset, REWRITE_MIN_ENTRIES as i64 + 9);
+        assert_eq!(
+            s.get("g", "s", 0).unwrap().offset,
+            REWRITE_MIN_ENTRIES as i64 + 9
+        );
     }
 }

@@ -134,8 +134,8 @@ impl Partition {
                 match state.producers.check(&header)? {
                     SequenceCheck::Duplicate { base_offset } => {
                         first.get_or_insert(base_offset);
-                        duplicate_end = duplicate_end
-                            .max(base_offset + u64::from(header.offset_count()));
+                        duplicate_end =
+                            duplicate_end.max(base_offset + u64::from(header.offset_count()));
                         continue;
                     }
                     SequenceCheck::Append => {}
@@ -243,7 +243,10 @@ impl Partition {
     }
 
     /// First offset whose record timestamp is `>= timestamp_ms`, with that timestamp.
-    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(u64, i64)>, StreamError> {
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(u64, i64)>, StreamError> {
         let hw = self.high_watermark();
         let start = self.log_start_offset();
         let Some(entry_offset) = self.log.offset_for_timestamp(timestamp_ms)? else {
@@ -313,7 +316,9 @@ impl Partition {
 
     /// Retention: deletes whole segments below `offset` (never past the high watermark).
     pub fn truncate_before(&self, offset: u64) -> Result<u64, StreamError> {
-        Ok(self.log.truncate_before(offset.min(self.high_watermark()))?)
+        Ok(self
+            .log
+            .truncate_before(offset.min(self.high_watermark()))?)
     }
 
     pub fn segments(&self) -> Vec<ferry_log::SegmentInfo> {

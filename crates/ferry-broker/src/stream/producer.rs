@@ -54,7 +54,9 @@ struct ProducerEntry {
 pub enum SequenceCheck {
     Append,
     /// Already stored at this base offset.
-    Duplicate { base_offset: u64 },
+    Duplicate {
+        base_offset: u64,
+    },
 }
 
 /// Per-partition producer state.
@@ -160,9 +162,10 @@ impl ProducerIds {
     pub fn open(dir: &Path) -> Result<ProducerIds, StreamError> {
         let path = dir.join("producer_ids");
         let reserved = match fs::read_to_string(&path) {
-            Ok(s) => s.trim().parse::<i64>().map_err(|e| {
-                StreamError::Storage(format!("{} is corrupt: {e}", path.display()))
-            })?,
+            Ok(s) => s
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| StreamError::Storage(format!("{} is corrupt: {e}", path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(StreamError::io(&path, e)),
         };
@@ -281,5 +284,90 @@ mod tests {
         let ids = ProducerIds::open(dir.path()).unwrap();
         let c = ids.next().unwrap();
         assert!(c > b);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Send the next batch of `n` records.
+        Next(i32),
+        /// Retry the batch sent `k` batches ago.
+        Retry(usize),
+        /// Send a batch that skips `gap` sequence numbers.
+        Gap(i32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1..5i32).prop_map(Op::Next),
+            3 => (0..8usize).prop_map(Op::Retry),
+            1 => (1..4i32).prop_map(Op::Gap),
+        ]
+    }
+
+    fn header(seq: i32, n: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            last_offset_delta: n - 1,
+            attributes: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: 1,
+            producer_epoch: 0,
+            base_sequence: seq,
+            record_count: n,
+        }
+    }
+
+    proptest! {
+        /// Whatever mix of new batches, retries and gaps arrives, the stored sequence numbers
+        /// are consecutive from the first stored one (no duplicate, no hole), and a retry of a recent batch is
+        /// answered with the offset it was first stored at.
+        #[test]
+        fn stored_sequences_are_dense_and_unique(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut table = ProducerTable::default();
+            let mut sent: Vec<(i32, i32)> = Vec::new(); // (base seq, count) in send order
+            let mut stored: Vec<(i32, i32, u64)> = Vec::new(); // (base seq, count, offset)
+            let mut next_seq = 0i32;
+            let mut next_offset = 0u64;
+            for op in ops {
+                let (seq, n) = match op {
+                    Op::Next(n) => (next_seq, n),
+                    Op::Retry(k) if !sent.is_empty() => sent[sent.len() - 1 - k.min(sent.len() - 1)],
+                    Op::Retry(_) => continue,
+                    Op::Gap(g) => (next_seq + g, 1),
+                };
+                let h = header(seq, n);
+                match table.check(&h) {
+                    Ok(SequenceCheck::Append) => {
+                        // A producer unknown to the partition starts wherever it is.
+                        if stored.is_empty() {
+                            next_seq = seq;
+                        }
+                        prop_assert_eq!(seq, next_seq);
+                        table.record(&h, next_offset);
+                        stored.push((seq, n, next_offset));
+                        sent.push((seq, n));
+                        next_seq += n;
+                        next_offset += n as u64;
+                    }
+                    Ok(SequenceCheck::Duplicate { base_offset }) => {
+                        let original = stored.iter().find(|(s, c, _)| *s == seq && *c == n);
+                        prop_assert_eq!(original.map(|o| o.2), Some(base_offset));
+                    }
+                    Err(_) => prop_assert!(seq != next_seq),
+                }
+            }
+            let mut expect = stored.first().map_or(0, |s| s.0);
+            for (s, n, _) in &stored {
+                prop_assert_eq!(*s, expect);
+                expect += n;
+            }
+        }
     }
 }

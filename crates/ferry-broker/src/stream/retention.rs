@@ -70,7 +70,9 @@ mod tests {
         };
         let p = Partition::open(dir.path(), 0, log).unwrap();
         for i in 0..40 {
-            let a = p.append(one(i * 1000), TimestampType::CreateTime, 1 << 20, 0).unwrap();
+            let a = p
+                .append(one(i * 1000), TimestampType::CreateTime, 1 << 20, 0)
+                .unwrap();
             p.wait_durable(a.durable_at).await.unwrap();
         }
         assert!(p.segments().len() > 5);

@@ -8,7 +8,9 @@
 
 use ferry_broker::stream::StreamError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -64,7 +66,11 @@ pub fn create_topics(conn: &Conn, req: CreateTopicsRequest) -> CreateTopicsRespo
             let configs: Vec<(String, String)> = t
                 .configs
                 .iter()
-                .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
                 .collect();
             let result = if req.validate_only {
                 ferry_broker::stream::validate_name(&name).and_then(|_| {
@@ -84,7 +90,9 @@ pub fn create_topics(conn: &Conn, req: CreateTopicsRequest) -> CreateTopicsRespo
                 if partitions < 1 {
                     Err(StreamError::InvalidPartitions(partitions.to_string()))
                 } else {
-                    streams.create(&name, partitions as u32, &configs).map(|_| ())
+                    streams
+                        .create(&name, partitions as u32, &configs)
+                        .map(|_| ())
                 }
             };
             match result {
@@ -101,7 +109,11 @@ pub fn create_topics(conn: &Conn, req: CreateTopicsRequest) -> CreateTopicsRespo
                                     let mut c = CreatableTopicConfigs::default();
                                     c.name = str_bytes(k);
                                     c.value = Some(str_bytes(v));
-                                    c.config_source = if default { SOURCE_DEFAULT } else { SOURCE_TOPIC };
+                                    c.config_source = if default {
+                                        SOURCE_DEFAULT
+                                    } else {
+                                        SOURCE_TOPIC
+                                    };
                                     c
                                 })
                                 .collect(),
@@ -195,7 +207,11 @@ pub fn describe_configs(conn: &Conn, req: DescribeConfigsRequest) -> DescribeCon
                                 let mut c = DescribeConfigsResourceResult::default();
                                 c.name = str_bytes(k);
                                 c.value = Some(str_bytes(v));
-                                c.config_source = if default { SOURCE_DEFAULT } else { SOURCE_TOPIC };
+                                c.config_source = if default {
+                                    SOURCE_DEFAULT
+                                } else {
+                                    SOURCE_TOPIC
+                                };
                                 c
                             })
                             .collect();
@@ -208,7 +224,8 @@ pub fn describe_configs(conn: &Conn, req: DescribeConfigsRequest) -> DescribeCon
                 RESOURCE_BROKER => {}
                 _ => {
                     out.error_code = code::INVALID_REQUEST;
-                    out.error_message = Some(StrBytes::from_static_str("unsupported resource type"));
+                    out.error_message =
+                        Some(StrBytes::from_static_str("unsupported resource type"));
                 }
             }
             out
@@ -229,10 +246,15 @@ fn alter(
     if resource_type != RESOURCE_TOPIC {
         return (
             code::INVALID_REQUEST,
-            Some(StrBytes::from_static_str("only topic configs can be altered")),
+            Some(StrBytes::from_static_str(
+                "only topic configs can be altered",
+            )),
         );
     }
-    match conn.streams().alter_config(name, &changes, replace, validate_only) {
+    match conn
+        .streams()
+        .alter_config(name, &changes, replace, validate_only)
+    {
         Ok(()) => (code::NONE, None),
         Err(e) => (error_code(&e), message(&e)),
     }
@@ -249,7 +271,14 @@ pub fn alter_configs(conn: &Conn, req: AlterConfigsRequest) -> AlterConfigsRespo
                 .iter()
                 .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
                 .collect();
-            let (ec, msg) = alter(conn, res.resource_type, &res.resource_name, changes, true, req.validate_only);
+            let (ec, msg) = alter(
+                conn,
+                res.resource_type,
+                &res.resource_name,
+                changes,
+                true,
+                req.validate_only,
+            );
             let mut out = alter_configs_response::AlterConfigsResourceResponse::default();
             out.error_code = ec;
             out.error_message = msg;
@@ -266,34 +295,43 @@ pub fn incremental_alter_configs(
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut r = IncrementalAlterConfigsResponse::default();
-    r.responses = req
-        .resources
-        .into_iter()
-        .map(|res| {
-            let mut out = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
-            out.resource_type = res.resource_type;
-            out.resource_name = res.resource_name.clone();
-            let mut changes = Vec::new();
-            for c in &res.configs {
-                match c.config_operation {
-                    OP_SET => changes.push((c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
-                    OP_DELETE => changes.push((c.name.to_string(), None)),
-                    _ => {
-                        out.error_code = code::INVALID_REQUEST;
-                        out.error_message = Some(StrBytes::from_static_str(
-                            "APPEND and SUBTRACT are not supported for these configs",
-                        ));
+    r.responses =
+        req.resources
+            .into_iter()
+            .map(|res| {
+                let mut out =
+                    incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+                out.resource_type = res.resource_type;
+                out.resource_name = res.resource_name.clone();
+                let mut changes = Vec::new();
+                for c in &res.configs {
+                    match c.config_operation {
+                        OP_SET => changes
+                            .push((c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
+                        OP_DELETE => changes.push((c.name.to_string(), None)),
+                        _ => {
+                            out.error_code = code::INVALID_REQUEST;
+                            out.error_message = Some(StrBytes::from_static_str(
+                                "APPEND and SUBTRACT are not supported for these configs",
+                            ));
+                        }
                     }
                 }
-            }
-            if out.error_code == code::NONE {
-                let (ec, msg) = alter(conn, res.resource_type, &res.resource_name, changes, false, req.validate_only);
-                out.error_code = ec;
-                out.error_message = msg;
-            }
-            out
-        })
-        .collect();
+                if out.error_code == code::NONE {
+                    let (ec, msg) = alter(
+                        conn,
+                        res.resource_type,
+                        &res.resource_name,
+                        changes,
+                        false,
+                        req.validate_only,
+                    );
+                    out.error_code = ec;
+                    out.error_message = msg;
+                }
+                out
+            })
+            .collect();
     r
 }
 
@@ -315,7 +353,11 @@ pub fn delete_records(conn: &Conn, req: DeleteRecordsRequest) -> DeleteRecordsRe
                         .streams()
                         .partition(&t.name, i64::from(p.partition_index))
                         .and_then(|part| {
-                            let offset = if p.offset < 0 { part.high_watermark() } else { p.offset as u64 };
+                            let offset = if p.offset < 0 {
+                                part.high_watermark()
+                            } else {
+                                p.offset as u64
+                            };
                             part.delete_records_before(offset)
                         });
                     match result {

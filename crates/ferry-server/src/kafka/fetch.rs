@@ -20,9 +20,14 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn handle(conn: &Conn, req: FetchRequest, _version: i16) -> FetchResponse {
     let streams = conn.streams();
-    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let deadline =
+        Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
+    let max_bytes = if req.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        req.max_bytes as usize
+    };
     let mut changes = streams.subscribe();
     loop {
         changes.borrow_and_update();
@@ -31,7 +36,10 @@ pub async fn handle(conn: &Conn, req: FetchRequest, _version: i16) -> FetchRespo
         if total >= min_bytes.max(1) || errored || now >= deadline {
             return response;
         }
-        if tokio::time::timeout(deadline - now, changes.changed()).await.is_err() {
+        if tokio::time::timeout(deadline - now, changes.changed())
+            .await
+            .is_err()
+        {
             // Deadline: one last read below.
             return collect(conn, &req, max_bytes).0;
         }
@@ -62,7 +70,8 @@ fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchResponse,
                     let budget = if total == 0 {
                         fp.partition_max_bytes.max(1) as usize
                     } else {
-                        (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total))
+                        (fp.partition_max_bytes.max(0) as usize)
+                            .min(max_bytes.saturating_sub(total))
                     };
                     let offset = fp.fetch_offset;
                     let result = if offset < 0 {

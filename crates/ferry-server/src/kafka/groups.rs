@@ -9,8 +9,8 @@
 use bytes::Bytes;
 use ferry_broker::stream::group::JoinRequest;
 use ferry_broker::stream::{now_ms, GroupError};
-use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -26,7 +26,11 @@ fn now() -> u64 {
     now_ms().max(0) as u64
 }
 
-pub fn find_coordinator(conn: &Conn, req: FindCoordinatorRequest, _v: i16) -> FindCoordinatorResponse {
+pub fn find_coordinator(
+    conn: &Conn,
+    req: FindCoordinatorRequest,
+    _v: i16,
+) -> FindCoordinatorResponse {
     let mut r = FindCoordinatorResponse::default();
     if req.key_type == KEY_TYPE_TRANSACTION {
         r.error_code = code::COORDINATOR_NOT_AVAILABLE;
@@ -103,7 +107,13 @@ pub async fn sync(conn: &Conn, req: SyncGroupRequest) -> SyncGroupResponse {
         .map(|a| (a.member_id.to_string(), a.assignment))
         .collect();
     let coordinator = conn.streams().coordinator();
-    let waiter = match coordinator.sync(&group, req.generation_id, &req.member_id, assignments, now()) {
+    let waiter = match coordinator.sync(
+        &group,
+        req.generation_id,
+        &req.member_id,
+        assignments,
+        now(),
+    ) {
         Ok(w) => w,
         Err(e) => {
             r.error_code = group_error_code(e);
@@ -140,11 +150,17 @@ pub fn heartbeat(conn: &Conn, req: HeartbeatRequest) -> HeartbeatResponse {
 pub fn leave(conn: &Conn, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let mut r = LeaveGroupResponse::default();
     let ids: Vec<String> = if version >= 3 {
-        req.members.iter().map(|m| m.member_id.to_string()).collect()
+        req.members
+            .iter()
+            .map(|m| m.member_id.to_string())
+            .collect()
     } else {
         vec![req.member_id.to_string()]
     };
-    let results = conn.streams().coordinator().leave(&req.group_id, &ids, now());
+    let results = conn
+        .streams()
+        .coordinator()
+        .leave(&req.group_id, &ids, now());
     if version >= 3 {
         r.members = ids
             .iter()
@@ -169,7 +185,9 @@ pub fn list(conn: &Conn, req: ListGroupsRequest) -> ListGroupsResponse {
         .streams()
         .list_groups()
         .into_iter()
-        .filter(|(_, _, state)| filter.is_empty() || filter.contains(&state.as_str().to_lowercase()))
+        .filter(|(_, _, state)| {
+            filter.is_empty() || filter.contains(&state.as_str().to_lowercase())
+        })
         .map(|(id, protocol_type, state)| {
             let mut g = ListedGroup::default();
             g.group_id = GroupId(str_bytes(id));
@@ -210,7 +228,11 @@ pub fn describe(conn: &Conn, req: DescribeGroupsRequest) -> DescribeGroupsRespon
                         })
                         .collect();
                 }
-                None if streams.list_groups().iter().any(|(id, _, _)| *id == *gid.as_str()) => {
+                None if streams
+                    .list_groups()
+                    .iter()
+                    .any(|(id, _, _)| *id == *gid.as_str()) =>
+                {
                     g.group_state = StrBytes::from_static_str("Empty");
                     g.protocol_type = StrBytes::from_static_str("consumer");
                 }

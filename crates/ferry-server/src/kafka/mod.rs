@@ -373,7 +373,9 @@ async fn dispatch(
 ) -> Result<Option<ResponseKind>, String> {
     let v = header.request_api_version;
     Ok(Some(match request {
-        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response(code::NONE)),
+        RequestKind::ApiVersions(_) => {
+            ResponseKind::ApiVersions(api_versions::response(code::NONE))
+        }
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(conn, r, v)),
         RequestKind::Produce(r) => match produce::handle(conn, r).await {
             Some(resp) => ResponseKind::Produce(resp),
@@ -407,7 +409,9 @@ async fn dispatch(
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(conn, r))
         }
-        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(conn, r)),
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(admin::delete_records(conn, r))
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(conn, r))
         }
@@ -434,7 +438,10 @@ pub type Started = (
 );
 
 /// Opens the streams (recovery) and starts serving the Kafka door on `listener`.
-pub async fn start(config: &crate::config::ServerConfig, listener: TcpListener) -> anyhow::Result<Started> {
+pub async fn start(
+    config: &crate::config::ServerConfig,
+    listener: TcpListener,
+) -> anyhow::Result<Started> {
     use anyhow::Context;
     use ferry_broker::stream::StreamsConfig;
     let streams_config = StreamsConfig {
@@ -489,7 +496,10 @@ pub async fn stop(
 ) {
     let _ = stop.send(true);
     streams.coordinator().shutdown();
-    if tokio::time::timeout(Duration::from_secs(5), server).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .is_err()
+    {
         tracing::warn!("kafka door did not drain in time");
     }
     upkeep.abort();
@@ -509,7 +519,9 @@ pub fn topic_id(name: &str) -> uuid::Uuid {
     let mut b: u64 = 0x8422_2325_cbf2_9ce4;
     for byte in name.bytes() {
         a = (a ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        b = (b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(7);
+        b = (b ^ u64::from(byte))
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(7);
     }
     uuid::Uuid::from_u64_pair(a, b | 1)
 }

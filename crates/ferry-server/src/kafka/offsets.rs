@@ -42,7 +42,10 @@ pub async fn commit(conn: &Conn, req: OffsetCommitRequest) -> OffsetCommitRespon
                     name.clone(),
                     p.partition_index as u32,
                     p.committed_offset,
-                    p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+                    p.committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
                 ));
             }
             tr.partitions.push(pr);

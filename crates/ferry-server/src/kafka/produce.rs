@@ -35,7 +35,8 @@ pub async fn handle(conn: &Conn, req: ProduceRequest) -> Option<ProduceResponse>
                 pr.error_code = code::INVALID_REQUIRED_ACKS;
             } else if transactional {
                 pr.error_code = code::INVALID_REQUEST;
-                pr.error_message = Some(StrBytes::from_static_str("transactions are not supported"));
+                pr.error_message =
+                    Some(StrBytes::from_static_str("transactions are not supported"));
             } else if !exists {
                 pr.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
             } else {

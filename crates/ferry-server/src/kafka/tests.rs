@@ -19,7 +19,10 @@ async fn start() -> (std::net::SocketAddr, tempfile::TempDir, watch::Sender<bool
     let addr = listener.local_addr().unwrap();
     let door = Arc::new(KafkaDoor {
         streams,
-        settings: KafkaSettings { auto_create_topics: true, default_partitions: 2 },
+        settings: KafkaSettings {
+            auto_create_topics: true,
+            default_partitions: 2,
+        },
     });
     let (tx, rx) = watch::channel(false);
     tokio::spawn(serve(listener, door, rx));
@@ -38,7 +41,9 @@ async fn call<Req: Encodable, Resp: Decodable>(
     header.correlation_id = 7;
     header.client_id = Some(StrBytes::from_static_str("test"));
     let mut body = BytesMut::new();
-    header.encode(&mut body, key.request_header_version(version)).unwrap();
+    header
+        .encode(&mut body, key.request_header_version(version))
+        .unwrap();
     req.encode(&mut body, version).unwrap();
     let mut frame = BytesMut::new();
     frame.put_i32(body.len() as i32);
@@ -57,9 +62,18 @@ async fn call<Req: Encodable, Resp: Decodable>(
 async fn api_versions_and_unsupported_version_answer() {
     let (addr, _dir, _stop) = start().await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let r: ApiVersionsResponse = call(&mut s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let r: ApiVersionsResponse = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    )
+    .await;
     assert_eq!(r.error_code, 0);
-    assert!(r.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16 && k.max_version == 9));
+    assert!(r
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16 && k.max_version == 9));
     // ApiVersions v99: answered in v0 with UNSUPPORTED_VERSION.
     let mut frame = BytesMut::new();
     frame.put_i32(10);
@@ -82,17 +96,23 @@ async fn malformed_frames_close_only_their_connection() {
     let (addr, _dir, _stop) = start().await;
     let mut good = TcpStream::connect(addr).await.unwrap();
     for bad in [
-        vec![0x7f, 0xff, 0xff, 0xff],                         // absurd length
-        vec![0xff, 0xff, 0xff, 0xfe],                         // negative length
+        vec![0x7f, 0xff, 0xff, 0xff],                          // absurd length
+        vec![0xff, 0xff, 0xff, 0xfe],                          // negative length
         vec![0, 0, 0, 10, 0x30, 0x39, 0, 0, 0, 0, 0, 1, 0, 0], // unknown API key 12345
-        vec![0, 0, 0, 10, 0, 3, 0, 99, 0, 0, 0, 1, 0, 0],     // Metadata v99
+        vec![0, 0, 0, 10, 0, 3, 0, 99, 0, 0, 0, 1, 0, 0],      // Metadata v99
     ] {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(&bad).await.unwrap();
         let mut buf = [0u8; 1];
         assert_eq!(s.read(&mut buf).await.unwrap(), 0, "connection closed");
     }
-    let r: ApiVersionsResponse = call(&mut good, ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await;
+    let r: ApiVersionsResponse = call(
+        &mut good,
+        ApiKey::ApiVersions,
+        0,
+        &ApiVersionsRequest::default(),
+    )
+    .await;
     assert_eq!(r.error_code, 0);
 }
 
@@ -102,7 +122,10 @@ async fn produce_then_fetch_round_trip() {
     let (addr, _dir, _stop) = start().await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let records = encode_records(
-        &[NewRecord { value: Some(Bytes::from_static(b"hello")), ..Default::default() }],
+        &[NewRecord {
+            value: Some(Bytes::from_static(b"hello")),
+            ..Default::default()
+        }],
         1,
     )
     .unwrap();
