@@ -71,21 +71,21 @@ pub async fn run(
     let http_addr = listener
         .local_addr()
         .context("cannot read the http door's address")?;
-    tracing::info!(door = "http", addr = %http_addr, "listening");
+    tracing::info!(door = %"http", addr = %http_addr, "listening");
     let aws_listener = TcpListener::bind(&config.aws_addr)
         .await
         .with_context(|| format!("cannot listen on {} (aws door)", config.aws_addr))?;
     let aws_addr = aws_listener
         .local_addr()
         .context("cannot read the aws door's address")?;
-    tracing::info!(door = "aws", addr = %aws_addr, "listening");
+    tracing::info!(door = %"aws", addr = %aws_addr, "listening");
     let kafka_listener = TcpListener::bind(&config.kafka_addr)
         .await
         .with_context(|| format!("cannot listen on {} (kafka door)", config.kafka_addr))?;
     let kafka_addr = kafka_listener
         .local_addr()
         .context("cannot read the kafka door's address")?;
-    tracing::info!(door = "kafka", addr = %kafka_addr, "listening");
+    tracing::info!(door = %"kafka", addr = %kafka_addr, "listening");
     if config.aws.credentials.is_empty() {
         tracing::warn!(
             door = "aws",
@@ -192,6 +192,7 @@ pub async fn run(
                 return Err(e);
             }
         };
+    state.set_streams(streams.clone());
     state.set_ready(broker.clone());
     tracing::info!(
         queues = broker.list_queues(None).len(),

@@ -41,6 +41,10 @@ pub enum ErrorCode {
     NotADeadLetterQueue,
     TopicNotFound,
     SubscriptionNotFound,
+    StreamNotFound,
+    StreamAlreadyExists,
+    /// The requested stream offset is before the log start or after the end.
+    OffsetOutOfRange,
     /// The storage engine failed; the request may be retried.
     StorageError,
     /// Recovery has not finished yet; retry shortly.
@@ -75,6 +79,9 @@ impl ErrorCode {
             ErrorCode::NotADeadLetterQueue => "NotADeadLetterQueue",
             ErrorCode::TopicNotFound => "TopicNotFound",
             ErrorCode::SubscriptionNotFound => "SubscriptionNotFound",
+            ErrorCode::StreamNotFound => "StreamNotFound",
+            ErrorCode::StreamAlreadyExists => "StreamAlreadyExists",
+            ErrorCode::OffsetOutOfRange => "OffsetOutOfRange",
             ErrorCode::StorageError => "StorageError",
             ErrorCode::NotReady => "NotReady",
             ErrorCode::ShuttingDown => "ShuttingDown",

@@ -14,6 +14,7 @@ pub mod move_tasks;
 pub mod openapi;
 pub mod queues;
 pub mod scrape;
+pub mod streams;
 pub mod topics;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -44,6 +45,8 @@ struct StateInner {
     broker: OnceLock<Broker>,
     /// The topic router, set with the broker (SNS door, `/v1/topics`).
     topics: OnceLock<ferry_broker::topic::Topics>,
+    /// Set once the streams are open (after the broker).
+    streams: OnceLock<ferry_broker::stream::Streams>,
     shutting_down: AtomicBool,
     metrics: PrometheusHandle,
     /// Requests being handled, and how many of them are waiting in a long poll, so shutdown
@@ -58,6 +61,7 @@ impl AppState {
             inner: Arc::new(StateInner {
                 broker: OnceLock::new(),
                 topics: OnceLock::new(),
+                streams: OnceLock::new(),
                 shutting_down: AtomicBool::new(false),
                 metrics,
                 requests_in_flight: AtomicUsize::new(0),
@@ -107,6 +111,26 @@ impl AppState {
     /// The topic router regardless of lifecycle, for metrics.
     pub fn topics_if_open(&self) -> Option<&ferry_broker::topic::Topics> {
         self.inner.topics.get()
+    }
+
+    /// Installs the streams (before `set_ready`).
+    pub fn set_streams(&self, streams: ferry_broker::stream::Streams) {
+        if self.inner.streams.set(streams).is_err() {
+            tracing::warn!("the streams were already set; keeping the first one");
+        }
+    }
+
+    /// The streams, or the error a call gets before recovery or during shutdown.
+    pub fn streams(&self) -> Result<ferry_broker::stream::Streams, ApiError> {
+        if self.is_shutting_down() {
+            return Err(ApiError::shutting_down());
+        }
+        self.inner.streams.get().cloned().ok_or_else(ApiError::not_ready)
+    }
+
+    /// The streams regardless of lifecycle, for metrics.
+    pub fn streams_if_open(&self) -> Option<&ferry_broker::stream::Streams> {
+        self.inner.streams.get()
     }
 
     /// The broker regardless of lifecycle, for metrics.
@@ -262,6 +286,16 @@ pub fn route_table() -> RouteTable {
         .route(M::GET, "/v1/topics/{name}/subscriptions", topics::list_subscriptions)
         .route(M::DELETE, "/v1/topics/{name}/subscriptions/{id}", topics::unsubscribe)
         .route(M::POST, "/v1/topics/{name}/publish", topics::publish)
+        .route(M::POST, "/v1/streams", streams::create_stream)
+        .route(M::GET, "/v1/streams", streams::list_streams)
+        .route(M::GET, "/v1/streams/{name}", streams::get_stream)
+        .route(M::PATCH, "/v1/streams/{name}", streams::update_stream)
+        .route(M::DELETE, "/v1/streams/{name}", streams::delete_stream)
+        .route(M::POST, "/v1/streams/{name}/records", streams::produce)
+        .route(M::GET, "/v1/streams/{name}/records", streams::fetch)
+        .route(M::GET, "/v1/streams/{name}/tail", streams::tail)
+        .route(M::GET, "/v1/stream-groups", streams::list_groups)
+        .route(M::GET, "/v1/stream-groups/{group}", streams::get_group)
         .route(M::POST, "/v1/queues/{name}/move-tasks", move_tasks::start)
         .route(M::GET, "/v1/queues/{name}/move-tasks", move_tasks::list)
         .route(

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{health, messages, move_tasks, queues, scrape, topics};
+use super::{health, messages, move_tasks, queues, scrape, streams, topics};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,6 +43,16 @@ use super::{health, messages, move_tasks, queues, scrape, topics};
         topics::list_subscriptions,
         topics::unsubscribe,
         topics::publish,
+        streams::create_stream,
+        streams::list_streams,
+        streams::get_stream,
+        streams::update_stream,
+        streams::delete_stream,
+        streams::produce,
+        streams::fetch,
+        streams::tail,
+        streams::list_groups,
+        streams::get_group,
     )
 )]
 pub struct ApiDoc;
