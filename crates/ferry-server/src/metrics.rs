@@ -64,8 +64,25 @@ pub const SUBSCRIPTION_DEAD_LETTERED_TOTAL: &str = "ferry_subscription_dead_lett
 /// Histogram: one HTTP push delivery attempt, in seconds. Label: `outcome` (`ok`, `failed`).
 pub const SNS_HTTP_DELIVERY_DURATION_SECONDS: &str = "ferry_sns_http_delivery_duration_seconds";
 
+/// Gauge: next offset of a stream partition (every record below it is durable). Labels:
+/// `stream`, `partition`.
+pub const STREAM_PARTITION_HIGH_WATERMARK: &str = "ferry_stream_partition_high_watermark";
+/// Gauge: first offset still stored in a stream partition. Labels: `stream`, `partition`.
+pub const STREAM_PARTITION_LOG_START_OFFSET: &str = "ferry_stream_partition_log_start_offset";
+/// Gauge: bytes on disk of a stream partition's log. Labels: `stream`, `partition`.
+pub const STREAM_PARTITION_DISK_BYTES: &str = "ferry_stream_partition_disk_bytes";
+/// Gauge: committed offset of a consumer group. Labels: `group`, `stream`, `partition`.
+pub const STREAM_GROUP_COMMITTED_OFFSET: &str = "ferry_stream_group_committed_offset";
+/// Gauge: high watermark minus committed offset. Labels: `group`, `stream`, `partition`.
+pub const STREAM_GROUP_LAG: &str = "ferry_stream_group_lag";
+
 /// Every exported name, for the test that checks `docs/metrics.md` and `/metrics` agree.
 pub const ALL: &[&str] = &[
+    STREAM_PARTITION_HIGH_WATERMARK,
+    STREAM_PARTITION_LOG_START_OFFSET,
+    STREAM_PARTITION_DISK_BYTES,
+    STREAM_GROUP_COMMITTED_OFFSET,
+    STREAM_GROUP_LAG,
     TOPIC_MESSAGES_PUBLISHED_TOTAL,
     SUBSCRIPTION_DELIVERED_TOTAL,
     SUBSCRIPTION_FILTERED_OUT_TOTAL,
@@ -229,6 +246,34 @@ pub fn refresh_topics(topics: Option<&ferry_broker::topic::Topics>) {
             counter(SUBSCRIPTION_FILTERED_OUT_TOTAL, s.filtered_out);
             counter(SUBSCRIPTION_FAILED_TOTAL, s.failed);
             counter(SUBSCRIPTION_DEAD_LETTERED_TOTAL, s.dead_lettered);
+        }
+    }
+}
+
+/// Copies stream partition offsets and sizes and group lag into the recorder, just before
+/// rendering.
+pub fn refresh_streams(streams: Option<&ferry_broker::stream::Streams>) {
+    let Some(streams) = streams else { return };
+    for s in streams.list() {
+        for p in &s.partitions {
+            let gauge = |name: &'static str, value: f64| {
+                metrics::gauge!(name, "stream" => s.name.clone(), "partition" => p.partition.to_string())
+                    .set(value);
+            };
+            gauge(STREAM_PARTITION_HIGH_WATERMARK, p.high_watermark as f64);
+            gauge(STREAM_PARTITION_LOG_START_OFFSET, p.log_start_offset as f64);
+            gauge(STREAM_PARTITION_DISK_BYTES, p.size_bytes as f64);
+        }
+    }
+    for (group, _, _) in streams.list_groups() {
+        for (stream, partition, committed, _, lag) in streams.group_lag(&group) {
+            let labels = [
+                ("group", group.clone()),
+                ("stream", stream),
+                ("partition", partition.to_string()),
+            ];
+            metrics::gauge!(STREAM_GROUP_COMMITTED_OFFSET, &labels).set(committed as f64);
+            metrics::gauge!(STREAM_GROUP_LAG, &labels).set(lag as f64);
         }
     }
 }

@@ -53,6 +53,11 @@ def test_http_create_produce_fetch_and_kafka_interop(kafka, topic_name):
     assert {"stream": topic_name, "partition": 1, "committed_offset": 3, "high_watermark": 5, "lag": 2} in g["offsets"]
     assert "http-interop" in {x["group"] for x in requests.get(kafka.http_url + "/v1/stream-groups").json()["groups"]}
 
+    # Metrics: partition offsets and group lag.
+    m = requests.get(kafka.http_url + "/metrics").text
+    assert f'ferry_stream_partition_high_watermark{{stream="{topic_name}",partition="1"}} 5' in m
+    assert f'ferry_stream_group_lag{{group="http-interop",stream="{topic_name}",partition="1"}} 2' in m
+
     # Alter, grow, describe, delete.
     r = requests.patch(f"{base}/{topic_name}", json={"partitions": 4, "config": {"cleanup.policy": "compact"}})
     assert r.status_code == 200, r.text

@@ -17,6 +17,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let refreshed = tokio::task::spawn_blocking(move || {
         crate::metrics::refresh(state2.broker_if_open());
         crate::metrics::refresh_topics(state2.topics_if_open());
+        crate::metrics::refresh_streams(state2.streams_if_open());
     })
     .await;
     if let Err(e) = refreshed {
