@@ -59,6 +59,14 @@ def test_create_describe_alter_delete_topic(kafka, topic_name):
     assert configs["retention.bytes"].value == "1048576"
     assert configs["retention.ms"].value == "60000"
 
+    # Non-incremental AlterConfigs replaces the whole set (unnamed keys go back to defaults).
+    res = ConfigResource(ResourceType.TOPIC, topic_name, set_config={"retention.ms": "120000"})
+    a.alter_configs([res])[res].result(timeout=10)
+    configs = a.describe_configs([ConfigResource(ResourceType.TOPIC, topic_name)])
+    configs = list(configs.values())[0].result(timeout=10)
+    assert configs["retention.ms"].value == "120000"
+    assert configs["cleanup.policy"].value == "delete"
+
     # Grow to 5 partitions.
     a.create_partitions([NewPartitions(topic_name, 5)])[topic_name].result(timeout=10)
     assert len(a.list_topics(topic_name, timeout=10).topics[topic_name].partitions) == 5
