@@ -109,21 +109,14 @@ pub fn verify(
     if !s.amz_date.starts_with(&s.date) {
         return Err(sig_error("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP."));
     }
-    let payload_hash = if s.presigned {
-        "UNSIGNED-PAYLOAD".to_string()
-    } else {
-        match headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()) {
-            Some(v) => v.to_string(),
-            None => hex::encode(Sha256::digest(body)),
-        }
-    };
-    let canonical = canonical_request(method, uri, headers, &s.signed_headers, &payload_hash, s.presigned)?;
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{}\n{}\n{}",
-        s.amz_date,
-        s.scope,
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
+    // The payload hash: the client's X-Amz-Content-SHA256 when it sent one, else the body's.
+    // Presigned URLs are signed either over the (empty) body, as botocore does, or over
+    // UNSIGNED-PAYLOAD, as other SDKs do; both are accepted.
+    let declared = headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let mut candidates = vec![declared.unwrap_or_else(|| hex::encode(Sha256::digest(body)))];
+    if s.presigned {
+        candidates.push("UNSIGNED-PAYLOAD".to_string());
+    }
     let mut parts = s.scope.split('/');
     let (date, region, service) = (
         parts.next().unwrap_or_default(),
@@ -131,8 +124,25 @@ pub fn verify(
         parts.next().unwrap_or_default(),
     );
     let key = signing_key(&secret, date, region, service);
-    let expected = hex::encode(hmac(&key, string_to_sign.as_bytes()));
-    if !constant_time_eq(expected.as_bytes(), s.signature.as_bytes()) {
+    let matches = |payload_hash: &str| -> Result<bool, AwsError> {
+        let canonical = canonical_request(method, uri, headers, &s.signed_headers, payload_hash, s.presigned)?;
+        let string_to_sign = format!(
+            "{ALGORITHM}\n{}\n{}\n{}",
+            s.amz_date,
+            s.scope,
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
+        let expected = hex::encode(hmac(&key, string_to_sign.as_bytes()));
+        Ok(constant_time_eq(expected.as_bytes(), s.signature.as_bytes()))
+    };
+    let mut ok = false;
+    for c in &candidates {
+        if matches(c)? {
+            ok = true;
+            break;
+        }
+    }
+    if !ok {
         return Err(sig_error(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
         ));
