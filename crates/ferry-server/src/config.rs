@@ -469,24 +469,48 @@ fn validate_aws(section: AwsFileSection, file: &str) -> Result<AwsSettings, Conf
         origin: format!("key `aws.{key}` in {file}"),
         reason,
     };
-    let region = section.region.unwrap_or_else(|| DEFAULT_AWS_REGION.to_string());
-    if region.is_empty() || !region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(invalid("region", format!("{region:?}: expected a region such as us-east-1")));
+    let region = section
+        .region
+        .unwrap_or_else(|| DEFAULT_AWS_REGION.to_string());
+    if region.is_empty()
+        || !region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(invalid(
+            "region",
+            format!("{region:?}: expected a region such as us-east-1"),
+        ));
     }
-    let account_id = section.account_id.unwrap_or_else(|| DEFAULT_AWS_ACCOUNT_ID.to_string());
+    let account_id = section
+        .account_id
+        .unwrap_or_else(|| DEFAULT_AWS_ACCOUNT_ID.to_string());
     if account_id.len() != 12 || !account_id.chars().all(|c| c.is_ascii_digit()) {
-        return Err(invalid("account_id", format!("{account_id:?}: expected 12 digits")));
+        return Err(invalid(
+            "account_id",
+            format!("{account_id:?}: expected 12 digits"),
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for c in &section.credentials {
         if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
-            return Err(invalid("credentials", "access_key_id and secret_access_key must not be empty".into()));
+            return Err(invalid(
+                "credentials",
+                "access_key_id and secret_access_key must not be empty".into(),
+            ));
         }
         if !seen.insert(c.access_key_id.clone()) {
-            return Err(invalid("credentials", format!("access key {:?} is listed twice", c.access_key_id)));
+            return Err(invalid(
+                "credentials",
+                format!("access key {:?} is listed twice", c.access_key_id),
+            ));
         }
     }
-    Ok(AwsSettings { region, account_id, credentials: section.credentials })
+    Ok(AwsSettings {
+        region,
+        account_id,
+        credentials: section.credentials,
+    })
 }
 
 fn check<T>(s: &Sourced, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {

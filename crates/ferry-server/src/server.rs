@@ -207,7 +207,8 @@ pub async fn run(
 
     // Let ordinary requests (sends, deletes) finish against a live broker before it stops.
     let grace_end = Instant::now() + SHUTDOWN_REQUEST_GRACE;
-    while (state.busy_requests() > 0 || aws_door.busy_requests() > 0) && Instant::now() < grace_end {
+    while (state.busy_requests() > 0 || aws_door.busy_requests() > 0) && Instant::now() < grace_end
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Wakes the long polls (they return empty), refuses new work, flushes and checkpoints.

@@ -52,40 +52,84 @@ impl ErrorKind {
         match self {
             K::QueueDoesNotExist => (S, "AWS.SimpleQueueService.NonExistentQueue", bad, true),
             K::QueueNameExists => (S, "QueueAlreadyExists", bad, true),
-            K::PurgeQueueInProgress => (S, "AWS.SimpleQueueService.PurgeQueueInProgress", forbidden, true),
+            K::PurgeQueueInProgress => (
+                S,
+                "AWS.SimpleQueueService.PurgeQueueInProgress",
+                forbidden,
+                true,
+            ),
             K::InvalidAttributeName => (S, "InvalidAttributeName", bad, true),
             K::InvalidAttributeValue => (S, "InvalidAttributeValue", bad, true),
             K::InvalidMessageContents => (S, "InvalidMessageContents", bad, true),
             K::ReceiptHandleIsInvalid => (S, "ReceiptHandleIsInvalid", bad, true),
             K::MessageNotInflight => (S, "AWS.SimpleQueueService.MessageNotInflight", bad, true),
-            K::TooManyEntriesInBatchRequest => {
-                (S, "AWS.SimpleQueueService.TooManyEntriesInBatchRequest", bad, true)
-            }
+            K::TooManyEntriesInBatchRequest => (
+                S,
+                "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+                bad,
+                true,
+            ),
             K::EmptyBatchRequest => (S, "AWS.SimpleQueueService.EmptyBatchRequest", bad, true),
-            K::BatchEntryIdsNotDistinct => (S, "AWS.SimpleQueueService.BatchEntryIdsNotDistinct", bad, true),
+            K::BatchEntryIdsNotDistinct => (
+                S,
+                "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+                bad,
+                true,
+            ),
             K::BatchRequestTooLong => (S, "AWS.SimpleQueueService.BatchRequestTooLong", bad, true),
             K::InvalidBatchEntryId => (S, "AWS.SimpleQueueService.InvalidBatchEntryId", bad, true),
-            K::UnsupportedOperation => (S, "AWS.SimpleQueueService.UnsupportedOperation", bad, true),
+            K::UnsupportedOperation => {
+                (S, "AWS.SimpleQueueService.UnsupportedOperation", bad, true)
+            }
             K::ResourceNotFound => (S, "ResourceNotFoundException", StatusCode::NOT_FOUND, true),
             K::OverLimit => (S, "OverLimit", forbidden, true),
             K::InvalidParameterValue => (S, "InvalidParameterValue", bad, true),
             K::MissingParameter => (S, "MissingParameter", bad, true),
             K::InvalidAction => ("com.amazon.coral.service#", "InvalidAction", bad, true),
-            K::SerializationException => ("com.amazon.coral.service#", "SerializationException", bad, true),
-            K::InvalidClientTokenId => ("com.amazon.coral.service#", "InvalidClientTokenId", forbidden, true),
-            K::SignatureDoesNotMatch => ("com.amazon.coral.service#", "SignatureDoesNotMatch", forbidden, true),
-            K::IncompleteSignature => ("com.amazon.coral.service#", "IncompleteSignature", bad, true),
-            K::MissingAuthenticationToken => {
-                ("com.amazon.coral.service#", "MissingAuthenticationToken", forbidden, true)
-            }
+            K::SerializationException => (
+                "com.amazon.coral.service#",
+                "SerializationException",
+                bad,
+                true,
+            ),
+            K::InvalidClientTokenId => (
+                "com.amazon.coral.service#",
+                "InvalidClientTokenId",
+                forbidden,
+                true,
+            ),
+            K::SignatureDoesNotMatch => (
+                "com.amazon.coral.service#",
+                "SignatureDoesNotMatch",
+                forbidden,
+                true,
+            ),
+            K::IncompleteSignature => (
+                "com.amazon.coral.service#",
+                "IncompleteSignature",
+                bad,
+                true,
+            ),
+            K::MissingAuthenticationToken => (
+                "com.amazon.coral.service#",
+                "MissingAuthenticationToken",
+                forbidden,
+                true,
+            ),
             K::RequestExpired => ("com.amazon.coral.service#", "RequestExpired", bad, true),
             K::AccessDenied => ("com.amazon.coral.service#", "AccessDenied", forbidden, true),
-            K::ServiceUnavailable => {
-                ("com.amazon.coral.availability#", "ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE, false)
-            }
-            K::InternalFailure => {
-                ("com.amazon.coral.service#", "InternalFailure", StatusCode::INTERNAL_SERVER_ERROR, false)
-            }
+            K::ServiceUnavailable => (
+                "com.amazon.coral.availability#",
+                "ServiceUnavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                false,
+            ),
+            K::InternalFailure => (
+                "com.amazon.coral.service#",
+                "InternalFailure",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                false,
+            ),
         }
     }
 
@@ -140,11 +184,17 @@ pub struct AwsError {
 
 impl AwsError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> AwsError {
-        AwsError { kind, message: message.into() }
+        AwsError {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn missing(parameter: &str) -> AwsError {
-        AwsError::new(ErrorKind::MissingParameter, format!("The request must contain the parameter {parameter}."))
+        AwsError::new(
+            ErrorKind::MissingParameter,
+            format!("The request must contain the parameter {parameter}."),
+        )
     }
 
     /// `Value <v> for parameter <p> is invalid. Reason: <r>.` as SQS words it.
@@ -160,15 +210,24 @@ impl AwsError {
     }
 
     pub fn no_queue() -> AwsError {
-        AwsError::new(ErrorKind::QueueDoesNotExist, "The specified queue does not exist.")
+        AwsError::new(
+            ErrorKind::QueueDoesNotExist,
+            "The specified queue does not exist.",
+        )
     }
 
     pub fn unknown_attribute(name: &str) -> AwsError {
-        AwsError::new(ErrorKind::InvalidAttributeName, format!("Unknown Attribute {name}."))
+        AwsError::new(
+            ErrorKind::InvalidAttributeName,
+            format!("Unknown Attribute {name}."),
+        )
     }
 
     pub fn attribute_value(name: &str) -> AwsError {
-        AwsError::new(ErrorKind::InvalidAttributeValue, format!("Invalid value for the parameter {name}."))
+        AwsError::new(
+            ErrorKind::InvalidAttributeValue,
+            format!("Invalid value for the parameter {name}."),
+        )
     }
 
     pub fn attribute_value_reason(name: &str, reason: &str) -> AwsError {

@@ -24,8 +24,14 @@ pub fn parse_body(body: &[u8]) -> Result<Value, AwsError> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(AwsError::new(ErrorKind::SerializationException, "The request body must be a JSON object.")),
-        Err(e) => Err(AwsError::new(ErrorKind::SerializationException, format!("The request body is not valid JSON: {e}"))),
+        Ok(_) => Err(AwsError::new(
+            ErrorKind::SerializationException,
+            "The request body must be a JSON object.",
+        )),
+        Err(e) => Err(AwsError::new(
+            ErrorKind::SerializationException,
+            format!("The request body is not valid JSON: {e}"),
+        )),
     }
 }
 
@@ -36,7 +42,10 @@ pub fn ok(result: &Value, request_id: &str) -> Response {
 
 pub fn error(e: &AwsError, request_id: &str) -> Response {
     let body = serde_json::json!({"__type": e.kind.json_type(), "message": e.message});
-    let mut r = with_headers((e.kind.status(), body.to_string()).into_response(), request_id);
+    let mut r = with_headers(
+        (e.kind.status(), body.to_string()).into_response(),
+        request_id,
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("{};{}", e.kind.code(), e.kind.fault())) {
         r.headers_mut().insert("x-amzn-query-error", v);
     }
@@ -44,7 +53,8 @@ pub fn error(e: &AwsError, request_id: &str) -> Response {
 }
 
 fn with_headers(mut r: Response, request_id: &str) -> Response {
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         r.headers_mut().insert("x-amzn-requestid", v);
     }

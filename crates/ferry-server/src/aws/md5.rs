@@ -61,14 +61,25 @@ mod tests {
         let mut m = BTreeMap::new();
         m.insert(
             "b".to_string(),
-            MessageAttributeValue { data_type: "Binary".into(), string_value: None, binary_value: Some(vec![1, 2].into()) },
+            MessageAttributeValue {
+                data_type: "Binary".into(),
+                string_value: None,
+                binary_value: Some(vec![1, 2].into()),
+            },
         );
         m.insert(
             "a".to_string(),
-            MessageAttributeValue { data_type: "String".into(), string_value: Some("x".into()), binary_value: None },
+            MessageAttributeValue {
+                data_type: "String".into(),
+                string_value: Some("x".into()),
+                binary_value: None,
+            },
         );
         let mut expected = Vec::new();
-        for (n, t, tt, v) in [("a", "String", 1u8, &b"x"[..]), ("b", "Binary", 2u8, &[1u8, 2][..])] {
+        for (n, t, tt, v) in [
+            ("a", "String", 1u8, &b"x"[..]),
+            ("b", "Binary", 2u8, &[1u8, 2][..]),
+        ] {
             expected.extend((n.len() as u32).to_be_bytes());
             expected.extend(n.as_bytes());
             expected.extend((t.len() as u32).to_be_bytes());

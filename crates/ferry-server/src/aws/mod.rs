@@ -115,7 +115,11 @@ impl AwsDoor {
     }
 
     pub fn forget_purge(&self, queue: &str) {
-        self.inner.purges.lock().unwrap_or_else(|e| e.into_inner()).remove(queue);
+        self.inner
+            .purges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(queue);
     }
 }
 
@@ -138,7 +142,14 @@ pub fn router(door: AwsDoor) -> Router {
 fn request_id() -> String {
     let b: [u8; 16] = rand::random();
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn now_secs() -> i64 {
@@ -154,7 +165,8 @@ fn encode_error(protocol: Protocol, e: &AwsError, request_id: &str) -> Response 
         Protocol::Query => {
             let body = query::error_xml(e.kind.fault(), e.kind.code(), &e.message, request_id);
             let mut r = (e.kind.status(), body).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
             r
         }
     }
@@ -175,16 +187,25 @@ async fn handle(
     }
     let rid = request_id();
     let started = Instant::now();
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let protocol = if target.is_some() { Protocol::Json } else { Protocol::Query };
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let protocol = if target.is_some() {
+        Protocol::Json
+    } else {
+        Protocol::Query
+    };
     let result = serve(&door, peer, &method, &uri, &headers, &body, target).await;
     let (action, response) = match result {
         Ok((action, value)) => {
             let r = match protocol {
                 Protocol::Json => json::ok(&value, &rid),
                 Protocol::Query => {
-                    let mut r = (StatusCode::OK, query::response_xml(&action, &value, &rid)).into_response();
-                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+                    let mut r = (StatusCode::OK, query::response_xml(&action, &value, &rid))
+                        .into_response();
+                    r.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
                     r
                 }
             };
@@ -197,7 +218,11 @@ async fn handle(
             (action, encode_error(protocol, &e, &rid))
         }
     };
-    let label = if sqs::ACTIONS.contains(&action.as_str()) { action.as_str() } else { "unknown" };
+    let label = if sqs::ACTIONS.contains(&action.as_str()) {
+        action.as_str()
+    } else {
+        "unknown"
+    };
     crate::metrics::record_request(
         &format!("aws:{label}"),
         method.as_str(),
@@ -221,9 +246,15 @@ async fn serve(
     let unknown = |e: AwsError| ("unknown".to_string(), e);
     let (action, mut input) = match target {
         Some(t) => {
-            let action = t.strip_prefix(json::TARGET_PREFIX).map(str::to_string).ok_or_else(|| {
-                unknown(AwsError::new(ErrorKind::InvalidAction, format!("The action {t} is not valid for this endpoint.")))
-            })?;
+            let action = t
+                .strip_prefix(json::TARGET_PREFIX)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    unknown(AwsError::new(
+                        ErrorKind::InvalidAction,
+                        format!("The action {t} is not valid for this endpoint."),
+                    ))
+                })?;
             let input = json::parse_body(body).map_err(|e| (action.clone(), e))?;
             (action, input)
         }
@@ -234,11 +265,20 @@ async fn serve(
                 .and_then(|v| v.to_str().ok())
                 .is_none_or(|ct| ct.starts_with("application/x-www-form-urlencoded"));
             if is_form && !body.is_empty() {
-                params.extend(form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())));
+                params.extend(
+                    form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
+                );
             }
-            let action = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()).ok_or_else(|| {
-                unknown(AwsError::new(ErrorKind::InvalidAction, "The request must contain an Action parameter or an X-Amz-Target header."))
-            })?;
+            let action = params
+                .iter()
+                .find(|(k, _)| k == "Action")
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| {
+                    unknown(AwsError::new(
+                        ErrorKind::InvalidAction,
+                        "The request must contain an Action parameter or an X-Amz-Target header.",
+                    ))
+                })?;
             let input = query::params_to_json(&action, &params);
             (action, input)
         }
@@ -254,16 +294,24 @@ async fn serve(
         }
         settings.account_id.clone()
     } else {
-        sigv4::verify(settings, method, uri, headers, body, now_secs()).map_err(fail)?.access_key_id
+        sigv4::verify(settings, method, uri, headers, body, now_secs())
+            .map_err(fail)?
+            .access_key_id
     };
     let broker = door.inner.app.broker().map_err(|_| {
-        fail(AwsError::new(ErrorKind::ServiceUnavailable, "The server is starting or shutting down; retry shortly."))
+        fail(AwsError::new(
+            ErrorKind::ServiceUnavailable,
+            "The server is starting or shutting down; retry shortly.",
+        ))
     })?;
     // A queue may be addressed by path: POST /<account>/<name>.
     if let serde_json::Value::Object(m) = &mut input {
         let path = uri.path().trim_matches('/');
         if !m.contains_key("QueueUrl") && path.contains('/') {
-            m.insert("QueueUrl".into(), serde_json::Value::String(format!("/{path}")));
+            m.insert(
+                "QueueUrl".into(),
+                serde_json::Value::String(format!("/{path}")),
+            );
         }
     }
     let host = headers
@@ -271,7 +319,12 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .unwrap_or_else(|| "localhost".to_string());
-    let ctx = sqs::Ctx { broker, door: door.clone(), host, sender_id };
+    let ctx = sqs::Ctx {
+        broker,
+        door: door.clone(),
+        host,
+        sender_id,
+    };
     match sqs::dispatch(&ctx, &action, &input).await {
         Ok(v) => Ok((action, v)),
         Err(e) => Err((action, e)),

@@ -53,8 +53,11 @@ pub fn params_to_json(action: &str, params: &[(String, String)]) -> Value {
 
 /// Items of a flattened list node (`1`, `2`, ... in numeric order).
 fn items(node: &Node) -> Vec<&Node> {
-    let mut v: Vec<(u64, &Node)> =
-        node.children.iter().filter_map(|(k, n)| k.parse::<u64>().ok().map(|i| (i, n))).collect();
+    let mut v: Vec<(u64, &Node)> = node
+        .children
+        .iter()
+        .filter_map(|(k, n)| k.parse::<u64>().ok().map(|i| (i, n)))
+        .collect();
     v.sort_by_key(|(i, _)| *i);
     v.into_iter().map(|(_, n)| n).collect()
 }
@@ -78,7 +81,9 @@ fn struct_of(action: &str, node: &Node) -> Value {
 fn map_of(node: &Node, key: &str, value_is_struct: bool) -> Value {
     let mut m = Map::new();
     for item in items(node) {
-        let Some(k) = item.children.get(key).and_then(|n| n.value.clone()) else { continue };
+        let Some(k) = item.children.get(key).and_then(|n| n.value.clone()) else {
+            continue;
+        };
         let v = match item.children.get("Value") {
             Some(v) if value_is_struct => struct_of("", v),
             Some(v) => scalar(v),
@@ -109,9 +114,15 @@ fn convert(action: &str, key: &str, node: &Node) -> (String, Value) {
         "ActionName" => ("Actions".into(), list_of(node)),
         "StringListValue" => ("StringListValues".into(), list_of(node)),
         "BinaryListValue" => ("BinaryListValues".into(), list_of(node)),
-        k if k.ends_with("BatchRequestEntry") => {
-            ("Entries".into(), Value::Array(items(node).into_iter().map(|n| struct_of(action, n)).collect()))
-        }
+        k if k.ends_with("BatchRequestEntry") => (
+            "Entries".into(),
+            Value::Array(
+                items(node)
+                    .into_iter()
+                    .map(|n| struct_of(action, n))
+                    .collect(),
+            ),
+        ),
         k => (k.to_string(), scalar(node)),
     }
 }
@@ -223,7 +234,10 @@ mod tests {
     use serde_json::json;
 
     fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -237,9 +251,18 @@ mod tests {
                 ("SendMessageBatchRequestEntry.10.Id", "c"),
                 ("SendMessageBatchRequestEntry.1.Id", "a"),
                 ("SendMessageBatchRequestEntry.1.MessageBody", "x"),
-                ("SendMessageBatchRequestEntry.1.MessageAttribute.1.Name", "n"),
-                ("SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.DataType", "String"),
-                ("SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringValue", "v"),
+                (
+                    "SendMessageBatchRequestEntry.1.MessageAttribute.1.Name",
+                    "n",
+                ),
+                (
+                    "SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.DataType",
+                    "String",
+                ),
+                (
+                    "SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringValue",
+                    "v",
+                ),
             ]),
         );
         assert_eq!(
@@ -250,9 +273,18 @@ mod tests {
         );
         let v = params_to_json(
             "CreateQueue",
-            &p(&[("QueueName", "q"), ("Attribute.1.Name", "DelaySeconds"), ("Attribute.1.Value", "5"), ("Tag.1.Key", "k"), ("Tag.1.Value", "v")]),
+            &p(&[
+                ("QueueName", "q"),
+                ("Attribute.1.Name", "DelaySeconds"),
+                ("Attribute.1.Value", "5"),
+                ("Tag.1.Key", "k"),
+                ("Tag.1.Value", "v"),
+            ]),
         );
-        assert_eq!(v, json!({"QueueName": "q", "Attributes": {"DelaySeconds": "5"}, "tags": {"k": "v"}}));
+        assert_eq!(
+            v,
+            json!({"QueueName": "q", "Attributes": {"DelaySeconds": "5"}, "tags": {"k": "v"}})
+        );
     }
 
     #[test]
@@ -264,6 +296,9 @@ mod tests {
         );
         assert!(x.contains("<GetQueueAttributesResult><Attribute><Name>DelaySeconds</Name><Value>0</Value></Attribute></GetQueueAttributesResult>"), "{x}");
         let x = response_xml("ListQueues", &json!({"QueueUrls": ["a", "b&"]}), "r");
-        assert!(x.contains("<QueueUrl>a</QueueUrl><QueueUrl>b&amp;</QueueUrl>"), "{x}");
+        assert!(
+            x.contains("<QueueUrl>a</QueueUrl><QueueUrl>b&amp;</QueueUrl>"),
+            "{x}"
+        );
     }
 }

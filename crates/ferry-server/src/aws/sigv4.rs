@@ -56,7 +56,9 @@ fn incomplete(msg: impl Into<String>) -> AwsError {
 /// True when the request carries any signature (header or presigned form).
 pub fn is_signed(headers: &HeaderMap, uri: &Uri) -> bool {
     headers.contains_key("authorization")
-        || query_pairs(uri).iter().any(|(k, _)| k == "X-Amz-Signature" || k == "X-Amz-Credential")
+        || query_pairs(uri)
+            .iter()
+            .any(|(k, _)| k == "X-Amz-Signature" || k == "X-Amz-Credential")
 }
 
 /// The access key id the request claims, without verifying anything (open mode's SenderId).
@@ -86,14 +88,24 @@ pub fn verify(
         .find(|c| c.access_key_id == s.access_key_id)
         .map(|c| c.secret_access_key.clone())
         .ok_or_else(|| {
-            AwsError::new(ErrorKind::InvalidClientTokenId, "The security token included in the request is invalid.")
+            AwsError::new(
+                ErrorKind::InvalidClientTokenId,
+                "The security token included in the request is invalid.",
+            )
         })?;
-    let request_time = parse_amz_date(&s.amz_date)
-        .ok_or_else(|| incomplete(format!("Date must be in ISO-8601 'basic format'. Got '{}'.", s.amz_date)))?;
+    let request_time = parse_amz_date(&s.amz_date).ok_or_else(|| {
+        incomplete(format!(
+            "Date must be in ISO-8601 'basic format'. Got '{}'.",
+            s.amz_date
+        ))
+    })?;
     if s.presigned {
         let expires = s.expires.unwrap_or(MAX_PRESIGN_EXPIRES_SECS);
         if now_secs > request_time + expires {
-            return Err(AwsError::new(ErrorKind::RequestExpired, "Request has expired."));
+            return Err(AwsError::new(
+                ErrorKind::RequestExpired,
+                "Request has expired.",
+            ));
         }
         if request_time - now_secs > MAX_CLOCK_SKEW_SECS {
             return Err(sig_error("Signature not yet current."));
@@ -112,7 +124,10 @@ pub fn verify(
     // The payload hash: the client's X-Amz-Content-SHA256 when it sent one, else the body's.
     // Presigned URLs are signed either over the (empty) body, as botocore does, or over
     // UNSIGNED-PAYLOAD, as other SDKs do; both are accepted.
-    let declared = headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let declared = headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut candidates = vec![declared.unwrap_or_else(|| hex::encode(Sha256::digest(body)))];
     if s.presigned {
         candidates.push("UNSIGNED-PAYLOAD".to_string());
@@ -125,7 +140,14 @@ pub fn verify(
     );
     let key = signing_key(&secret, date, region, service);
     let matches = |payload_hash: &str| -> Result<bool, AwsError> {
-        let canonical = canonical_request(method, uri, headers, &s.signed_headers, payload_hash, s.presigned)?;
+        let canonical = canonical_request(
+            method,
+            uri,
+            headers,
+            &s.signed_headers,
+            payload_hash,
+            s.presigned,
+        )?;
         let string_to_sign = format!(
             "{ALGORITHM}\n{}\n{}\n{}",
             s.amz_date,
@@ -133,7 +155,10 @@ pub fn verify(
             hex::encode(Sha256::digest(canonical.as_bytes()))
         );
         let expected = hex::encode(hmac(&key, string_to_sign.as_bytes()));
-        Ok(constant_time_eq(expected.as_bytes(), s.signature.as_bytes()))
+        Ok(constant_time_eq(
+            expected.as_bytes(),
+            s.signature.as_bytes(),
+        ))
     };
     let mut ok = false;
     for c in &candidates {
@@ -147,15 +172,21 @@ pub fn verify(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
         ));
     }
-    Ok(Verified { access_key_id: s.access_key_id })
+    Ok(Verified {
+        access_key_id: s.access_key_id,
+    })
 }
 
 fn parse(headers: &HeaderMap, uri: &Uri) -> Result<Signed, AwsError> {
     if let Some(auth) = headers.get("authorization") {
-        let auth = auth.to_str().map_err(|_| incomplete("Authorization header is not valid text"))?;
-        let rest = auth
-            .strip_prefix(ALGORITHM)
-            .ok_or_else(|| incomplete(format!("Unsupported authorization scheme; expected {ALGORITHM}")))?;
+        let auth = auth
+            .to_str()
+            .map_err(|_| incomplete("Authorization header is not valid text"))?;
+        let rest = auth.strip_prefix(ALGORITHM).ok_or_else(|| {
+            incomplete(format!(
+                "Unsupported authorization scheme; expected {ALGORITHM}"
+            ))
+        })?;
         let mut credential = None;
         let mut signed_headers = None;
         let mut signature = None;
@@ -169,7 +200,9 @@ fn parse(headers: &HeaderMap, uri: &Uri) -> Result<Signed, AwsError> {
                 signature = Some(v.to_string());
             }
         }
-        let (Some(credential), Some(signed_headers), Some(signature)) = (credential, signed_headers, signature) else {
+        let (Some(credential), Some(signed_headers), Some(signature)) =
+            (credential, signed_headers, signature)
+        else {
             return Err(incomplete(
                 "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' parameters.",
             ));
@@ -193,20 +226,32 @@ fn parse(headers: &HeaderMap, uri: &Uri) -> Result<Signed, AwsError> {
     } else {
         let q = query_pairs(uri);
         let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let need = |k: &str| get(k).ok_or_else(|| incomplete(format!("Query-string authentication requires the {k} parameter.")));
+        let need = |k: &str| {
+            get(k).ok_or_else(|| {
+                incomplete(format!(
+                    "Query-string authentication requires the {k} parameter."
+                ))
+            })
+        };
         if need("X-Amz-Algorithm")? != ALGORITHM {
             return Err(incomplete(format!("X-Amz-Algorithm must be {ALGORITHM}")));
         }
         let (access_key_id, scope, date) = split_credential(&need("X-Amz-Credential")?)?;
         let expires = match get("X-Amz-Expires") {
-            Some(e) => Some(e.parse::<i64>().map_err(|_| incomplete("X-Amz-Expires must be a number of seconds"))?),
+            Some(e) => Some(
+                e.parse::<i64>()
+                    .map_err(|_| incomplete("X-Amz-Expires must be a number of seconds"))?,
+            ),
             None => None,
         };
         Ok(Signed {
             access_key_id,
             scope,
             date,
-            signed_headers: need("X-Amz-SignedHeaders")?.split(';').map(str::to_string).collect(),
+            signed_headers: need("X-Amz-SignedHeaders")?
+                .split(';')
+                .map(str::to_string)
+                .collect(),
             signature: need("X-Amz-Signature")?,
             amz_date: need("X-Amz-Date")?,
             presigned: true,
@@ -217,12 +262,16 @@ fn parse(headers: &HeaderMap, uri: &Uri) -> Result<Signed, AwsError> {
 
 /// `AKID/20240101/us-east-1/sqs/aws4_request` → (key, scope, date).
 fn split_credential(c: &str) -> Result<(String, String, String), AwsError> {
-    let (key, scope) = c
-        .split_once('/')
-        .ok_or_else(|| incomplete(format!("Credential should be scoped to a valid region, not '{c}'.")))?;
+    let (key, scope) = c.split_once('/').ok_or_else(|| {
+        incomplete(format!(
+            "Credential should be scoped to a valid region, not '{c}'."
+        ))
+    })?;
     let parts: Vec<&str> = scope.split('/').collect();
     if parts.len() != 4 || parts[3] != "aws4_request" {
-        return Err(incomplete(format!("Credential should be scoped with a valid terminator: 'aws4_request', not '{scope}'.")));
+        return Err(incomplete(format!(
+            "Credential should be scoped with a valid terminator: 'aws4_request', not '{scope}'."
+        )));
     }
     Ok((key.to_string(), scope.to_string(), parts[0].to_string()))
 }
@@ -235,7 +284,11 @@ fn canonical_request(
     payload_hash: &str,
     presigned: bool,
 ) -> Result<String, AwsError> {
-    let path = if uri.path().is_empty() { "/" } else { uri.path() };
+    let path = if uri.path().is_empty() {
+        "/"
+    } else {
+        uri.path()
+    };
     let canonical_uri = encode(path, false);
     let mut q: Vec<(String, String)> = query_pairs(uri)
         .into_iter()
@@ -243,7 +296,11 @@ fn canonical_request(
         .map(|(k, v)| (encode(&k, true), encode(&v, true)))
         .collect();
     q.sort();
-    let canonical_query = q.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let canonical_query = q
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
     let mut canonical_headers = String::new();
     for name in signed {
         let values: Vec<String> = headers
@@ -252,7 +309,9 @@ fn canonical_request(
             .map(|v| collapse(&String::from_utf8_lossy(v.as_bytes())))
             .collect();
         if values.is_empty() {
-            return Err(sig_error(format!("Signed header {name} is missing from the request.")));
+            return Err(sig_error(format!(
+                "Signed header {name} is missing from the request."
+            )));
         }
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
@@ -270,7 +329,9 @@ fn collapse(v: &str) -> String {
 /// Decoded query pairs (`+` is a space, as form encoding).
 pub fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
     match uri.query() {
-        Some(q) => form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+        Some(q) => form_urlencoded::parse(q.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
         None => Vec::new(),
     }
 }
@@ -281,7 +342,9 @@ fn encode(s: &str, encode_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b'/' if !encode_slash => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -327,7 +390,12 @@ pub fn format_amz_date(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 // Howard Hinnant's civil-date algorithms.
@@ -391,12 +459,18 @@ mod tests {
         let now = parse_amz_date("20150830T123600Z").unwrap();
         assert_eq!(
             verify(&settings, &Method::GET, &uri, &headers, b"", now),
-            Ok(Verified { access_key_id: "AKIDEXAMPLE".into() })
+            Ok(Verified {
+                access_key_id: "AKIDEXAMPLE".into()
+            })
         );
         let err = verify(&settings, &Method::POST, &uri, &headers, b"", now).unwrap_err();
         assert_eq!(err.kind, ErrorKind::SignatureDoesNotMatch);
         let err = verify(&settings, &Method::GET, &uri, &headers, b"", now + 16 * 60).unwrap_err();
         assert_eq!(err.kind, ErrorKind::SignatureDoesNotMatch);
-        assert!(err.message.starts_with("Signature expired"), "{}", err.message);
+        assert!(
+            err.message.starts_with("Signature expired"),
+            "{}",
+            err.message
+        );
     }
 }

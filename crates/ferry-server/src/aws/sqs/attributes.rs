@@ -6,7 +6,8 @@
 //! reported back unchanged.
 
 use ferry_broker::{
-    DeduplicationScope, FifoThroughputLimit, QueueAttributes, QueueInfo, RedriveAllowPolicy, RedrivePolicy,
+    DeduplicationScope, FifoThroughputLimit, QueueAttributes, QueueInfo, RedriveAllowPolicy,
+    RedrivePolicy,
 };
 use serde_json::{json, Map, Value};
 
@@ -43,7 +44,12 @@ pub const READ_ONLY: [&str; 6] = [
     "QueueArn",
 ];
 
-const FIFO_ONLY: [&str; 4] = ["FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"];
+const FIFO_ONLY: [&str; 4] = [
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+];
 
 fn int_attr(name: &str, value: &str, lo: u32, hi: u32) -> Result<u32, AwsError> {
     match value.trim().parse::<u32>() {
@@ -62,21 +68,34 @@ fn bool_attr(name: &str, value: &str) -> Result<bool, AwsError> {
 
 /// Applies one attribute to `a`. `fifo` is the queue's kind (FIFO-only attributes are unknown
 /// on standard queues, as in SQS).
-pub fn apply(ctx: &Ctx, a: &mut QueueAttributes, name: &str, value: &str, creating: bool) -> Result<(), AwsError> {
+pub fn apply(
+    ctx: &Ctx,
+    a: &mut QueueAttributes,
+    name: &str,
+    value: &str,
+    creating: bool,
+) -> Result<(), AwsError> {
     if FIFO_ONLY.contains(&name) && !a.fifo && !(name == "FifoQueue" && creating) {
         return Err(AwsError::unknown_attribute(name));
     }
     match name {
         "DelaySeconds" => a.delay_seconds = int_attr(name, value, 0, 900)?,
         "MaximumMessageSize" => a.maximum_message_size = int_attr(name, value, 1024, 1_048_576)?,
-        "MessageRetentionPeriod" => a.message_retention_seconds = int_attr(name, value, 60, 1_209_600)?,
-        "ReceiveMessageWaitTimeSeconds" => a.receive_message_wait_seconds = int_attr(name, value, 0, 20)?,
+        "MessageRetentionPeriod" => {
+            a.message_retention_seconds = int_attr(name, value, 60, 1_209_600)?
+        }
+        "ReceiveMessageWaitTimeSeconds" => {
+            a.receive_message_wait_seconds = int_attr(name, value, 0, 20)?
+        }
         "VisibilityTimeout" => a.visibility_timeout_seconds = int_attr(name, value, 0, 43_200)?,
         "RedrivePolicy" => a.redrive_policy = parse_redrive(ctx, value)?,
         "RedriveAllowPolicy" => a.redrive_allow_policy = parse_redrive_allow(ctx, value)?,
         "FifoQueue" => {
             if !creating {
-                return Err(AwsError::attribute_value_reason(name, "FifoQueue cannot be changed after creation."));
+                return Err(AwsError::attribute_value_reason(
+                    name,
+                    "FifoQueue cannot be changed after creation.",
+                ));
             }
             a.fifo = bool_attr(name, value)?;
         }
@@ -100,7 +119,10 @@ pub fn apply(ctx: &Ctx, a: &mut QueueAttributes, name: &str, value: &str, creati
                 a.opaque.remove(name);
             } else {
                 if !serde_json::from_str::<Value>(value).is_ok_and(|v| v.is_object()) {
-                    return Err(AwsError::attribute_value_reason(name, "the policy is not a valid JSON document."));
+                    return Err(AwsError::attribute_value_reason(
+                        name,
+                        "the policy is not a valid JSON document.",
+                    ));
                 }
                 a.opaque.insert(name.into(), value.into());
             }
@@ -110,7 +132,8 @@ pub fn apply(ctx: &Ctx, a: &mut QueueAttributes, name: &str, value: &str, creati
                 a.opaque.remove(name);
             } else {
                 a.opaque.insert(name.into(), value.into());
-                a.opaque.insert("SqsManagedSseEnabled".into(), "false".into());
+                a.opaque
+                    .insert("SqsManagedSseEnabled".into(), "false".into());
             }
         }
         "KmsDataKeyReusePeriodSeconds" => {
@@ -120,7 +143,10 @@ pub fn apply(ctx: &Ctx, a: &mut QueueAttributes, name: &str, value: &str, creati
         "SqsManagedSseEnabled" => {
             let v = bool_attr(name, value)?;
             if v && a.opaque.contains_key("KmsMasterKeyId") {
-                return Err(AwsError::attribute_value_reason(name, "SSE-SQS and SSE-KMS cannot both be enabled."));
+                return Err(AwsError::attribute_value_reason(
+                    name,
+                    "SSE-SQS and SSE-KMS cannot both be enabled.",
+                ));
             }
             a.opaque.insert(name.into(), v.to_string());
         }
@@ -135,19 +161,36 @@ fn parse_redrive(ctx: &Ctx, value: &str) -> Result<Option<RedrivePolicy>, AwsErr
         return Ok(None);
     }
     let bad = |reason: &str| AwsError::invalid_value("RedrivePolicy", value, reason);
-    let v: Value = serde_json::from_str(value).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;
-    let arn = v.get("deadLetterTargetArn").and_then(Value::as_str).ok_or_else(|| bad("Redrive policy does not contain mandatory attribute: deadLetterTargetArn."))?;
+    let v: Value =
+        serde_json::from_str(value).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;
+    let arn = v
+        .get("deadLetterTargetArn")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            bad("Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
+        })?;
     let count = match v.get("maxReceiveCount") {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => s.parse::<u64>().ok(),
-        _ => return Err(bad("Redrive policy does not contain mandatory attribute: maxReceiveCount.")),
+        _ => {
+            return Err(bad(
+                "Redrive policy does not contain mandatory attribute: maxReceiveCount.",
+            ))
+        }
     };
-    let count = count.filter(|c| (1..=1000).contains(c)).ok_or_else(|| bad("Invalid value for maxReceiveCount: must be an integer from 1 to 1000."))?;
-    let dlq = ctx.name_from_arn(arn).ok_or_else(|| bad("Dead letter target does not exist."))?;
+    let count = count.filter(|c| (1..=1000).contains(c)).ok_or_else(|| {
+        bad("Invalid value for maxReceiveCount: must be an integer from 1 to 1000.")
+    })?;
+    let dlq = ctx
+        .name_from_arn(arn)
+        .ok_or_else(|| bad("Dead letter target does not exist."))?;
     if ctx.broker.get_queue(&dlq).is_err() {
         return Err(bad("Dead letter target does not exist."));
     }
-    Ok(Some(RedrivePolicy { dead_letter_queue: dlq, max_receive_count: count as u32 }))
+    Ok(Some(RedrivePolicy {
+        dead_letter_queue: dlq,
+        max_receive_count: count as u32,
+    }))
 }
 
 /// `{"redrivePermission": "allowAll|denyAll|byQueue", "sourceQueueArns": [...]}`; "" removes it.
@@ -156,21 +199,31 @@ fn parse_redrive_allow(ctx: &Ctx, value: &str) -> Result<Option<RedriveAllowPoli
         return Ok(None);
     }
     let bad = |reason: &str| AwsError::invalid_value("RedriveAllowPolicy", value, reason);
-    let v: Value = serde_json::from_str(value).map_err(|_| bad("Redrive allow policy is not a valid JSON map."))?;
+    let v: Value = serde_json::from_str(value)
+        .map_err(|_| bad("Redrive allow policy is not a valid JSON map."))?;
     let sources = || -> Result<Vec<String>, AwsError> {
-        let arns = v.get("sourceQueueArns").and_then(Value::as_array).ok_or_else(|| bad("sourceQueueArns is required when redrivePermission is byQueue."))?;
+        let arns = v
+            .get("sourceQueueArns")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("sourceQueueArns is required when redrivePermission is byQueue."))?;
         if arns.is_empty() || arns.len() > 10 {
             return Err(bad("sourceQueueArns must list 1 to 10 queues."));
         }
         arns.iter()
-            .map(|a| a.as_str().and_then(|a| ctx.name_from_arn(a)).ok_or_else(|| bad("sourceQueueArns must be queue ARNs.")))
+            .map(|a| {
+                a.as_str()
+                    .and_then(|a| ctx.name_from_arn(a))
+                    .ok_or_else(|| bad("sourceQueueArns must be queue ARNs."))
+            })
             .collect()
     };
     match v.get("redrivePermission").and_then(Value::as_str) {
         Some("allowAll") => Ok(Some(RedriveAllowPolicy::AllowAll)),
         Some("denyAll") => Ok(Some(RedriveAllowPolicy::DenyAll)),
         Some("byQueue") => Ok(Some(RedriveAllowPolicy::ByQueue(sources()?))),
-        _ => Err(bad("redrivePermission must be allowAll, denyAll or byQueue.")),
+        _ => Err(bad(
+            "redrivePermission must be allowAll, denyAll or byQueue.",
+        )),
     }
 }
 
@@ -232,11 +285,17 @@ fn value_of(ctx: &Ctx, info: &QueueInfo, name: &str) -> Option<String> {
             .to_string(),
         },
         "Policy" | "KmsMasterKeyId" => a.opaque.get(name)?.clone(),
-        "KmsDataKeyReusePeriodSeconds" if kms => {
-            a.opaque.get(name).cloned().unwrap_or_else(|| "300".to_string())
-        }
+        "KmsDataKeyReusePeriodSeconds" if kms => a
+            .opaque
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| "300".to_string()),
         "KmsDataKeyReusePeriodSeconds" => return None,
-        "SqsManagedSseEnabled" => a.opaque.get(name).cloned().unwrap_or_else(|| (!kms).to_string()),
+        "SqsManagedSseEnabled" => a
+            .opaque
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| (!kms).to_string()),
         "FifoQueue" if a.fifo => "true".to_string(),
         "ContentBasedDeduplication" if a.fifo => a.content_based_deduplication.to_string(),
         "DeduplicationScope" if a.fifo => match a.deduplication_scope {
@@ -294,6 +353,7 @@ pub fn set(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
         apply(ctx, &mut a, k, v, false)?;
     }
     let target = a;
-    ctx.broker.update_queue_attributes(&name, move |cur| *cur = target)?;
+    ctx.broker
+        .update_queue_attributes(&name, move |cur| *cur = target)?;
     Ok(json!({}))
 }

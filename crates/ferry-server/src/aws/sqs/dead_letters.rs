@@ -15,14 +15,23 @@ pub fn list_sources(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
     let name = ctx.queue(i)?;
     let sources = ctx.broker.dead_letter_source_queues(&name)?;
     let (page, token) = page(i, sources)?;
-    let urls: Vec<Value> = page.iter().map(|n| Value::String(ctx.queue_url(n))).collect();
-    Ok(object(vec![("queueUrls", Some(Value::Array(urls))), ("NextToken", token.map(Value::String))]))
+    let urls: Vec<Value> = page
+        .iter()
+        .map(|n| Value::String(ctx.queue_url(n)))
+        .collect();
+    Ok(object(vec![
+        ("queueUrls", Some(Value::Array(urls))),
+        ("NextToken", token.map(Value::String)),
+    ]))
 }
 
 /// A queue named by ARN; a missing or foreign one is `ResourceNotFoundException`.
 fn queue_by_arn(ctx: &Ctx, parameter: &str, arn: &str) -> Result<String, AwsError> {
     let name = ctx.name_from_arn(arn).ok_or_else(|| {
-        AwsError::new(ErrorKind::ResourceNotFound, format!("The resource that you specified for the {parameter} parameter doesn't exist."))
+        AwsError::new(
+            ErrorKind::ResourceNotFound,
+            format!("The resource that you specified for the {parameter} parameter doesn't exist."),
+        )
     })?;
     match ctx.broker.get_queue(&name) {
         Ok(_) => Ok(name),
@@ -56,7 +65,10 @@ pub fn start_move(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
         ferry_broker::MAX_MOVE_RATE as i64,
         "MaxNumberOfMessagesPerSecond must be between 1 and 500.",
     )?;
-    let task = ctx.broker.start_move_task(&source, destination.as_deref(), rate).map_err(|e| not_found(e, "SourceArn"))?;
+    let task = ctx
+        .broker
+        .start_move_task(&source, destination.as_deref(), rate)
+        .map_err(|e| not_found(e, "SourceArn"))?;
     Ok(json!({ "TaskHandle": task.task_handle }))
 }
 
@@ -72,14 +84,28 @@ fn status_text(s: MoveTaskStatus) -> &'static str {
 
 fn task_json(ctx: &Ctx, t: &MoveTaskInfo) -> Value {
     object(vec![
-        ("TaskHandle", (t.status == MoveTaskStatus::Running).then(|| Value::String(t.task_handle.clone()))),
+        (
+            "TaskHandle",
+            (t.status == MoveTaskStatus::Running).then(|| Value::String(t.task_handle.clone())),
+        ),
         ("Status", Some(Value::String(status_text(t.status).into()))),
         ("SourceArn", Some(Value::String(ctx.queue_arn(&t.source)))),
-        ("DestinationArn", t.destination.as_ref().map(|d| Value::String(ctx.queue_arn(d)))),
-        ("MaxNumberOfMessagesPerSecond", t.max_per_second.map(|r| json!(r))),
+        (
+            "DestinationArn",
+            t.destination
+                .as_ref()
+                .map(|d| Value::String(ctx.queue_arn(d))),
+        ),
+        (
+            "MaxNumberOfMessagesPerSecond",
+            t.max_per_second.map(|r| json!(r)),
+        ),
         ("ApproximateNumberOfMessagesMoved", Some(json!(t.moved))),
         ("ApproximateNumberOfMessagesToMove", Some(json!(t.to_move))),
-        ("FailureReason", t.failure_reason.as_ref().map(|r| Value::String(r.clone()))),
+        (
+            "FailureReason",
+            t.failure_reason.as_ref().map(|r| Value::String(r.clone())),
+        ),
         ("StartedTimestamp", Some(json!(t.started_timestamp_ms))),
     ])
 }
@@ -87,9 +113,17 @@ fn task_json(ctx: &Ctx, t: &MoveTaskInfo) -> Value {
 pub fn list_moves(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
     let source = queue_by_arn(ctx, "SourceArn", i.req_str("SourceArn")?)?;
     let max = i
-        .int_in("MaxResults", 1, MAX_MOVE_TASK_RESULTS, "MaxResults must be between 1 and 10.")?
+        .int_in(
+            "MaxResults",
+            1,
+            MAX_MOVE_TASK_RESULTS,
+            "MaxResults must be between 1 and 10.",
+        )?
         .unwrap_or(1) as usize;
-    let tasks = ctx.broker.list_move_tasks(&source).map_err(|e| not_found(e, "SourceArn"))?;
+    let tasks = ctx
+        .broker
+        .list_move_tasks(&source)
+        .map_err(|e| not_found(e, "SourceArn"))?;
     let results: Vec<Value> = tasks.iter().take(max).map(|t| task_json(ctx, t)).collect();
     Ok(json!({ "Results": results }))
 }

@@ -8,8 +8,13 @@ use crate::aws::errors::{AwsError, ErrorKind};
 pub async fn delete_one(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     let name = ctx.queue(i)?;
     let handle = i.req_str("ReceiptHandle")?;
-    let mut r = ctx.broker.delete_messages(&name, vec![handle.to_string()]).await?;
-    r.pop().ok_or_else(|| AwsError::new(ErrorKind::InternalFailure, "the broker returned no result"))??;
+    let mut r = ctx
+        .broker
+        .delete_messages(&name, vec![handle.to_string()])
+        .await?;
+    r.pop().ok_or_else(|| {
+        AwsError::new(ErrorKind::InternalFailure, "the broker returned no result")
+    })??;
     Ok(json!({}))
 }
 
@@ -27,7 +32,10 @@ pub async fn delete_batch(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     }
     let mut successful = Vec::new();
     if !asked.is_empty() {
-        let results = ctx.broker.delete_messages(&name, asked.iter().map(|(_, h)| h.clone()).collect()).await?;
+        let results = ctx
+            .broker
+            .delete_messages(&name, asked.iter().map(|(_, h)| h.clone()).collect())
+            .await?;
         for ((id, _), r) in asked.iter().zip(results) {
             match r {
                 Ok(()) => successful.push(json!({ "Id": id })),

@@ -65,7 +65,12 @@ impl Ctx {
     }
 
     pub fn queue_arn(&self, name: &str) -> String {
-        format!("arn:aws:sqs:{}:{}:{}", self.door.settings().region, self.account(), name)
+        format!(
+            "arn:aws:sqs:{}:{}:{}",
+            self.door.settings().region,
+            self.account(),
+            name
+        )
     }
 
     /// The queue name in a queue URL (`http://host/<account>/<name>`, or `/<account>/<name>`).
@@ -90,7 +95,9 @@ impl Ctx {
         let parts: Vec<&str> = arn.splitn(6, ':').collect();
         match parts.as_slice() {
             ["arn", _, "sqs", region, account, name]
-                if *region == self.door.settings().region && *account == self.account() && !name.is_empty() =>
+                if *region == self.door.settings().region
+                    && *account == self.account()
+                    && !name.is_empty() =>
             {
                 Some(name.to_string())
             }
@@ -139,7 +146,13 @@ impl<'a> Input<'a> {
     }
 
     /// An integer that must lie in `lo..=hi` when given.
-    pub fn int_in(&self, name: &str, lo: i64, hi: i64, reason: &str) -> Result<Option<u32>, AwsError> {
+    pub fn int_in(
+        &self,
+        name: &str,
+        lo: i64,
+        hi: i64,
+        reason: &str,
+    ) -> Result<Option<u32>, AwsError> {
         match self.int(name)? {
             None => Ok(None),
             Some(v) if v < lo || v > hi => Err(AwsError::invalid_value(name, v, reason)),
@@ -152,9 +165,15 @@ impl<'a> Input<'a> {
             None => Ok(Vec::new()),
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| AwsError::invalid_parameter(format!("{name} must be a list of strings."))))
+                .map(|v| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        AwsError::invalid_parameter(format!("{name} must be a list of strings."))
+                    })
+                })
                 .collect(),
-            Some(_) => Err(AwsError::invalid_parameter(format!("{name} must be a list of strings."))),
+            Some(_) => Err(AwsError::invalid_parameter(format!(
+                "{name} must be a list of strings."
+            ))),
         }
     }
 
@@ -167,10 +186,14 @@ impl<'a> Input<'a> {
                     Value::String(s) => Ok((k.clone(), s.clone())),
                     Value::Number(n) => Ok((k.clone(), n.to_string())),
                     Value::Bool(b) => Ok((k.clone(), b.to_string())),
-                    _ => Err(AwsError::invalid_parameter(format!("{name}.{k} must be a string."))),
+                    _ => Err(AwsError::invalid_parameter(format!(
+                        "{name}.{k} must be a string."
+                    ))),
                 })
                 .collect(),
-            Some(_) => Err(AwsError::invalid_parameter(format!("{name} must be a map of strings."))),
+            Some(_) => Err(AwsError::invalid_parameter(format!(
+                "{name} must be a map of strings."
+            ))),
         }
     }
 
@@ -208,13 +231,23 @@ pub fn batch_ids(entries: &[Value], entry_name: &str) -> Result<Vec<String>, Aws
     if entries.len() > MAX_BATCH_ENTRIES {
         return Err(AwsError::new(
             ErrorKind::TooManyEntriesInBatchRequest,
-            format!("Maximum number of entries per request are {MAX_BATCH_ENTRIES}. You have sent {}.", entries.len()),
+            format!(
+                "Maximum number of entries per request are {MAX_BATCH_ENTRIES}. You have sent {}.",
+                entries.len()
+            ),
         ));
     }
     let mut ids = Vec::with_capacity(entries.len());
     for e in entries {
-        let id = e.get("Id").and_then(Value::as_str).ok_or_else(|| AwsError::missing(&format!("{entry_name}.Id")))?;
-        let valid = !id.is_empty() && id.len() <= 80 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let id = e
+            .get("Id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| AwsError::missing(&format!("{entry_name}.Id")))?;
+        let valid = !id.is_empty()
+            && id.len() <= 80
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid {
             return Err(AwsError::new(
                 ErrorKind::InvalidBatchEntryId,
@@ -222,7 +255,10 @@ pub fn batch_ids(entries: &[Value], entry_name: &str) -> Result<Vec<String>, Aws
             ));
         }
         if ids.iter().any(|i| i == id) {
-            return Err(AwsError::new(ErrorKind::BatchEntryIdsNotDistinct, format!("Id {id} repeated.")));
+            return Err(AwsError::new(
+                ErrorKind::BatchEntryIdsNotDistinct,
+                format!("Id {id} repeated."),
+            ));
         }
         ids.push(id.to_string());
     }
@@ -261,6 +297,9 @@ pub async fn dispatch(ctx: &Ctx, action: &str, input: &Value) -> Result<Value, A
         "ListQueueTags" => tags::list(ctx, &i),
         "AddPermission" => permissions::add(ctx, &i),
         "RemovePermission" => permissions::remove(ctx, &i),
-        other => Err(AwsError::new(ErrorKind::InvalidAction, format!("The action {other} is not valid for this endpoint."))),
+        other => Err(AwsError::new(
+            ErrorKind::InvalidAction,
+            format!("The action {other} is not valid for this endpoint."),
+        )),
     }
 }

@@ -21,10 +21,15 @@ pub fn create(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
     let name = i.req_str("QueueName")?;
     let given = i.str_map("Attributes")?;
     let tags: BTreeMap<String, String> = i.str_map("tags")?.into_iter().collect();
-    let fifo_requested = given.iter().any(|(k, v)| k == "FifoQueue" && v.eq_ignore_ascii_case("true"));
+    let fifo_requested = given
+        .iter()
+        .any(|(k, v)| k == "FifoQueue" && v.eq_ignore_ascii_case("true"));
     if name.ends_with(".fifo") != fifo_requested || name.is_empty() || name.len() > 80 {
         let stem = name.strip_suffix(".fifo").unwrap_or(name);
-        let chars_ok = !stem.is_empty() && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let chars_ok = !stem.is_empty()
+            && stem
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if fifo_requested || name.ends_with(".fifo") {
             return Err(AwsError::invalid_parameter(
                 "The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in length.",
@@ -40,7 +45,11 @@ pub fn create(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
         let mut a = base;
         a.fifo = fifo_requested || a.fifo;
         // FifoQueue first, so FIFO-only attributes are known.
-        for (k, v) in given.iter().filter(|(k, _)| k == "FifoQueue").chain(given.iter().filter(|(k, _)| k != "FifoQueue")) {
+        for (k, v) in given
+            .iter()
+            .filter(|(k, _)| k == "FifoQueue")
+            .chain(given.iter().filter(|(k, _)| k != "FifoQueue"))
+        {
             if attributes::READ_ONLY.contains(&k.as_str()) || k == "All" {
                 return Err(AwsError::unknown_attribute(k));
             }
@@ -97,7 +106,13 @@ pub fn page(i: &Input, names: Vec<String>) -> Result<(Vec<String>, Option<String
     let max = match i.int("MaxResults")? {
         None => None,
         Some(m) if (1..=MAX_LIST_RESULTS).contains(&m) => Some(m as usize),
-        Some(m) => return Err(AwsError::invalid_value("MaxResults", m, "MaxResults must be an integer between 1 and 1000.")),
+        Some(m) => {
+            return Err(AwsError::invalid_value(
+                "MaxResults",
+                m,
+                "MaxResults must be an integer between 1 and 1000.",
+            ))
+        }
     };
     let after = match i.str("NextToken") {
         None | Some("") => None,
@@ -109,24 +124,38 @@ pub fn page(i: &Input, names: Vec<String>) -> Result<(Vec<String>, Option<String
                 .ok_or_else(|| AwsError::invalid_parameter("Invalid NextToken value."))?,
         ),
     };
-    let rest: Vec<String> = names.into_iter().filter(|n| after.as_ref().is_none_or(|a| n > a)).collect();
+    let rest: Vec<String> = names
+        .into_iter()
+        .filter(|n| after.as_ref().is_none_or(|a| n > a))
+        .collect();
     match max {
         Some(m) if rest.len() > m => {
             let page: Vec<String> = rest.into_iter().take(m).collect();
-            let token = page.last().map(|l| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(l));
+            let token = page
+                .last()
+                .map(|l| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(l));
             Ok((page, token))
         }
         Some(_) => Ok((rest, None)),
-        None => Ok((rest.into_iter().take(MAX_LIST_RESULTS as usize).collect(), None)),
+        None => Ok((
+            rest.into_iter().take(MAX_LIST_RESULTS as usize).collect(),
+            None,
+        )),
     }
 }
 
 pub fn list(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
     let names = ctx.broker.list_queues(i.str("QueueNamePrefix"));
     let (page, token) = page(i, names)?;
-    let urls: Vec<Value> = page.iter().map(|n| Value::String(ctx.queue_url(n))).collect();
+    let urls: Vec<Value> = page
+        .iter()
+        .map(|n| Value::String(ctx.queue_url(n)))
+        .collect();
     Ok(super::object(vec![
-        ("QueueUrls", (!urls.is_empty()).then_some(Value::Array(urls))),
+        (
+            "QueueUrls",
+            (!urls.is_empty()).then_some(Value::Array(urls)),
+        ),
         ("NextToken", token.map(Value::String)),
     ]))
 }

@@ -33,7 +33,11 @@ pub const SYSTEM_ATTRIBUTES: [&str; 10] = [
 
 fn wanted_attribute(selectors: &[String], name: &str) -> bool {
     selectors.iter().any(|s| {
-        s == "All" || s == ".*" || s == name || s.strip_suffix(".*").is_some_and(|p| name.starts_with(p) && name[p.len()..].starts_with('.'))
+        s == "All"
+            || s == ".*"
+            || s == name
+            || s.strip_suffix(".*")
+                .is_some_and(|p| name.starts_with(p) && name[p.len()..].starts_with('.'))
     })
 }
 
@@ -44,7 +48,10 @@ fn attribute_json(v: &MessageAttributeValue) -> Value {
         m.insert("StringValue".into(), Value::String(s.clone()));
     }
     if let Some(b) = &v.binary_value {
-        m.insert("BinaryValue".into(), Value::String(base64::engine::general_purpose::STANDARD.encode(b)));
+        m.insert(
+            "BinaryValue".into(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        );
     }
     Value::Object(m)
 }
@@ -59,31 +66,67 @@ fn message_json(ctx: &Ctx, r: &ReceivedMessage, system: &[String], selectors: &[
             attrs.insert(n.to_string(), Value::String(v));
         }
     };
-    put("SenderId", Some(m.sender_id.clone().unwrap_or_else(|| ctx.account().to_string())));
+    put(
+        "SenderId",
+        Some(
+            m.sender_id
+                .clone()
+                .unwrap_or_else(|| ctx.account().to_string()),
+        ),
+    );
     put("SentTimestamp", Some(m.sent_timestamp_ms.to_string()));
     put("ApproximateReceiveCount", Some(m.receive_count.to_string()));
-    put("ApproximateFirstReceiveTimestamp", Some(m.first_receive_timestamp_ms.to_string()));
-    put("SequenceNumber", m.sequence_number.map(|s| format!("{s:020}")));
+    put(
+        "ApproximateFirstReceiveTimestamp",
+        Some(m.first_receive_timestamp_ms.to_string()),
+    );
+    put(
+        "SequenceNumber",
+        m.sequence_number.map(|s| format!("{s:020}")),
+    );
     put("MessageDeduplicationId", m.deduplication_id.clone());
     put("MessageGroupId", m.group_id.clone());
-    put("AWSTraceHeader", m.system_attributes.get("AWSTraceHeader").and_then(|v| v.string_value.clone()));
-    put("DeadLetterQueueSourceArn", m.dead_letter_source.as_ref().map(|s| ctx.queue_arn(s)));
-    let selected: BTreeMap<String, MessageAttributeValue> =
-        m.attributes.iter().filter(|(k, _)| wanted_attribute(selectors, k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    put(
+        "AWSTraceHeader",
+        m.system_attributes
+            .get("AWSTraceHeader")
+            .and_then(|v| v.string_value.clone()),
+    );
+    put(
+        "DeadLetterQueueSourceArn",
+        m.dead_letter_source.as_ref().map(|s| ctx.queue_arn(s)),
+    );
+    let selected: BTreeMap<String, MessageAttributeValue> = m
+        .attributes
+        .iter()
+        .filter(|(k, _)| wanted_attribute(selectors, k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let body = String::from_utf8_lossy(&m.body).into_owned();
     let mut out = Map::new();
     out.insert("MessageId".into(), Value::String(m.message_id.clone()));
-    out.insert("ReceiptHandle".into(), Value::String(r.receipt_handle.clone()));
+    out.insert(
+        "ReceiptHandle".into(),
+        Value::String(r.receipt_handle.clone()),
+    );
     out.insert("MD5OfBody".into(), Value::String(md5::of_bytes(&m.body)));
     out.insert("Body".into(), Value::String(body));
     if !attrs.is_empty() {
         out.insert("Attributes".into(), Value::Object(attrs));
     }
     if !selected.is_empty() {
-        out.insert("MD5OfMessageAttributes".into(), Value::String(md5::of_attributes(&selected)));
+        out.insert(
+            "MD5OfMessageAttributes".into(),
+            Value::String(md5::of_attributes(&selected)),
+        );
         out.insert(
             "MessageAttributes".into(),
-            Value::Object(selected.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect()),
+            Value::Object(
+                selected
+                    .iter()
+                    .map(|(k, v)| (k.clone(), attribute_json(v)))
+                    .collect(),
+            ),
         );
     }
     Value::Object(out)
@@ -91,9 +134,24 @@ fn message_json(ctx: &Ctx, r: &ReceivedMessage, system: &[String], selectors: &[
 
 pub async fn receive(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     let name = ctx.queue(i)?;
-    let max = i.int_in("MaxNumberOfMessages", 1, MAX_MESSAGES, "Must be between 1 and 10, if provided.")?;
-    let wait = i.int_in("WaitTimeSeconds", 0, MAX_WAIT_SECONDS, "Must be >= 0 and <= 20, if provided.")?;
-    let visibility = i.int_in("VisibilityTimeout", 0, MAX_VISIBILITY_TIMEOUT, "Must be >= 0 and <= 43200, if provided.")?;
+    let max = i.int_in(
+        "MaxNumberOfMessages",
+        1,
+        MAX_MESSAGES,
+        "Must be between 1 and 10, if provided.",
+    )?;
+    let wait = i.int_in(
+        "WaitTimeSeconds",
+        0,
+        MAX_WAIT_SECONDS,
+        "Must be >= 0 and <= 20, if provided.",
+    )?;
+    let visibility = i.int_in(
+        "VisibilityTimeout",
+        0,
+        MAX_VISIBILITY_TIMEOUT,
+        "Must be >= 0 and <= 43200, if provided.",
+    )?;
     let mut system = i.str_list("AttributeNames")?;
     system.extend(i.str_list("MessageSystemAttributeNames")?);
     for n in &system {
@@ -106,7 +164,11 @@ pub async fn receive(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     if let Some(a) = &attempt {
         let ok = !a.is_empty() && a.len() <= 128 && a.chars().all(|c| c.is_ascii_graphic());
         if !ok {
-            return Err(AwsError::invalid_value("ReceiveRequestAttemptId", a, "must be 1 to 128 characters: alphanumeric and punctuation."));
+            return Err(AwsError::invalid_value(
+                "ReceiveRequestAttemptId",
+                a,
+                "must be 1 to 128 characters: alphanumeric and punctuation.",
+            ));
         }
     }
     let info = ctx.broker.get_queue(&name)?;
@@ -122,7 +184,10 @@ pub async fn receive(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     if received.is_empty() {
         return Ok(json!({}));
     }
-    let messages: Vec<Value> = received.iter().map(|r| message_json(ctx, r, &system, &selectors)).collect();
+    let messages: Vec<Value> = received
+        .iter()
+        .map(|r| message_json(ctx, r, &system, &selectors))
+        .collect();
     Ok(json!({ "Messages": messages }))
 }
 

@@ -33,10 +33,17 @@ fn check_body(body: &str) -> Result<(), AwsError> {
 }
 
 /// Parses a `MessageAttributes` (or `MessageSystemAttributes`) map.
-pub fn parse_attributes(v: Option<&Value>, system: bool) -> Result<BTreeMap<String, MessageAttributeValue>, AwsError> {
+pub fn parse_attributes(
+    v: Option<&Value>,
+    system: bool,
+) -> Result<BTreeMap<String, MessageAttributeValue>, AwsError> {
     let mut out = BTreeMap::new();
-    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(out) };
-    let m = v.as_object().ok_or_else(|| AwsError::invalid_parameter("MessageAttributes must be a map."))?;
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(out);
+    };
+    let m = v
+        .as_object()
+        .ok_or_else(|| AwsError::invalid_parameter("MessageAttributes must be a map."))?;
     if !system && m.len() > MAX_MESSAGE_ATTRIBUTES {
         return Err(AwsError::invalid_parameter(format!(
             "Number of message attributes [{}] exceeds the allowed maximum [{MAX_MESSAGE_ATTRIBUTES}].",
@@ -51,12 +58,19 @@ pub fn parse_attributes(v: Option<&Value>, system: bool) -> Result<BTreeMap<Stri
             )));
         }
         let base = data_type.split('.').next().unwrap_or("");
-        let string_value = a.get("StringValue").and_then(Value::as_str).map(str::to_string);
+        let string_value = a
+            .get("StringValue")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let binary_value = match a.get("BinaryValue").and_then(Value::as_str) {
             Some(b) => Some(Bytes::from(
                 base64::engine::general_purpose::STANDARD
                     .decode(b)
-                    .map_err(|_| AwsError::invalid_parameter(format!("The message attribute '{name}' has an invalid base64 BinaryValue.")))?,
+                    .map_err(|_| {
+                        AwsError::invalid_parameter(format!(
+                            "The message attribute '{name}' has an invalid base64 BinaryValue."
+                        ))
+                    })?,
             )),
             None => None,
         };
@@ -113,7 +127,12 @@ fn decode(ctx: &Ctx, e: &Input, q: &QueueAttributes) -> Result<SendMessage, AwsE
             )));
         }
     }
-    let delay = e.int_in("DelaySeconds", 0, 900, "DelaySeconds must be >= 0 and <= 900.")?;
+    let delay = e.int_in(
+        "DelaySeconds",
+        0,
+        900,
+        "DelaySeconds must be >= 0 and <= 900.",
+    )?;
     if q.fifo && delay.is_some_and(|d| d > 0) {
         return Err(AwsError::invalid_value(
             "DelaySeconds",
@@ -164,13 +183,23 @@ fn decode(ctx: &Ctx, e: &Input, q: &QueueAttributes) -> Result<SendMessage, AwsE
 fn result(m: &SendMessage, o: &SendOutcome) -> Vec<(&'static str, Option<Value>)> {
     vec![
         ("MessageId", Some(Value::String(o.message_id.clone()))),
-        ("MD5OfMessageBody", Some(Value::String(md5::of_bytes(&m.body)))),
-        ("MD5OfMessageAttributes", (!m.attributes.is_empty()).then(|| Value::String(md5::of_attributes(&m.attributes)))),
+        (
+            "MD5OfMessageBody",
+            Some(Value::String(md5::of_bytes(&m.body))),
+        ),
+        (
+            "MD5OfMessageAttributes",
+            (!m.attributes.is_empty()).then(|| Value::String(md5::of_attributes(&m.attributes))),
+        ),
         (
             "MD5OfMessageSystemAttributes",
-            (!m.system_attributes.is_empty()).then(|| Value::String(md5::of_attributes(&m.system_attributes))),
+            (!m.system_attributes.is_empty())
+                .then(|| Value::String(md5::of_attributes(&m.system_attributes))),
         ),
-        ("SequenceNumber", o.sequence_number.map(|s| Value::String(format!("{s:020}")))),
+        (
+            "SequenceNumber",
+            o.sequence_number.map(|s| Value::String(format!("{s:020}"))),
+        ),
     ]
 }
 
@@ -179,7 +208,9 @@ pub async fn send_one(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     let q = ctx.broker.get_queue(&name)?.attributes;
     let m = decode(ctx, i, &q)?;
     let mut outcomes = ctx.broker.send(&name, vec![m.clone()]).await?;
-    let o = outcomes.pop().ok_or_else(|| AwsError::new(ErrorKind::InternalFailure, "the broker returned no outcome"))??;
+    let o = outcomes.pop().ok_or_else(|| {
+        AwsError::new(ErrorKind::InternalFailure, "the broker returned no outcome")
+    })??;
     Ok(super::object(result(&m, &o)))
 }
 
@@ -204,12 +235,17 @@ pub async fn send_batch(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     if total > limit {
         return Err(AwsError::new(
             ErrorKind::BatchRequestTooLong,
-            format!("Batch requests cannot be longer than {limit} bytes. You have sent {total} bytes."),
+            format!(
+                "Batch requests cannot be longer than {limit} bytes. You have sent {total} bytes."
+            ),
         ));
     }
     let mut successful = Vec::new();
     if !accepted.is_empty() {
-        let outcomes = ctx.broker.send(&name, accepted.iter().map(|(_, m)| m.clone()).collect()).await?;
+        let outcomes = ctx
+            .broker
+            .send(&name, accepted.iter().map(|(_, m)| m.clone()).collect())
+            .await?;
         for ((id, m), o) in accepted.iter().zip(outcomes) {
             match o {
                 Ok(o) => {

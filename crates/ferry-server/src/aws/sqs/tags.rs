@@ -31,6 +31,10 @@ pub fn list(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
     if info.tags.is_empty() {
         return Ok(json!({}));
     }
-    let m: Map<String, Value> = info.tags.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let m: Map<String, Value> = info
+        .tags
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     Ok(json!({ "Tags": m }))
 }

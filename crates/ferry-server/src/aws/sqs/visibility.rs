@@ -10,16 +10,26 @@ use crate::aws::errors::{AwsError, ErrorKind};
 fn decode(i: &Input) -> Result<VisibilityChange, AwsError> {
     let handle = i.req_str("ReceiptHandle")?;
     let timeout = i
-        .int_in("VisibilityTimeout", 0, MAX_VISIBILITY_TIMEOUT, "VisibilityTimeout must be an integer between 0 and 43200.")?
+        .int_in(
+            "VisibilityTimeout",
+            0,
+            MAX_VISIBILITY_TIMEOUT,
+            "VisibilityTimeout must be an integer between 0 and 43200.",
+        )?
         .ok_or_else(|| AwsError::missing("VisibilityTimeout"))?;
-    Ok(VisibilityChange { receipt_handle: handle.to_string(), visibility_timeout_seconds: timeout })
+    Ok(VisibilityChange {
+        receipt_handle: handle.to_string(),
+        visibility_timeout_seconds: timeout,
+    })
 }
 
 pub async fn change_one(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     let name = ctx.queue(i)?;
     let change = decode(i)?;
     let mut r = ctx.broker.change_visibility(&name, vec![change]).await?;
-    r.pop().ok_or_else(|| AwsError::new(ErrorKind::InternalFailure, "the broker returned no result"))??;
+    r.pop().ok_or_else(|| {
+        AwsError::new(ErrorKind::InternalFailure, "the broker returned no result")
+    })??;
     Ok(json!({}))
 }
 
@@ -37,7 +47,10 @@ pub async fn change_batch(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     }
     let mut successful = Vec::new();
     if !asked.is_empty() {
-        let results = ctx.broker.change_visibility(&name, asked.iter().map(|(_, c)| c.clone()).collect()).await?;
+        let results = ctx
+            .broker
+            .change_visibility(&name, asked.iter().map(|(_, c)| c.clone()).collect())
+            .await?;
         for ((id, _), r) in asked.iter().zip(results) {
             match r {
                 Ok(()) => successful.push(json!({ "Id": id })),
