@@ -3,6 +3,7 @@
 //! ```text
 //! cargo bench -p ferry-broker --bench queue_throughput -- [MODE] [--seconds N] [--messages N]
 //!     [--body-bytes N] [--producers N] [--consumers N] [--dir PATH]
+//!     [--durability always|never|interval:MS]   (throughput and latency; default always)
 //! MODE: throughput (default) | latency | memory | all
 //! ```
 //! - `throughput`: Durability::Always; 8 producers send batches of 10, 8 consumers receive
@@ -32,6 +33,7 @@ struct Args {
     producers: usize,
     consumers: usize,
     dir: Option<PathBuf>,
+    durability: ferry_log::Durability,
 }
 
 fn parse_args() -> Args {
@@ -43,6 +45,7 @@ fn parse_args() -> Args {
         producers: 8,
         consumers: 8,
         dir: None,
+        durability: ferry_log::Durability::Always,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -56,6 +59,16 @@ fn parse_args() -> Args {
             "--producers" => a.producers = num(&mut it) as usize,
             "--consumers" => a.consumers = num(&mut it) as usize,
             "--dir" => a.dir = it.next().map(PathBuf::from),
+            "--durability" => {
+                a.durability = match it.next().as_deref() {
+                    Some("always") => ferry_log::Durability::Always,
+                    Some("never") => ferry_log::Durability::Never,
+                    Some(ms) => ferry_log::Durability::Interval(Duration::from_millis(
+                        ms.trim_start_matches("interval:").parse().expect("--durability always|never|interval:MS"),
+                    )),
+                    None => panic!("--durability needs a value"),
+                }
+            }
             "--bench" => {}
             m if !m.starts_with('-') => a.mode = m.to_string(),
             other => panic!("unknown argument {other}"),
@@ -86,7 +99,7 @@ fn body(n: usize) -> Bytes {
 }
 
 async fn throughput(a: &Args, dir: &Path) {
-    let b = open(dir, ferry_log::Durability::Always);
+    let b = open(dir, a.durability);
     b.create_queue("bench", QueueAttributes::default(), BTreeMap::new()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
@@ -142,8 +155,8 @@ async fn throughput(a: &Args, dir: &Path) {
     }
     let st = b.get_queue("bench").unwrap().stats;
     println!(
-        "throughput: {} producers x batch 10, {} consumers x batch 10, {} B bodies, Durability::Always, {:.1} s",
-        a.producers, a.consumers, a.body_bytes, el
+        "throughput: {} producers x batch 10, {} consumers x batch 10, {} B bodies, {:?}, {:.1} s",
+        a.producers, a.consumers, a.body_bytes, a.durability, el
     );
     println!("  sent              {:>10.0} msgs/s", (s1 - s0) as f64 / el);
     println!("  fully acknowledged {:>9.0} msgs/s (received and deleted)", (a1 - a0) as f64 / el);
@@ -152,7 +165,7 @@ async fn throughput(a: &Args, dir: &Path) {
 }
 
 async fn latency(a: &Args, dir: &Path) {
-    let b = open(dir, ferry_log::Durability::Always);
+    let b = open(dir, a.durability);
     b.create_queue("lat", QueueAttributes::default(), BTreeMap::new()).unwrap();
     let payload = body(a.body_bytes);
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
@@ -171,7 +184,7 @@ async fn latency(a: &Args, dir: &Path) {
             b.purge("lat").await.unwrap();
         }
     }
-    println!("latency: {} sends paced at 1,000/s, one {} B message per call, Durability::Always", total, a.body_bytes);
+    println!("latency: {} sends paced at 1,000/s, one {} B message per call, {:?}", total, a.body_bytes, a.durability);
     println!(
         "  p50 {} us  p90 {} us  p99 {} us  p99.9 {} us  max {} us",
         h.value_at_quantile(0.5),
