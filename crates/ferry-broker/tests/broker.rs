@@ -694,3 +694,33 @@ async fn compaction_reclaims_sparse_segments_and_keeps_identity() {
     let b = Broker::open(c).unwrap();
     assert_eq!(b.get_queue("q").unwrap().stats.in_flight, 1);
 }
+
+#[tokio::test]
+async fn move_task_resumes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let handle = {
+        let b = open(dir.path(), &clock);
+        b.create_queue("dlq", QueueAttributes::default(), BTreeMap::new()).unwrap();
+        let a = QueueAttributes {
+            redrive_policy: Some(RedrivePolicy { dead_letter_queue: "dlq".into(), max_receive_count: 1 }),
+            ..Default::default()
+        };
+        b.create_queue("src", a, BTreeMap::new()).unwrap();
+        b.create_queue("dest", QueueAttributes::default(), BTreeMap::new()).unwrap();
+        b.send("dlq", (0..6).map(|i| msg(&format!("m{i}"))).collect()).await.unwrap();
+        // 2 per second: still running when the broker goes away.
+        let t = b.start_move_task("dlq", Some("dest"), Some(2)).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        t.task_handle
+        // Dropped without shutdown.
+    };
+    let b = open(dir.path(), &clock);
+    let done = wait_task(&b, "dlq").await;
+    assert_eq!(done.task_handle, handle);
+    assert_eq!(done.status, MoveTaskStatus::Completed);
+    assert_eq!(b.get_queue("dlq").unwrap().stats.visible, 0);
+    // Copy-then-remove: a crash may duplicate, never lose.
+    let got: std::collections::BTreeSet<String> = bodies(&b, "dest", 100).await.into_iter().map(|x| x.0).collect();
+    assert_eq!(got.len(), 6);
+}
