@@ -114,3 +114,44 @@ def test_delete_records_moves_log_start(kafka, topic_name):
     lo, hi = c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
     assert (lo, hi) == (4, 10)
     c.close()
+
+
+def test_compacted_topic_keeps_latest_per_key(kafka, topic_name):
+    import requests
+    from confluent_kafka import Consumer, Producer
+
+    a = admin(kafka)
+    config = {"cleanup.policy": "compact", "segment.bytes": "2048"}
+    a.create_topics([NewTopic(topic_name, num_partitions=1, config=config)])[topic_name].result(timeout=10)
+    p = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0, "compression.type": "lz4"})
+    for i in range(200):
+        p.produce(topic_name, key=f"k{i % 10}".encode(), value=f"v{i}".encode(), partition=0)
+        if i % 20 == 0:
+            p.flush(10)
+    p.produce(topic_name, key=b"k0", value=None, partition=0)  # tombstone for k0
+    p.flush(10)
+    r = requests.post(f"{kafka.http_url}/v1/streams/{topic_name}/compact")
+    assert r.status_code == 200, r.text
+    (part,) = r.json()["partitions"]
+    assert part["records_after"] < part["records_before"]
+
+    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "compact", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic_name, 0, 0)])
+    latest, offsets, count = {}, [], 0
+    lo, hi = c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
+    assert hi == 201
+    while not offsets or offsets[-1] < hi - 1:
+        m = c.poll(5)
+        assert m is not None, "consumer stalled on the compacted log"
+        assert not m.error(), m.error()
+        offsets.append(m.offset())
+        latest[m.key()] = (m.offset(), m.value())
+        count += 1
+    c.close()
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    assert count < 201
+    # The latest value of every key is what compaction must keep.
+    for k in range(1, 10):
+        last_i = max(i for i in range(200) if i % 10 == k)
+        assert latest[f"k{k}".encode()] == (last_i, f"v{last_i}".encode())
+    assert latest[b"k0"] == (200, None)

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 use ferry_log::{Entry, Log, LogConfig, LogError};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use super::batch::{self, BatchHeader};
 use super::producer::{ProducerTable, SequenceCheck};
@@ -33,8 +33,10 @@ pub enum TimestampType {
 pub struct Partition {
     pub index: u32,
     dir: PathBuf,
-    log: Log,
+    /// Replaced (under the write lock) only when compaction swaps in a rewritten log.
+    log: RwLock<Log>,
     state: Mutex<PartitionState>,
+    config: LogConfig,
 }
 
 struct PartitionState {
@@ -68,7 +70,8 @@ pub struct ReadBatches {
 impl Partition {
     pub fn open(dir: &Path, index: u32, config: LogConfig) -> Result<Partition, StreamError> {
         std::fs::create_dir_all(dir).map_err(|e| StreamError::io(dir, e))?;
-        let log = Log::open(dir.join("log"), config)?;
+        super::compaction::recover_dirs(dir)?;
+        let log = Log::open(dir.join("log"), config.clone())?;
         let start_path = dir.join("start_offset");
         let start_offset = match std::fs::read_to_string(&start_path) {
             Ok(s) => s.trim().parse::<u64>().unwrap_or(0),
@@ -93,12 +96,18 @@ impl Partition {
         Ok(Partition {
             index,
             dir: dir.to_path_buf(),
-            log,
+            log: RwLock::new(log),
             state: Mutex::new(PartitionState {
                 producers,
                 start_offset,
             }),
+            config,
         })
+    }
+
+    /// The current log (a cheap handle clone).
+    fn log(&self) -> Log {
+        self.log.read().clone()
     }
 
     /// Validates and appends the record batches in `records`.
@@ -124,7 +133,7 @@ impl Partition {
             }
         }
         let mut state = self.state.lock();
-        let mut next = self.log.next_offset();
+        let mut next = self.log().next_offset();
         let mut entries = Vec::with_capacity(batches.len());
         let mut to_record: Vec<(BatchHeader, u64)> = Vec::new();
         let mut first: Option<u64> = None;
@@ -163,9 +172,9 @@ impl Partition {
         }
         let duplicate = entries.is_empty();
         let durable_at = if duplicate {
-            duplicate_end.min(self.log.next_offset())
+            duplicate_end.min(self.log().next_offset())
         } else {
-            let appended = self.log.append(&entries)?;
+            let appended = self.log().append(&entries)?;
             debug_assert_eq!(appended.next_offset, next);
             for (header, base) in &to_record {
                 state.producers.record(header, *base);
@@ -187,7 +196,7 @@ impl Partition {
 
     /// Waits until everything below `offset` is durable.
     pub async fn wait_durable(&self, offset: u64) -> Result<(), StreamError> {
-        Ok(self.log.wait_durable(offset).await?)
+        Ok(self.log().wait_durable(offset).await?)
     }
 
     /// Batches from the one containing `from`, up to about `max_bytes` (at least one batch).
@@ -203,7 +212,7 @@ impl Partition {
         }
         let mut out = BytesMut::new();
         if from < high_watermark {
-            let entries = match self.log.read(from, max_bytes) {
+            let entries = match self.log().read(from, max_bytes) {
                 Ok(e) => e,
                 // Retention removed the segment between the check and the read.
                 Err(LogError::OffsetOutOfRange { start, next, .. }) => {
@@ -231,15 +240,17 @@ impl Partition {
 
     /// Offsets below this are durable and visible to consumers.
     pub fn high_watermark(&self) -> u64 {
-        self.log.durable_offset()
+        self.log().durable_offset()
     }
 
     pub fn log_start_offset(&self) -> u64 {
-        self.log.start_offset().max(self.state.lock().start_offset)
+        self.log()
+            .start_offset()
+            .max(self.state.lock().start_offset)
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.log.size_bytes()
+        self.log().size_bytes()
     }
 
     /// First offset whose record timestamp is `>= timestamp_ms`, with that timestamp.
@@ -249,13 +260,13 @@ impl Partition {
     ) -> Result<Option<(u64, i64)>, StreamError> {
         let hw = self.high_watermark();
         let start = self.log_start_offset();
-        let Some(entry_offset) = self.log.offset_for_timestamp(timestamp_ms)? else {
+        let Some(entry_offset) = self.log().offset_for_timestamp(timestamp_ms)? else {
             return Ok(None);
         };
         // The entry's timestamp is its batch's max; find the first matching record inside.
         let mut offset = entry_offset.max(start);
         while offset < hw {
-            let entries = self.log.read(offset, 1 << 20)?;
+            let entries = self.log().read(offset, 1 << 20)?;
             if entries.is_empty() {
                 break;
             }
@@ -287,7 +298,7 @@ impl Partition {
 
     /// Offset of the first entry (batch) whose newest timestamp is `>= timestamp_ms`.
     pub fn first_entry_at_or_after(&self, timestamp_ms: i64) -> Result<Option<u64>, StreamError> {
-        Ok(self.log.offset_for_timestamp(timestamp_ms)?)
+        Ok(self.log().offset_for_timestamp(timestamp_ms)?)
     }
 
     /// DeleteRecords: makes `offset` the new logical start (`offset <= high watermark`).
@@ -310,23 +321,54 @@ impl Partition {
                 state.start_offset = offset;
             }
         }
-        self.log.truncate_before(offset)?;
+        self.log().truncate_before(offset)?;
         Ok(self.log_start_offset())
     }
 
     /// Retention: deletes whole segments below `offset` (never past the high watermark).
     pub fn truncate_before(&self, offset: u64) -> Result<u64, StreamError> {
         Ok(self
-            .log
+            .log()
             .truncate_before(offset.min(self.high_watermark()))?)
     }
 
     pub fn segments(&self) -> Vec<ferry_log::SegmentInfo> {
-        self.log.segments()
+        self.log().segments()
     }
 
     pub fn close(&self) -> Result<(), StreamError> {
-        Ok(self.log.close()?)
+        Ok(self.log().close()?)
+    }
+
+    /// Compaction: rewrites every closed segment keeping the latest record per key, then
+    /// swaps the rewritten log in (see `compaction.rs`). Returns (records before, after).
+    pub fn compact(
+        &self,
+        now_ms: i64,
+        delete_retention_ms: i64,
+    ) -> Result<Option<(u64, u64)>, StreamError> {
+        let log = self.log();
+        let Some(plan) = super::compaction::plan(&log, now_ms, delete_retention_ms)? else {
+            return Ok(None);
+        };
+        let compacted =
+            super::compaction::rewrite_closed(&log, &self.dir, &plan, self.config.clone())?;
+        // Appends wait while the tail is copied and the logs are swapped.
+        let mut state = self.state.lock();
+        let start = log.start_offset().max(state.start_offset);
+        let mut current = self.log.write();
+        let new_log = super::compaction::finish(&log, compacted, &self.dir, self.config.clone())?;
+        if start > state.start_offset {
+            super::producer::write_atomic(
+                &self.dir.join("start_offset"),
+                start.to_string().as_bytes(),
+            )?;
+            state.start_offset = start;
+        }
+        *current = new_log;
+        drop(current);
+        drop(state);
+        Ok(Some((plan.records_before, plan.records_kept)))
     }
 
     pub fn producer_count(&self) -> usize {

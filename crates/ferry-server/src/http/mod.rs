@@ -294,6 +294,7 @@ pub fn route_table() -> RouteTable {
         .route(M::POST, "/v1/streams/{name}/records", streams::produce)
         .route(M::GET, "/v1/streams/{name}/records", streams::fetch)
         .route(M::GET, "/v1/streams/{name}/tail", streams::tail)
+        .route(M::POST, "/v1/streams/{name}/compact", streams::compact)
         .route(M::GET, "/v1/stream-groups", streams::list_groups)
         .route(M::GET, "/v1/stream-groups/{group}", streams::get_group)
         .route(M::POST, "/v1/queues/{name}/move-tasks", move_tasks::start)

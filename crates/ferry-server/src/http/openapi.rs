@@ -51,6 +51,7 @@ use super::{health, messages, move_tasks, queues, scrape, streams, topics};
         streams::produce,
         streams::fetch,
         streams::tail,
+        streams::compact,
         streams::list_groups,
         streams::get_group,
     )

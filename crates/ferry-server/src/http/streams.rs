@@ -10,6 +10,7 @@
 //! POST   /v1/streams/{name}/records        {"records":[{"key"?,"value"?,"headers"?,"partition"?,"timestamp_ms"?}],"encoding"?}
 //! GET    /v1/streams/{name}/records        ?partition=0&offset=N | &since_ms=T | &from=end, &max_records, &wait_ms, &encoding
 //! GET    /v1/streams/{name}/tail           SSE: one `record` event per record (all partitions by default)
+//! POST   /v1/streams/{name}/compact        compact now: latest record per key in closed segments
 //! GET    /v1/stream-groups                 {"groups":[{"group","state","protocol_type"}]}
 //! GET    /v1/stream-groups/{group}         members, committed offsets and lag per partition
 //! ```
@@ -68,16 +69,15 @@ impl From<StreamError> for ApiError {
             StreamError::MessageTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::MessageTooLarge)
             }
-            StreamError::OffsetOutOfRange { .. } => {
-                (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::OffsetOutOfRange)
-            }
+            StreamError::OffsetOutOfRange { .. } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::OffsetOutOfRange,
+            ),
             StreamError::OutOfOrderSequence { .. } | StreamError::InvalidProducerEpoch => {
                 (StatusCode::CONFLICT, ErrorCode::InvalidRequest)
             }
             StreamError::Group(_) => (StatusCode::CONFLICT, ErrorCode::InvalidParameter),
-            StreamError::Storage(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::StorageError)
-            }
+            StreamError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::StorageError),
             StreamError::Closed => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ShuttingDown),
         };
         ApiError::new(status, code, message)
@@ -567,7 +567,9 @@ pub async fn fetch(
     loop {
         changes.borrow_and_update();
         let (records, next, hw) = read_records(&streams, &name, partition, offset, max)?;
-        if !records.is_empty() || tokio::time::Instant::now() >= deadline || state.is_shutting_down()
+        if !records.is_empty()
+            || tokio::time::Instant::now() >= deadline
+            || state.is_shutting_down()
         {
             return Ok(Json(FetchResponse {
                 records: records
@@ -611,7 +613,10 @@ pub async fn tail(
     let from = q.from.unwrap_or(StartAt::End);
     let mut positions = Vec::new();
     for p in partitions {
-        positions.push((p, start_offset(&streams, &name, p, q.offset, q.since_ms, from)?));
+        positions.push((
+            p,
+            start_offset(&streams, &name, p, q.offset, q.since_ms, from)?,
+        ));
     }
     let encoding = q.encoding.unwrap_or_default();
     struct Tail {
@@ -727,14 +732,63 @@ pub async fn get_group(
             .unwrap_or_default(),
         offsets: offsets
             .into_iter()
-            .map(|(stream, partition, committed_offset, high_watermark, lag)| GroupPartitionLag {
-                stream,
-                partition,
-                committed_offset,
-                high_watermark,
-                lag,
-            })
+            .map(
+                |(stream, partition, committed_offset, high_watermark, lag)| GroupPartitionLag {
+                    stream,
+                    partition,
+                    committed_offset,
+                    high_watermark,
+                    lag,
+                },
+            )
             .collect(),
         group,
+    }))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CompactedPartition {
+    pub partition: u32,
+    /// Records in the closed segments before and after the pass.
+    pub records_before: u64,
+    pub records_after: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CompactResponse {
+    /// Partitions where the pass removed records.
+    pub partitions: Vec<CompactedPartition>,
+}
+
+/// Compact every partition now: keep the latest record per key in closed segments. Streams
+/// with `cleanup.policy` `compact` are also compacted in the background.
+#[utoipa::path(post, path = "/v1/streams/{name}/compact", tag = "streams",
+    params(("name" = String, Path, description = "Stream name")),
+    responses((status = 200, body = CompactResponse), (status = 404, body = ErrorResponse)))]
+pub async fn compact(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<CompactResponse>, ApiError> {
+    let streams = state.streams()?;
+    let done = tokio::task::spawn_blocking(move || streams.compact(&name, now_ms()))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                e.to_string(),
+            )
+        })??;
+    Ok(Json(CompactResponse {
+        partitions: done
+            .into_iter()
+            .map(
+                |(partition, records_before, records_after)| CompactedPartition {
+                    partition,
+                    records_before,
+                    records_after,
+                },
+            )
+            .collect(),
     }))
 }
