@@ -154,14 +154,14 @@ impl RetryPolicy {
 }
 
 /// A message for a delivery queue.
-pub fn delivery_message(body: String, kind: &str, raw: bool) -> SendMessage {
+pub fn delivery_message(body: impl Into<Bytes>, kind: &str, raw: bool) -> SendMessage {
     let s = |v: &str| MessageAttributeValue { data_type: "String".into(), string_value: Some(v.to_string()), binary_value: None };
     let mut attributes = BTreeMap::new();
     attributes.insert(ATTR_TYPE.to_string(), s(kind));
     if raw {
         attributes.insert(ATTR_RAW.to_string(), s("true"));
     }
-    SendMessage { body: Bytes::from(body), attributes, ..Default::default() }
+    SendMessage { body: body.into(), attributes, ..Default::default() }
 }
 
 /// Starts the task that runs one delivery loop per HTTP(S) subscription.

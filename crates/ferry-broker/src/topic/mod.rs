@@ -395,6 +395,30 @@ mod attrs_serde {
     }
 }
 
+/// Polls every future in the caller's task until all are ready; outputs in input order.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
 /// Name of the private delivery queue of an HTTP(S) subscription.
 pub fn delivery_queue_name(subscription_id: &str) -> String {
     format!("sns_delivery_{subscription_id}")
@@ -1011,27 +1035,16 @@ impl Topics {
 
     /// Appends to every target concurrently. Returns the ids done and the first retryable error.
     async fn fan_out(&self, targets: &[Arc<LiveSubscription>], p: &Published) -> (Vec<String>, Option<BrokerError>) {
-        let mut set = tokio::task::JoinSet::new();
-        let p = Arc::new(p.clone());
-        for t in targets {
-            let this = self.clone();
-            let t = t.clone();
-            let p = p.clone();
-            set.spawn(async move {
-                let r = this.deliver(&t, &p).await;
-                (t.sub.id.clone(), r)
-            });
-        }
+        // Polled together in this task (no spawn per target): each queue append happens at
+        // the first poll, then all wait for their logs' group commits at once.
+        let results = join_all(targets.iter().map(|t| async move { (t.sub.id.clone(), self.deliver(t, p).await) }).collect()).await;
         let mut done = Vec::new();
         let mut failure = None;
-        while let Some(r) = set.join_next().await {
+        for (id, r) in results {
             match r {
-                Ok((id, TargetResult::Delivered | TargetResult::Refused)) => done.push(id),
-                Ok((_, TargetResult::Retry(e))) => {
+                TargetResult::Delivered | TargetResult::Refused => done.push(id),
+                TargetResult::Retry(e) => {
                     failure.get_or_insert(e);
-                }
-                Err(e) => {
-                    failure.get_or_insert(BrokerError::Storage(format!("fan-out task failed: {e}")));
                 }
             }
         }
@@ -1088,12 +1101,13 @@ impl Topics {
     /// Appends `p` to one subscription's target.
     async fn deliver(&self, s: &LiveSubscription, p: &Published) -> TargetResult {
         let (body, attributes) = self.render(&s.sub, p);
+        let body = Bytes::from(body);
         let result = match s.sub.protocol {
             Protocol::Sqs => {
                 let queue = s.sub.queue.clone().unwrap_or_default();
                 let fifo_queue = queue.ends_with(".fifo");
                 let msg = SendMessage {
-                    body: Bytes::from(body.clone()),
+                    body: body.clone(),
                     attributes: attributes.clone(),
                     group_id: if fifo_queue { p.request.group_id.clone() } else { None },
                     deduplication_id: if fifo_queue { p.request.deduplication_id.clone() } else { None },
@@ -1122,7 +1136,7 @@ impl Topics {
                 tracing::warn!(subscription = %s.sub.id, error = %e, "a subscription's queue refused a notification");
                 s.counters.failed.fetch_add(1, Ordering::Relaxed);
                 if let Some(dlq) = &s.sub.attributes.dead_letter_queue {
-                    let msg = SendMessage { body: Bytes::from(body), attributes, ..Default::default() };
+                    let msg = SendMessage { body, attributes, ..Default::default() };
                     match self.inner.broker.send(dlq, vec![msg]).await {
                         Ok(_) => {
                             s.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);

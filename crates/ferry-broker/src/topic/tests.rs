@@ -245,3 +245,57 @@ async fn http_confirmation_delivery_retries_and_dead_letter() {
     let s = &t.stats()[0].subscriptions[0];
     assert_eq!((s.delivered, s.failed, s.dead_lettered), (1, 1, 1));
 }
+
+/// Fan-out throughput: 10 queue subscriptions (5 with a filter matching half the messages),
+/// 1 KiB messages, default durability (fdatasync per group commit), `PUBLISHERS` concurrent
+/// publishers. Run: `cargo test --release -p ferry-broker --lib topic::tests::bench_fan_out -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_fan_out() {
+    let publishers: usize = std::env::var("FERRY_BENCH_PUBLISHERS").ok().and_then(|s| s.parse().ok()).unwrap_or(128);
+    const SECONDS: u64 = 5;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir_in(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+        let (b, t) = open(dir.path());
+        t.create_topic("bench", Default::default(), Default::default()).unwrap();
+        for i in 0..10 {
+            let q = format!("q{i}");
+            b.create_queue(&q, Default::default(), Default::default()).unwrap();
+            let filter = (i % 2 == 1).then_some(r#"{"half": ["yes"]}"#);
+            sqs_sub(&t, "bench", &q, filter, true);
+        }
+        let body = "x".repeat(1024);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let published = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for p in 0..publishers {
+            let (t, body, stop, published) = (t.clone(), body.clone(), stop.clone(), published.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = p;
+                while !stop.load(Ordering::Relaxed) {
+                    let half = if i % 2 == 0 { "yes" } else { "no" };
+                    let req = PublishRequest { message: body.clone(), attributes: [("half".to_string(), attr(half))].into(), ..Default::default() };
+                    t.publish("bench", req).await.unwrap();
+                    published.fetch_add(1, Ordering::Relaxed);
+                    i += publishers;
+                }
+            }));
+        }
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(SECONDS)).await;
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let stats = t.stats();
+        let delivered: u64 = stats[0].subscriptions.iter().map(|s| s.delivered).sum();
+        let n = published.load(Ordering::Relaxed);
+        println!(
+            "fan-out: {publishers} publishers, 10 subscriptions (5 filtered, half match), 1 KiB: {:.0} publishes/s, {:.0} deliveries/s ({n} publishes, {delivered} deliveries in {secs:.1} s)",
+            n as f64 / secs,
+            delivered as f64 / secs
+        );
+    });
+}
