@@ -226,7 +226,7 @@ async fn memory(a: &Args, dir: &Path) {
     let rss0 = rss_kib();
     for (n, name) in [(a.messages, "big"), (1_000_000u64, "onem")] {
         let sub = dir.join(name);
-        let b = open(&sub, ferry_log::Durability::Never);
+        let mut b = open(&sub, ferry_log::Durability::Never);
         b.create_queue("fill", QueueAttributes::default(), BTreeMap::new()).unwrap();
         let secs = fill(&b, "fill", n, a.body_bytes).await;
         let rss = rss_kib();
@@ -241,6 +241,33 @@ async fn memory(a: &Args, dir: &Path) {
             rss.saturating_sub(rss0) as f64 * 1024.0 / n as f64,
             b.disk_bytes() >> 20
         );
+        if name == "onem" {
+            // Crash-like reopen: drop without shutdown (no final checkpoint), then replay the
+            // log tail after the last periodic checkpoint.
+            drop(b);
+            let t = Instant::now();
+            let sub2 = sub.clone();
+            let b2 = tokio::task::spawn_blocking(move || open(&sub2, ferry_log::Durability::Never)).await.unwrap();
+            println!(
+                "  reopen without shutdown (last periodic checkpoint + log tail) with {} messages: {:.2} s",
+                b2.get_queue("fill").unwrap().stats.visible,
+                t.elapsed().as_secs_f64()
+            );
+            drop(b2);
+            // Worst case: no checkpoint at all, the whole log is replayed.
+            for e in std::fs::read_dir(sub.join("queues")).unwrap().flatten() {
+                let _ = std::fs::remove_file(e.path().join("checkpoint"));
+            }
+            let t = Instant::now();
+            let sub2 = sub.clone();
+            let b2 = tokio::task::spawn_blocking(move || open(&sub2, ferry_log::Durability::Never)).await.unwrap();
+            println!(
+                "  reopen replaying the whole log (checkpoint deleted) with {} messages: {:.2} s",
+                b2.get_queue("fill").unwrap().stats.visible,
+                t.elapsed().as_secs_f64()
+            );
+            b = b2;
+        }
         let t = Instant::now();
         b.shutdown().await.unwrap();
         println!("  shutdown (checkpoint + close) {:.2} s", t.elapsed().as_secs_f64());
