@@ -256,11 +256,9 @@ impl QueueState {
     pub fn counts(&self) -> Counts {
         self.counts
     }
+    #[cfg(test)]
     pub fn next_number(&self) -> u64 {
         self.next_number
-    }
-    pub fn head(&self) -> u64 {
-        self.head
     }
     /// The oldest live message (lowest number), if any.
     pub fn oldest(&self) -> Option<(u64, &Meta)> {
@@ -272,9 +270,6 @@ impl QueueState {
     /// Lowest log offset any live message needs.
     pub fn oldest_loc(&self) -> Option<u64> {
         self.oldest().map(|(_, m)| m.loc)
-    }
-    pub fn group_name(&self, g: u32) -> Option<&str> {
-        self.groups.get(g as usize).map(|g| g.name.as_str())
     }
     pub fn earliest_timer(&self) -> Option<u64> {
         let t = self.timers.first().map(|t| t.0);
