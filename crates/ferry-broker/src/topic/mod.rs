@@ -305,12 +305,17 @@ struct Inner {
     /// Open intents: log offset → the intent (with the targets still to do).
     open_intents: Mutex<BTreeMap<u64, Intent>>,
     /// FIFO deduplication: (topic, dedup id) → (message id, sequence, expiry).
-    dedup: Mutex<HashMap<(String, String), (String, String, u64)>>,
+    dedup: Mutex<HashMap<DedupKey, DedupEntry>>,
     fifo_seq: AtomicU64,
     /// Base URL of the AWS door, for SubscribeURL and UnsubscribeURL.
     public_url: RwLock<String>,
     stop: AtomicBool,
 }
+
+/// (topic, deduplication id)
+type DedupKey = (String, String);
+/// (message id, sequence number, expiry in ms)
+type DedupEntry = (String, String, u64);
 
 /// One publish as recorded in the intent log.
 #[derive(Debug, Clone, Serialize, Deserialize)]

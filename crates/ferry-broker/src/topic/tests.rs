@@ -164,10 +164,13 @@ async fn fifo_topic_to_fifo_queues_keeps_order_and_dedups() {
     }
 }
 
+/// (headers, body) of one POST.
+type Post = (Vec<(String, String)>, String);
+
 /// A fake endpoint: answers with the next status of its script (then 200), records bodies.
 struct Script {
     statuses: parking_lot::Mutex<Vec<u16>>,
-    posts: parking_lot::Mutex<Vec<(Vec<(String, String)>, String)>>,
+    posts: parking_lot::Mutex<Vec<Post>>,
 }
 
 impl Deliverer for Arc<Script> {
