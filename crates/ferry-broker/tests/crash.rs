@@ -71,7 +71,7 @@ fn crash_child() {
                         out(format!("RECV {} {}", r.message.message_id, r.message.receive_count));
                         n += 1;
                         // Delete two thirds; the rest come back after their lease.
-                        if n % 3 != 0 {
+                        if !n.is_multiple_of(3) {
                             del.push(r.receipt_handle);
                             ids.push(r.message.message_id);
                         }

@@ -99,7 +99,7 @@ pub fn new_message_id() -> [u8; 16] {
 
 fn log_durability(attrs: &QueueAttributes, default: &ferry_log::Durability) -> ferry_log::Durability {
     match attrs.durability {
-        None => default.clone(),
+        None => *default,
         Some(QueueDurability::Always) => ferry_log::Durability::Always,
         Some(QueueDurability::IntervalMs(ms)) => {
             ferry_log::Durability::Interval(std::time::Duration::from_millis(ms as u64))
@@ -659,6 +659,7 @@ impl Queue {
         Ok((results, off))
     }
 
+    #[allow(clippy::type_complexity)]
     pub fn change_visibility(
         &self,
         changes: &[VisibilityChange],
