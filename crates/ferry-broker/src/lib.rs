@@ -25,8 +25,8 @@
 //!   thread every [`CHECKPOINT_EVERY_RECORDS`] records or [`CHECKPOINT_INTERVAL_MS`], and at
 //!   shutdown.
 //! - **Space**: after each checkpoint, segments below `min(checkpoint offset, oldest live
-//!   message)` are dropped. When the oldest segment holds few live messages (at most a quarter of
-//!   its records), those ready or delayed messages are re-appended ("relocated": same message id,
+//!   message)` are dropped. When the oldest segment holds few live messages (at most half of its
+//!   records, so disk stays within about twice the live data), those ready or delayed messages are re-appended ("relocated": same message id,
 //!   receive count and group position, new number and location) so the segment can go. In-flight
 //!   messages are never relocated, so receipt handles in use stay valid; a stale handle of a
 //!   relocated message behaves like any stale handle.

@@ -724,3 +724,46 @@ async fn move_task_resumes_after_restart() {
     let got: std::collections::BTreeSet<String> = bodies(&b, "dest", 100).await.into_iter().map(|x| x.0).collect();
     assert_eq!(got.len(), 6);
 }
+
+#[tokio::test]
+async fn disk_stays_within_twice_the_live_data() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut c = BrokerConfig::new(dir.path());
+    c.clock = clock.clone();
+    c.segment_bytes = 64 * 1024;
+    c.default_durability = ferry_log::Durability::Never;
+    let b = Broker::open(c).unwrap();
+    b.create_queue("q", QueueAttributes::default(), BTreeMap::new()).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let body = "y".repeat(1000);
+    for round in 0..150 {
+        b.send("q", (0..10).map(|_| msg(&body)).collect()).await.unwrap();
+        let got = b.receive("q", rr(10)).await.unwrap();
+        let (del, keep): (Vec<_>, Vec<_>) = got.into_iter().partition(|_| rng.gen_bool(0.7));
+        b.delete_messages("q", del.into_iter().map(|r| r.receipt_handle).collect()).await.unwrap();
+        let changes = keep
+            .into_iter()
+            .map(|r| VisibilityChange { receipt_handle: r.receipt_handle, visibility_timeout_seconds: 0 })
+            .collect();
+        b.change_visibility("q", changes).await.unwrap();
+        if round % 10 == 9 {
+            b.checkpoint_all().unwrap();
+        }
+    }
+    for _ in 0..3 {
+        b.checkpoint_all().unwrap();
+    }
+    let s = b.get_queue("q").unwrap().stats;
+    let live_bytes = (s.visible + s.in_flight) * 1100;
+    assert!(s.visible > 100, "{s:?}");
+    assert!(
+        s.disk_bytes <= 2 * live_bytes + 3 * 64 * 1024,
+        "disk {} for {} live messages ({} bytes)",
+        s.disk_bytes,
+        s.visible,
+        live_bytes
+    );
+    assert_eq!(b.peek("q", 1000).unwrap().len() as u64, s.visible);
+}

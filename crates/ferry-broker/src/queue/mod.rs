@@ -41,7 +41,7 @@ const REPLAY_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// FIFO receive-attempt ids remembered per queue (oldest forgotten first).
 const MAX_RECEIVE_ATTEMPTS: usize = 10_000;
 /// Most messages relocated by one compaction step.
-pub const MAX_RELOCATE_PER_STEP: usize = 4096;
+pub const MAX_RELOCATE_PER_STEP: usize = 65_536;
 const CHECKPOINT_MAGIC: &[u8; 4] = b"FQCK";
 
 /// A message chosen for delivery, with what is needed to build the response.
@@ -789,7 +789,8 @@ impl Queue {
         Ok(())
     }
 
-    /// Compaction: when the oldest segment holds few live messages, re-append them (same id,
+    /// Compaction: when at most half of the oldest segment's records are live messages (so disk
+    /// stays within about twice the live data), re-append them (same id,
     /// same receive count, new number and location) so the segment can be dropped. Only ready or
     /// delayed messages move, so no receipt handle in use changes. Returns whether it moved any.
     pub fn compact(&self, retention_ms: u64) -> Result<bool, BrokerError> {
@@ -797,20 +798,25 @@ impl Queue {
         if segs.len() < 2 {
             return Ok(false);
         }
-        let first = &segs[0];
-        let boundary = segs[1].base_offset;
-        let records = first.next_offset.saturating_sub(first.base_offset).max(1);
+        // The longest prefix of closed segments whose live messages are at most half of its
+        // records (and few enough to move in one step).
+        let start = segs[0].base_offset;
         let candidates = {
             let core = self.lock()?;
-            match core.state.oldest_loc() {
-                Some(l) if l < boundary => {}
-                _ => return Ok(false),
+            let mut best = None;
+            for seg in &segs[1..] {
+                let boundary = seg.base_offset;
+                let records = boundary.saturating_sub(start).max(1);
+                match core.state.relocation_candidates(boundary, MAX_RELOCATE_PER_STEP) {
+                    Some(c) if (c.len() as u64) * 2 <= records => best = Some(c),
+                    Some(_) => {}
+                    None => break,
+                }
             }
-            match core.state.relocation_candidates(boundary, MAX_RELOCATE_PER_STEP) {
-                Some(c) if (c.len() as u64) * 4 <= records => c
-                    .into_iter()
-                    .filter_map(|n| core.state.meta(n).map(|m| (n, *m)))
-                    .collect::<Vec<_>>(),
+            match (best, core.state.oldest_loc()) {
+                (Some(c), Some(l)) if l < segs[1].base_offset => {
+                    c.into_iter().filter_map(|n| core.state.meta(n).map(|m| (n, *m))).collect::<Vec<_>>()
+                }
                 _ => return Ok(false),
             }
         };
