@@ -25,9 +25,10 @@
 //!   thread every [`CHECKPOINT_EVERY_RECORDS`] records or [`CHECKPOINT_INTERVAL_MS`], and at
 //!   shutdown.
 //! - **Space**: after each checkpoint, segments below `min(checkpoint offset, oldest live
-//!   message)` are dropped. When the oldest segment holds few live messages (at most half of its
-//!   records, so disk stays within about twice the live data), those ready or delayed messages are re-appended ("relocated": same message id,
-//!   receive count and group position, new number and location) so the segment can go. In-flight
+//!   message)` are dropped. When the oldest segments hold few live messages (at most half of
+//!   their records, so disk stays within about twice the live data), those ready or delayed
+//!   messages are re-appended ("relocated": same message id, receive count and group position,
+//!   new number and location) so the segments can go. In-flight
 //!   messages are never relocated, so receipt handles in use stay valid; a stale handle of a
 //!   relocated message behaves like any stale handle.
 //! - **Dead letters and moves** are copy-then-remove: the copy is appended to the target queue
@@ -49,6 +50,13 @@
 //!   receives anew.
 //! - A change of a queue's `durability` attribute takes effect when the broker next opens.
 //! - `max_length` counts every live message (visible, delayed, in flight).
+//!
+//! # Known limits
+//!
+//! - A checkpoint is encoded under the queue's lock: about 40 ms per million live messages,
+//!   during which that queue's calls wait.
+//! - The batch-level limits of SQS (total payload of a batch) are the front door's to enforce.
+//! - FIFO throughput limits (`fifo_throughput_limit`) are validated and stored, not enforced.
 
 pub mod error;
 pub mod types;
