@@ -241,6 +241,9 @@ async fn memory(a: &Args, dir: &Path) {
             rss.saturating_sub(rss0) as f64 * 1024.0 / n as f64,
             b.disk_bytes() >> 20
         );
+        let t = Instant::now();
+        b.checkpoint_all().unwrap();
+        println!("  checkpoint (encode + write + fsync) {:.2} s", t.elapsed().as_secs_f64());
         if name == "onem" {
             // Crash-like reopen: drop without shutdown (no final checkpoint), then replay the
             // log tail after the last periodic checkpoint.

@@ -53,8 +53,9 @@
 //!
 //! # Known limits
 //!
-//! - A checkpoint is encoded under the queue's lock: about 40 ms per million live messages,
-//!   during which that queue's calls wait.
+//! - A checkpoint is encoded under the queue's lock (the file is written after releasing it):
+//!   under 0.1 s per million live messages (0.12 s measured for encode + write + fsync), during
+//!   which that queue's calls wait.
 //! - The batch-level limits of SQS (total payload of a batch) are the front door's to enforce.
 //! - FIFO throughput limits (`fifo_throughput_limit`) are validated and stored, not enforced.
 
