@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Consumers' long-poll wait in seconds.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=20))]
     pub wait: u32,
+    /// Deletes each consumer may have outstanding while it receives the next batch; 0 deletes
+    /// each batch before receiving the next.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub ack_inflight: u32,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -247,6 +251,7 @@ async fn drive<T: Target>(target: T, args: &BenchArgs, server: &str) -> Result<R
             shared.clone(),
             args.batch as usize,
             args.wait,
+            args.ack_inflight as usize,
         )));
     }
 
@@ -346,7 +351,9 @@ async fn consume<T: Target>(
     shared: Arc<Shared>,
     batch: usize,
     wait: u32,
+    ack_inflight: usize,
 ) -> Histogram<u64> {
+    let mut acks = tokio::task::JoinSet::new();
     while shared.phase() != STOPPED {
         let deliveries = match target.receive(&queue, batch, wait).await {
             Ok(d) => d,
@@ -377,19 +384,38 @@ async fn consume<T: Target>(
                 .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
         }
         let tokens = deliveries.into_iter().map(|d| d.ack_token).collect();
-        match target.ack(&queue, tokens).await {
-            Ok(n) => {
-                if shared.phase() == MEASURING {
-                    shared
-                        .counters
-                        .acknowledged
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                }
+        let ack = acknowledge(target.clone(), queue.clone(), shared.clone(), tokens);
+        if ack_inflight == 0 {
+            ack.await;
+        } else {
+            while acks.len() >= ack_inflight {
+                let _ = acks.join_next().await;
             }
-            Err(e) => shared.error(e),
+            acks.spawn(ack);
         }
     }
+    while acks.join_next().await.is_some() {}
     latency
+}
+
+/// Deletes one batch and counts it when it completes inside the measurement window.
+async fn acknowledge<T: Target>(
+    target: T,
+    queue: String,
+    shared: Arc<Shared>,
+    tokens: Vec<String>,
+) {
+    match target.ack(&queue, tokens).await {
+        Ok(n) => {
+            if shared.phase() == MEASURING {
+                shared
+                    .counters
+                    .acknowledged
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        Err(e) => shared.error(e),
+    }
 }
 
 fn ms(us: u64) -> String {
