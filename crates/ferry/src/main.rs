@@ -12,7 +12,7 @@ mod serve;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use client::{ApiClient, CliError};
 
@@ -20,7 +20,14 @@ use client::{ApiClient, CliError};
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, propagate_version = true)]
 struct Cli {
-    /// Server URL for client commands.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options of every client command (not of `serve`).
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// Server URL.
     #[arg(
         long,
         global = true,
@@ -31,8 +38,14 @@ struct Cli {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+struct QueueArgs {
+    #[command(flatten)]
+    client: ClientArgs,
     #[command(subcommand)]
-    command: Command,
+    command: commands::queue::QueueCommand,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,18 +53,42 @@ enum Command {
     /// Run the server. Settings come from ferry.toml, FERRY_* variables and flags (flags win).
     Serve(ferry_server::ServeArgs),
     /// Manage queues.
-    #[command(subcommand)]
-    Queue(commands::queue::QueueCommand),
+    Queue(QueueArgs),
     /// Send a message, or every line of a JSON-lines file.
-    Send(commands::messages::SendArgs),
+    Send {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: commands::messages::SendArgs,
+    },
     /// Receive messages (and optionally delete them).
-    Receive(commands::messages::ReceiveArgs),
+    Receive {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: commands::messages::ReceiveArgs,
+    },
     /// Show messages without receiving them.
-    Peek(commands::messages::PeekArgs),
+    Peek {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: commands::messages::PeekArgs,
+    },
     /// Move the messages of a dead-letter queue back to their source (or --to a queue).
-    Redrive(commands::redrive::RedriveArgs),
+    Redrive {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: commands::redrive::RedriveArgs,
+    },
     /// Measure throughput and latency of a running server.
-    Bench(bench::BenchArgs),
+    Bench {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: bench::BenchArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,7 +96,7 @@ fn main() -> ExitCode {
     if let Command::Serve(args) = cli.command {
         return serve::run(args);
     }
-    match run_client(cli) {
+    match run_client(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -68,17 +105,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_client(cli: Cli) -> Result<(), CliError> {
-    if let Command::Bench(args) = cli.command {
-        return bench::run(&cli.server, args, cli.json);
-    }
-    let client = ApiClient::new(&cli.server)?;
-    match cli.command {
-        Command::Queue(command) => commands::queue::run(&client, command, cli.json),
-        Command::Send(args) => commands::messages::send(&client, args, cli.json),
-        Command::Receive(args) => commands::messages::receive(&client, args, cli.json),
-        Command::Peek(args) => commands::messages::peek(&client, args, cli.json),
-        Command::Redrive(args) => commands::redrive::run(&client, args, cli.json),
-        Command::Serve(_) | Command::Bench(_) => Ok(()),
+fn run_client(command: Command) -> Result<(), CliError> {
+    let connect = |c: &ClientArgs| ApiClient::new(&c.server);
+    match command {
+        Command::Queue(q) => commands::queue::run(&connect(&q.client)?, q.command, q.client.json),
+        Command::Send { client, args } => {
+            commands::messages::send(&connect(&client)?, args, client.json)
+        }
+        Command::Receive { client, args } => {
+            commands::messages::receive(&connect(&client)?, args, client.json)
+        }
+        Command::Peek { client, args } => {
+            commands::messages::peek(&connect(&client)?, args, client.json)
+        }
+        Command::Redrive { client, args } => {
+            commands::redrive::run(&connect(&client)?, args, client.json)
+        }
+        Command::Bench { client, args } => bench::run(&client.server, args, client.json),
+        Command::Serve(_) => Ok(()),
     }
 }
