@@ -30,6 +30,10 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// On open, the newest segments covering at least this many bytes are scanned to rebuild the
+/// idempotent-producer state.
+pub const PRODUCER_STATE_SCAN_BYTES: u64 = 128 << 20;
+
 pub struct Partition {
     pub index: u32,
     dir: PathBuf,
@@ -78,8 +82,19 @@ impl Partition {
             Err(_) => 0,
         };
         let mut producers = ProducerTable::default();
-        // Rebuild the idempotent-producer state from the stored batch headers.
+        // Rebuild the idempotent-producer state from the stored batch headers of the newest
+        // segments (at least PRODUCER_STATE_SCAN_BYTES of them): a retry concerns recent
+        // batches, and a producer not seen there is treated as new.
         let mut offset = log.start_offset();
+        let mut tail_bytes = 0u64;
+        for segment in log.segments().iter().rev() {
+            offset = segment.base_offset;
+            tail_bytes += segment.size_bytes;
+            if tail_bytes >= PRODUCER_STATE_SCAN_BYTES {
+                break;
+            }
+        }
+        offset = offset.max(log.start_offset());
         let end = log.next_offset();
         while offset < end {
             let entries = log.read(offset, 4 << 20)?;

@@ -13,7 +13,12 @@
 //! response:  i32 size | i32 correlation_id | [tagged fields, flexible versions] | body
 //! ```
 //!
-//! Requests on one connection are answered one at a time, in order, as Kafka does. A frame
+//! Requests on one connection are answered in order. They are handled one at a time, as
+//! Kafka does, except Produce: a Produce is appended as soon as it is read (so appends keep
+//! the connection's order) and only its wait for `fdatasync` overlaps with the following
+//! Produce requests (up to [`MAX_PIPELINED_PRODUCES`]), so a producer with many requests in
+//! flight gets one group commit for all of them. Any other request first waits until earlier
+//! produces are answered. A frame
 //! that is too large ([`MAX_FRAME_BYTES`]) or negative, truncated, undecodable, or names an
 //! API key or version not in [`api_versions::SUPPORTED`] closes that connection with a log
 //! line (ApiVersions itself answers `UNSUPPORTED_VERSION` so clients can downgrade). Other
@@ -39,11 +44,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ferry_broker::stream::{GroupError, StreamError, Streams};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// Largest request frame accepted (Kafka's `socket.request.max.bytes` default).
 pub const MAX_FRAME_BYTES: usize = 100 << 20;
@@ -51,6 +58,8 @@ pub const MAX_FRAME_BYTES: usize = 100 << 20;
 const MIN_FRAME_BYTES: usize = 10;
 /// A connection that sends half a frame and stalls is closed after this long.
 pub const FRAME_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Produce requests of one connection whose answers may wait for durability at once.
+pub const MAX_PIPELINED_PRODUCES: usize = 64;
 /// Most open Kafka connections.
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// The node id of this broker.
@@ -270,55 +279,153 @@ async fn handle_connection(
     }
 }
 
-async fn serve_connection(
-    mut socket: TcpStream,
-    conn: &mut Conn,
-    mut shutdown: watch::Receiver<bool>,
-) -> Close {
-    let mut out = BytesMut::new();
+/// Reads frames and hands them to the connection loop; stops at the first bad frame.
+/// Running apart from the loop makes reading cancel-safe while responses are written.
+async fn read_frames(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Bytes, Close>>) {
     loop {
         let mut len_buf = [0u8; 4];
-        tokio::select! {
-            r = socket.read_exact(&mut len_buf) => {
-                if let Err(e) = r {
-                    return if e.kind() == std::io::ErrorKind::UnexpectedEof { Close::Eof } else { Close::Io(e) };
-                }
-            }
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return Close::Shutdown,
+        if let Err(e) = rd.read_exact(&mut len_buf).await {
+            let close = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Close::Eof
+            } else {
+                Close::Io(e)
+            };
+            let _ = tx.send(Err(close)).await;
+            return;
         }
         let len = i32::from_be_bytes(len_buf);
         if len < MIN_FRAME_BYTES as i32 || len as usize > MAX_FRAME_BYTES {
-            return Close::Protocol(format!(
-                "frame length {len} outside {MIN_FRAME_BYTES}..={MAX_FRAME_BYTES}"
-            ));
+            let reason =
+                format!("frame length {len} outside {MIN_FRAME_BYTES}..={MAX_FRAME_BYTES}");
+            let _ = tx.send(Err(Close::Protocol(reason))).await;
+            return;
         }
         let mut frame = vec![0u8; len as usize];
-        match tokio::time::timeout(FRAME_READ_TIMEOUT, socket.read_exact(&mut frame)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Close::Protocol(format!("truncated frame: expected {len} bytes"))
-            }
-            Ok(Err(e)) => return Close::Io(e),
-            Err(_) => return Close::Protocol("timed out reading a frame".into()),
-        }
-        let frame = Bytes::from(frame);
-        let response = match decode_and_handle(frame, conn).await {
-            Ok(r) => r,
-            Err(reason) => return Close::Protocol(reason),
+        let close = match tokio::time::timeout(FRAME_READ_TIMEOUT, rd.read_exact(&mut frame)).await
+        {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Some(Close::Protocol(
+                format!("truncated frame: expected {len} bytes"),
+            )),
+            Ok(Err(e)) => Some(Close::Io(e)),
+            Err(_) => Some(Close::Protocol("timed out reading a frame".into())),
         };
-        if let Some(bytes) = response {
-            out.clear();
-            out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
-            out.extend_from_slice(&bytes);
-            if let Err(e) = socket.write_all(&out).await {
-                return Close::Io(e);
-            }
+        if let Some(close) = close {
+            let _ = tx.send(Err(close)).await;
+            return;
+        }
+        if tx.send(Ok(Bytes::from(frame))).await.is_err() {
+            return;
         }
     }
 }
 
-/// Decodes one frame, runs it, and encodes the response frame body (`None`: no response).
-async fn decode_and_handle(mut frame: Bytes, conn: &mut Conn) -> Result<Option<Bytes>, String> {
+/// Aborts the frame reader when the connection loop ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn write_frame(
+    wr: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+    body: &[u8],
+) -> Result<(), Close> {
+    out.clear();
+    out.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    out.extend_from_slice(body);
+    wr.write_all(out).await.map_err(Close::Io)
+}
+
+/// A decoded request: either a Produce already appended (its response pending on
+/// durability), or any other request, run serially once earlier produces are answered.
+enum Decoded {
+    Pending(PendingResponse),
+    Serial {
+        header: RequestHeader,
+        api_key: ApiKey,
+        request: RequestKind,
+    },
+    Immediate(Option<Bytes>),
+}
+
+type PendingResponse =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, String>> + Send>>;
+
+async fn serve_connection(
+    socket: TcpStream,
+    conn: &mut Conn,
+    mut shutdown: watch::Receiver<bool>,
+) -> Close {
+    let (rd, mut wr) = socket.into_split();
+    let (tx, mut rx) = mpsc::channel(MAX_PIPELINED_PRODUCES);
+    let _reader = AbortOnDrop(tokio::spawn(read_frames(rd, tx)));
+    let mut out = BytesMut::new();
+    let mut produces: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = produces.next(), if !produces.is_empty() => {
+                match done {
+                    Ok(Some(body)) => if let Err(c) = write_frame(&mut wr, &mut out, &body).await { return c },
+                    Ok(None) => {}
+                    Err(reason) => return Close::Protocol(reason),
+                }
+            }
+            frame = rx.recv(), if produces.len() < MAX_PIPELINED_PRODUCES => {
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(close)) => {
+                        // Answer what was already accepted before closing.
+                        while let Some(Ok(Some(body))) = produces.next().await {
+                            if write_frame(&mut wr, &mut out, &body).await.is_err() { break; }
+                        }
+                        return close;
+                    }
+                    None => return Close::Eof,
+                };
+                match start_request(frame, conn) {
+                    Err(reason) => return Close::Protocol(reason),
+                    Ok(Decoded::Pending(fut)) => produces.push_back(fut),
+                    Ok(Decoded::Immediate(Some(body))) if produces.is_empty() => {
+                        if let Err(c) = write_frame(&mut wr, &mut out, &body).await { return c }
+                    }
+                    Ok(Decoded::Immediate(body)) => {
+                        produces.push_back(Box::pin(async move { Ok(body) }));
+                    }
+                    Ok(Decoded::Serial { header, api_key, request }) => {
+                        while let Some(done) = produces.next().await {
+                            match done {
+                                Ok(Some(body)) => if let Err(c) = write_frame(&mut wr, &mut out, &body).await { return c },
+                                Ok(None) => {}
+                                Err(reason) => return Close::Protocol(reason),
+                            }
+                        }
+                        let version = header.request_api_version;
+                        let response = match dispatch(conn, &header, request).await {
+                            Ok(r) => r,
+                            Err(reason) => return Close::Protocol(reason),
+                        };
+                        if let Some(r) = response {
+                            match encode_response(header.correlation_id, api_key, version, &r) {
+                                Ok(body) => if let Err(c) = write_frame(&mut wr, &mut out, &body).await { return c },
+                                Err(reason) => return Close::Protocol(reason),
+                            }
+                        }
+                    }
+                }
+            }
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return Close::Shutdown,
+        }
+    }
+}
+
+/// Decodes one frame. Produce requests are appended here (in order) and their answers left
+/// pending; everything else is returned for serial handling.
+fn start_request(mut frame: Bytes, conn: &mut Conn) -> Result<Decoded, String> {
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -328,7 +435,7 @@ async fn decode_and_handle(mut frame: Bytes, conn: &mut Conn) -> Result<Option<B
             // KIP-511: answer in v0 with the supported versions so the client can downgrade.
             let body = api_versions::response(code::UNSUPPORTED_VERSION);
             return encode_response(correlation_id, api_key, 0, &ResponseKind::ApiVersions(body))
-                .map(Some);
+                .map(|b| Decoded::Immediate(Some(b)));
         }
         return Err(format!("unsupported version {version} of {api_key:?}"));
     }
@@ -341,10 +448,25 @@ async fn decode_and_handle(mut frame: Bytes, conn: &mut Conn) -> Result<Option<B
     }
     let request = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| format!("cannot decode {api_key:?} v{version}: {e}"))?;
-    let response = dispatch(conn, &header, request).await?;
-    match response {
-        Some(r) => encode_response(correlation_id, api_key, version, &r).map(Some),
-        None => Ok(None),
+    match request {
+        RequestKind::Produce(r) => Ok(match produce::start(conn, r) {
+            None => Decoded::Immediate(None),
+            Some(wait) => Decoded::Pending(Box::pin(async move {
+                let response = wait.await;
+                encode_response(
+                    correlation_id,
+                    api_key,
+                    version,
+                    &ResponseKind::Produce(response),
+                )
+                .map(Some)
+            })),
+        }),
+        request => Ok(Decoded::Serial {
+            header,
+            api_key,
+            request,
+        }),
     }
 }
 
@@ -377,8 +499,8 @@ async fn dispatch(
             ResponseKind::ApiVersions(api_versions::response(code::NONE))
         }
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(conn, r, v)),
-        RequestKind::Produce(r) => match produce::handle(conn, r).await {
-            Some(resp) => ResponseKind::Produce(resp),
+        RequestKind::Produce(r) => match produce::start(conn, r) {
+            Some(wait) => ResponseKind::Produce(wait.await),
             None => return Ok(None),
         },
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(conn, r, v).await),

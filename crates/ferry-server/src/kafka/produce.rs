@@ -6,7 +6,9 @@
 //! - anything else: `INVALID_REQUIRED_ACKS` for every partition.
 //!
 //! All partitions of a request are appended first and awaited afterwards, so they share
-//! group commits.
+//! group commits. The connection appends pipelined Produce requests as it reads them and lets
+//! their durability waits overlap (see `kafka/mod.rs`), so one producer connection with many
+//! requests in flight also shares group commits.
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -14,7 +16,13 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{code, error_code, Conn};
 
-pub async fn handle(conn: &Conn, req: ProduceRequest) -> Option<ProduceResponse> {
+/// The part of a Produce that is answered later: durability waits, then the response.
+pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = ProduceResponse> + Send>>;
+
+/// Validates and appends every partition's batches now, in request order, and returns the
+/// wait for durability (`None` for `acks=0`, which gets no response). Appending at read time
+/// keeps pipelined requests in order while their fsync waits overlap (group commit).
+pub fn start(conn: &Conn, req: ProduceRequest) -> Option<Pending> {
     let acks = req.acks;
     let streams = conn.streams();
     let valid_acks = matches!(acks, -1..=1);
@@ -62,9 +70,9 @@ pub async fn handle(conn: &Conn, req: ProduceRequest) -> Option<ProduceResponse>
         tr.partition_responses = partitions;
         topics.push(tr);
     }
+    let streams = streams.clone();
     if acks == 0 {
         if !pending.is_empty() {
-            let streams = streams.clone();
             tokio::spawn(async move {
                 for (_, _, part, at) in pending {
                     if let Err(e) = part.wait_durable(at).await {
@@ -76,21 +84,23 @@ pub async fn handle(conn: &Conn, req: ProduceRequest) -> Option<ProduceResponse>
         }
         return None;
     }
-    let mut any = false;
-    for (t, p, part, at) in pending {
-        if let Err(e) = part.wait_durable(at).await {
-            let pr = &mut topics[t].partition_responses[p];
-            pr.error_code = error_code(&e);
-            pr.base_offset = -1;
-            pr.error_message = Some(StrBytes::from_string(e.to_string()));
-        } else {
-            any = true;
+    Some(Box::pin(async move {
+        let mut any = false;
+        for (t, p, part, at) in pending {
+            if let Err(e) = part.wait_durable(at).await {
+                let pr = &mut topics[t].partition_responses[p];
+                pr.error_code = error_code(&e);
+                pr.base_offset = -1;
+                pr.error_message = Some(StrBytes::from_string(e.to_string()));
+            } else {
+                any = true;
+            }
         }
-    }
-    if any {
-        streams.notify_appended();
-    }
-    let mut r = ProduceResponse::default();
-    r.responses = topics;
-    Some(r)
+        if any {
+            streams.notify_appended();
+        }
+        let mut r = ProduceResponse::default();
+        r.responses = topics;
+        r
+    }))
 }
