@@ -128,6 +128,30 @@ async fn open_intents_are_completed_at_the_next_open() {
 }
 
 #[tokio::test]
+async fn catalog_survives_reopen_with_filters_and_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (b, t) = open(dir.path());
+        b.create_queue("red", Default::default(), Default::default()).unwrap();
+        t.create_topic("t", TopicAttributes { display_name: "T".into(), ..Default::default() }, [("k".to_string(), "v".to_string())].into()).unwrap();
+        sqs_sub(&t, "t", "red", Some(r#"{"color": ["red"]}"#), true);
+        t.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    }
+    let (b, t) = open(dir.path());
+    let info = t.get_topic("t").unwrap();
+    assert_eq!(info.attributes.display_name, "T");
+    assert_eq!(info.tags["k"], "v");
+    assert_eq!(info.subscriptions_confirmed, 1);
+    for color in ["blue", "red"] {
+        t.publish("t", PublishRequest { message: color.into(), attributes: [("color".to_string(), attr(color))].into(), ..Default::default() }).await.unwrap();
+    }
+    let got = drain(&b, "red").await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].body[..], b"red");
+}
+
+#[tokio::test]
 async fn fifo_topic_to_fifo_queues_keeps_order_and_dedups() {
     let dir = tempfile::tempdir().unwrap();
     let (b, t) = open(dir.path());
