@@ -677,6 +677,42 @@ mod tests {
     }
 
     #[test]
+    fn aws_settings_come_from_the_file_and_the_address_from_every_layer() {
+        let (_dir, path) = write_config(
+            "aws_addr = \"127.0.0.1:1\"\n[aws]\nregion = \"eu-west-1\"\naccount_id = \"123456789012\"\n\
+             [[aws.credentials]]\naccess_key_id = \"AKID\"\nsecret_access_key = \"sekrit-value\"\n",
+        );
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let config = ServerConfig::load(&args, no_env).unwrap();
+        assert_eq!(config.aws_addr, "127.0.0.1:1");
+        assert_eq!(config.aws.region, "eu-west-1");
+        assert_eq!(config.aws.account_id, "123456789012");
+        assert_eq!(config.aws.credentials.len(), 1);
+        assert_eq!(config.aws.credentials[0].access_key_id, "AKID");
+        assert!(!format!("{config:?}").contains("sekrit-value"));
+        let env = |k: &str| (k == "FERRY_AWS_ADDR").then(|| "127.0.0.1:2".to_string());
+        assert_eq!(ServerConfig::load(&args, env).unwrap().aws_addr, "127.0.0.1:2");
+        let flagged = ServeArgs {
+            aws_addr: Some("127.0.0.1:3".into()),
+            ..args
+        };
+        assert_eq!(ServerConfig::load(&flagged, env).unwrap().aws_addr, "127.0.0.1:3");
+        assert_eq!(ServerConfig::default().aws_addr, DEFAULT_AWS_ADDR);
+        assert!(ServerConfig::default().aws.credentials.is_empty());
+
+        let (_dir, path) = write_config("[aws]\naccount_id = \"12\"\n");
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = ServerConfig::load(&args, no_env).unwrap_err().to_string();
+        assert!(err.contains("aws.account_id"), "{err}");
+    }
+
+    #[test]
     fn missing_config_file_is_an_error() {
         let args = ServeArgs {
             config: Some(PathBuf::from("/nonexistent/ferry.toml")),

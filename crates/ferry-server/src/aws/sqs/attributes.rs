@@ -352,8 +352,45 @@ pub fn set(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
         }
         apply(ctx, &mut a, k, v, false)?;
     }
-    let target = a;
+    let before = info.attributes;
     ctx.broker
-        .update_queue_attributes(&name, move |cur| *cur = target)?;
+        .update_queue_attributes(&name, move |cur| merge(cur, &before, &a))?;
     Ok(json!({}))
+}
+
+/// Applies to `cur` only the fields that changed from `before` to `after`, so a concurrent
+/// SetQueueAttributes of other attributes is not overwritten with stale values.
+fn merge(cur: &mut QueueAttributes, before: &QueueAttributes, after: &QueueAttributes) {
+    macro_rules! field {
+        ($($f:ident),*) => {$(
+            if before.$f != after.$f {
+                cur.$f = after.$f.clone();
+            }
+        )*};
+    }
+    field!(
+        visibility_timeout_seconds,
+        delay_seconds,
+        message_retention_seconds,
+        maximum_message_size,
+        receive_message_wait_seconds,
+        redrive_policy,
+        redrive_allow_policy,
+        content_based_deduplication,
+        deduplication_scope,
+        fifo_throughput_limit
+    );
+    let keys: std::collections::BTreeSet<&String> =
+        before.opaque.keys().chain(after.opaque.keys()).collect();
+    for k in keys {
+        match (before.opaque.get(k), after.opaque.get(k)) {
+            (b, a) if b == a => {}
+            (_, Some(a)) => {
+                cur.opaque.insert(k.clone(), a.clone());
+            }
+            (_, None) => {
+                cur.opaque.remove(k);
+            }
+        }
+    }
 }
