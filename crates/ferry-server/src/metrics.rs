@@ -236,7 +236,8 @@ pub fn record_sns_delivery(elapsed: Duration, ok: bool) {
 pub fn refresh_topics(topics: Option<&ferry_broker::topic::Topics>) {
     let Some(topics) = topics else { return };
     for t in topics.stats() {
-        metrics::counter!(TOPIC_MESSAGES_PUBLISHED_TOTAL, "topic" => t.name.clone()).absolute(t.published);
+        metrics::counter!(TOPIC_MESSAGES_PUBLISHED_TOTAL, "topic" => t.name.clone())
+            .absolute(t.published);
         for s in &t.subscriptions {
             let counter = |name: &'static str, value: u64| {
                 metrics::counter!(name, "topic" => t.name.clone(), "subscription" => s.id.clone(), "protocol" => s.protocol)

@@ -78,7 +78,12 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// SNS's default HTTP policy: 3 retries, 20 s apart.
     fn default() -> Self {
-        RetryPolicy { num_retries: 3, min_delay_seconds: 20, max_delay_seconds: 20, exponential: false }
+        RetryPolicy {
+            num_retries: 3,
+            min_delay_seconds: 20,
+            max_delay_seconds: 20,
+            exponential: false,
+        }
     }
 }
 
@@ -88,7 +93,10 @@ impl RetryPolicy {
         let get = |k: &str| -> Result<Option<u32>, String> {
             match v.get(k) {
                 None => Ok(None),
-                Some(x) => x.as_u64().map(|n| Some(n as u32)).ok_or_else(|| format!("{k} must be a non-negative integer")),
+                Some(x) => x
+                    .as_u64()
+                    .map(|n| Some(n as u32))
+                    .ok_or_else(|| format!("{k} must be a non-negative integer")),
             }
         };
         if let Some(n) = get("numRetries")? {
@@ -103,8 +111,13 @@ impl RetryPolicy {
         if let Some(n) = get("maxDelayTarget")? {
             p.max_delay_seconds = n;
         }
-        if p.min_delay_seconds == 0 || p.min_delay_seconds > p.max_delay_seconds || p.max_delay_seconds > MAX_DELAY_SECONDS {
-            return Err(format!("delays must satisfy 1 <= minDelayTarget <= maxDelayTarget <= {MAX_DELAY_SECONDS}"));
+        if p.min_delay_seconds == 0
+            || p.min_delay_seconds > p.max_delay_seconds
+            || p.max_delay_seconds > MAX_DELAY_SECONDS
+        {
+            return Err(format!(
+                "delays must satisfy 1 <= minDelayTarget <= maxDelayTarget <= {MAX_DELAY_SECONDS}"
+            ));
         }
         match v.get("backoffFunction").and_then(|b| b.as_str()) {
             None | Some("linear") | Some("arithmetic") => {}
@@ -116,7 +129,8 @@ impl RetryPolicy {
 
     /// A subscription policy: `{"healthyRetryPolicy": {...}}`.
     pub fn from_subscription_policy(json: &str) -> Result<RetryPolicy, String> {
-        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("not valid JSON: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("not valid JSON: {e}"))?;
         match v.get("healthyRetryPolicy") {
             Some(h) => RetryPolicy::from_json(h),
             None => Ok(RetryPolicy::default()),
@@ -125,8 +139,12 @@ impl RetryPolicy {
 
     /// A topic policy: `{"http": {"defaultHealthyRetryPolicy": {...}}}`.
     pub fn from_topic_policy(json: &str) -> Result<RetryPolicy, String> {
-        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("not valid JSON: {e}"))?;
-        match v.get("http").and_then(|h| h.get("defaultHealthyRetryPolicy")) {
+        let v: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("not valid JSON: {e}"))?;
+        match v
+            .get("http")
+            .and_then(|h| h.get("defaultHealthyRetryPolicy"))
+        {
             Some(h) => RetryPolicy::from_json(h),
             None => Ok(RetryPolicy::default()),
         }
@@ -155,13 +173,21 @@ impl RetryPolicy {
 
 /// A message for a delivery queue.
 pub fn delivery_message(body: impl Into<Bytes>, kind: &str, raw: bool) -> SendMessage {
-    let s = |v: &str| MessageAttributeValue { data_type: "String".into(), string_value: Some(v.to_string()), binary_value: None };
+    let s = |v: &str| MessageAttributeValue {
+        data_type: "String".into(),
+        string_value: Some(v.to_string()),
+        binary_value: None,
+    };
     let mut attributes = BTreeMap::new();
     attributes.insert(ATTR_TYPE.to_string(), s(kind));
     if raw {
         attributes.insert(ATTR_RAW.to_string(), s("true"));
     }
-    SendMessage { body: body.into(), attributes, ..Default::default() }
+    SendMessage {
+        body: body.into(),
+        attributes,
+        ..Default::default()
+    }
 }
 
 /// Starts the task that runs one delivery loop per HTTP(S) subscription.
@@ -193,7 +219,10 @@ pub fn spawn_supervisor(topics: Topics, deliverer: Arc<dyn Deliverer>) {
                     let t = topics.clone();
                     let d = deliverer.clone();
                     let id = s.id.clone();
-                    running.insert(id, tokio::spawn(async move { delivery_loop(t, d, s).await }));
+                    running.insert(
+                        id,
+                        tokio::spawn(async move { delivery_loop(t, d, s).await }),
+                    );
                 }
             }
             tokio::time::sleep(SUPERVISE_PERIOD).await;
@@ -216,7 +245,12 @@ async fn delivery_loop(topics: Topics, deliverer: Arc<dyn Deliverer>, sub: Subsc
             .delivery
             .receive(
                 &queue,
-                ReceiveRequest { max_messages: MAX_IN_FLIGHT, visibility_timeout_seconds: Some(DELIVERY_LEASE_SECONDS), wait_seconds: Some(1), receive_request_attempt_id: None },
+                ReceiveRequest {
+                    max_messages: MAX_IN_FLIGHT,
+                    visibility_timeout_seconds: Some(DELIVERY_LEASE_SECONDS),
+                    wait_seconds: Some(1),
+                    receive_request_attempt_id: None,
+                },
             )
             .await;
         let batch = match received {
@@ -232,14 +266,18 @@ async fn delivery_loop(topics: Topics, deliverer: Arc<dyn Deliverer>, sub: Subsc
             continue;
         }
         // Re-read: attributes (delivery policy, DLQ, raw) may have changed.
-        let Some(sub) = current(&topics, &sub) else { return };
+        let Some(sub) = current(&topics, &sub) else {
+            return;
+        };
         let mut set = tokio::task::JoinSet::new();
         for m in batch {
             let topics = topics.clone();
             let deliverer = deliverer.clone();
             let sub = sub.clone();
             let queue = queue.clone();
-            set.spawn(async move { deliver_one(&topics, deliverer.as_ref(), &sub, &queue, m).await });
+            set.spawn(
+                async move { deliver_one(&topics, deliverer.as_ref(), &sub, &queue, m).await },
+            );
         }
         while set.join_next().await.is_some() {}
     }
@@ -259,27 +297,57 @@ fn retry_policy(topics: &Topics, sub: &Subscription) -> RetryPolicy {
         .unwrap_or_default()
 }
 
-async fn deliver_one(topics: &Topics, deliverer: &dyn Deliverer, sub: &Subscription, queue: &str, m: crate::ReceivedMessage) {
-    let attr = |k: &str| m.message.attributes.get(k).and_then(|a| a.string_value.clone());
+async fn deliver_one(
+    topics: &Topics,
+    deliverer: &dyn Deliverer,
+    sub: &Subscription,
+    queue: &str,
+    m: crate::ReceivedMessage,
+) {
+    let attr = |k: &str| {
+        m.message
+            .attributes
+            .get(k)
+            .and_then(|a| a.string_value.clone())
+    };
     let kind = attr(ATTR_TYPE).unwrap_or_else(|| "Notification".into());
     let raw = attr(ATTR_RAW).is_some();
     let mut headers = vec![
-        ("content-type".to_string(), "text/plain; charset=UTF-8".to_string()),
+        (
+            "content-type".to_string(),
+            "text/plain; charset=UTF-8".to_string(),
+        ),
         ("x-amz-sns-message-type".to_string(), kind.clone()),
-        ("x-amz-sns-topic-arn".to_string(), topics.topic_arn(&sub.topic)),
-        ("user-agent".to_string(), "Amazon Simple Notification Service Agent (Ferry)".to_string()),
+        (
+            "x-amz-sns-topic-arn".to_string(),
+            topics.topic_arn(&sub.topic),
+        ),
+        (
+            "user-agent".to_string(),
+            "Amazon Simple Notification Service Agent (Ferry)".to_string(),
+        ),
     ];
     if let Some(id) = attr(ATTR_MESSAGE_ID) {
         headers.push(("x-amz-sns-message-id".to_string(), id));
     }
     if kind == "Notification" {
-        headers.push(("x-amz-sns-subscription-arn".to_string(), topics.subscription_arn(&sub.topic, &sub.id)));
+        headers.push((
+            "x-amz-sns-subscription-arn".to_string(),
+            topics.subscription_arn(&sub.topic, &sub.id),
+        ));
     }
     if raw {
         headers.push(("x-amz-sns-rawdelivery".to_string(), "true".to_string()));
     }
     let started = Instant::now();
-    let result = deliverer.post(HttpPost { url: sub.endpoint.clone(), headers, body: m.message.body.clone(), timeout: POST_TIMEOUT }).await;
+    let result = deliverer
+        .post(HttpPost {
+            url: sub.endpoint.clone(),
+            headers,
+            body: m.message.body.clone(),
+            timeout: POST_TIMEOUT,
+        })
+        .await;
     let counters = topics.counters(&sub.id);
     let ok = matches!(result, Ok(status) if (200..300).contains(&status));
     let broker = &topics.inner.delivery;
@@ -300,7 +368,10 @@ async fn deliver_one(topics: &Topics, deliverer: &dyn Deliverer, sub: &Subscript
     tracing::info!(subscription = %sub.id, attempt, max = policy.max_attempts(), result = ?result, "HTTP delivery failed");
     if attempt < policy.max_attempts() {
         let delay = policy.delay_seconds(attempt);
-        let change = VisibilityChange { receipt_handle: m.receipt_handle, visibility_timeout_seconds: delay };
+        let change = VisibilityChange {
+            receipt_handle: m.receipt_handle,
+            visibility_timeout_seconds: delay,
+        };
         if let Err(e) = broker.change_visibility(queue, vec![change]).await {
             tracing::warn!(subscription = %sub.id, error = %e, "scheduling a retry");
         }
@@ -311,7 +382,10 @@ async fn deliver_one(topics: &Topics, deliverer: &dyn Deliverer, sub: &Subscript
     }
     if kind == "Notification" {
         if let Some(dlq) = &sub.attributes.dead_letter_queue {
-            let msg = SendMessage { body: m.message.body.clone(), ..Default::default() };
+            let msg = SendMessage {
+                body: m.message.body.clone(),
+                ..Default::default()
+            };
             match topics.inner.broker.send(dlq, vec![msg]).await {
                 Ok(_) => {
                     if let Some(c) = &counters {
@@ -344,10 +418,20 @@ mod tests {
         for r in 1..=5 {
             let d = p.delay_seconds(r);
             let base = (1u32 << (r - 1)).min(16) as f64;
-            assert!(d as f64 >= (base * 0.75).floor().max(1.0) && d as f64 <= (base * 1.25).ceil().min(16.0), "retry {r}: {d}");
+            assert!(
+                d as f64 >= (base * 0.75).floor().max(1.0)
+                    && d as f64 <= (base * 1.25).ceil().min(16.0),
+                "retry {r}: {d}"
+            );
         }
-        assert!(RetryPolicy::from_subscription_policy(r#"{"healthyRetryPolicy":{"minDelayTarget":0}}"#).is_err());
-        assert!(RetryPolicy::from_subscription_policy(r#"{"healthyRetryPolicy":{"numRetries":101}}"#).is_err());
+        assert!(RetryPolicy::from_subscription_policy(
+            r#"{"healthyRetryPolicy":{"minDelayTarget":0}}"#
+        )
+        .is_err());
+        assert!(RetryPolicy::from_subscription_policy(
+            r#"{"healthyRetryPolicy":{"numRetries":101}}"#
+        )
+        .is_err());
         assert!(RetryPolicy::from_subscription_policy("nope").is_err());
         assert_eq!(RetryPolicy::from_topic_policy(r#"{"http":{"defaultHealthyRetryPolicy":{"numRetries":1,"minDelayTarget":2,"maxDelayTarget":2}}}"#).unwrap().max_attempts(), 2);
     }

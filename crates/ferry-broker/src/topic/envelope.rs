@@ -94,7 +94,13 @@ pub fn notification(n: &Notification<'_>) -> String {
 }
 
 /// The `SubscriptionConfirmation` POSTed to a new HTTP(S) endpoint.
-pub fn confirmation(message_id: &str, topic_arn: &str, token: &str, subscribe_url: &str, timestamp_ms: u64) -> String {
+pub fn confirmation(
+    message_id: &str,
+    topic_arn: &str,
+    token: &str,
+    subscribe_url: &str,
+    timestamp_ms: u64,
+) -> String {
     json!({
         "Type": "SubscriptionConfirmation",
         "MessageId": message_id,
@@ -118,7 +124,14 @@ pub fn uuid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Percent-encodes a query-string value.
@@ -126,7 +139,9 @@ pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

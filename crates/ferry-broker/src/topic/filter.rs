@@ -107,8 +107,15 @@ enum Cond {
     AnythingButPrefix(String),
     AnythingButSuffix(String),
     AnythingButEqualsIgnoreCase(Vec<String>),
-    Numeric { lower: Option<(Fixed, bool)>, upper: Option<(Fixed, bool)>, equal: Option<Fixed> },
-    Cidr { net: IpAddr, bits: u8 },
+    Numeric {
+        lower: Option<(Fixed, bool)>,
+        upper: Option<(Fixed, bool)>,
+        equal: Option<Fixed>,
+    },
+    Cidr {
+        net: IpAddr,
+        bits: u8,
+    },
     Exists(bool),
 }
 
@@ -152,9 +159,13 @@ impl FilterPolicy {
     /// Parses and validates `json` for `scope`.
     pub fn parse(json: &str, scope: FilterPolicyScope) -> Result<FilterPolicy, PolicyError> {
         if json.len() > MAX_POLICY_BYTES {
-            return err(format!("Filter policy is too large: {} bytes (at most {MAX_POLICY_BYTES})", json.len()));
+            return err(format!(
+                "Filter policy is too large: {} bytes (at most {MAX_POLICY_BYTES})",
+                json.len()
+            ));
         }
-        let v: Value = serde_json::from_str(json).map_err(|e| PolicyError(format!("failed to parse JSON. {e}")))?;
+        let v: Value = serde_json::from_str(json)
+            .map_err(|e| PolicyError(format!("failed to parse JSON. {e}")))?;
         let Value::Object(obj) = &v else {
             return err("Filter policy must be a JSON object");
         };
@@ -163,7 +174,9 @@ impl FilterPolicy {
         let mut total = 0usize;
         for alt in &alts {
             if alt.len() > MAX_KEYS {
-                return err(format!("Filter policy can not have more than {MAX_KEYS} keys"));
+                return err(format!(
+                    "Filter policy can not have more than {MAX_KEYS} keys"
+                ));
             }
             let product = alt.iter().fold(1usize, |acc, n| acc.saturating_mul(*n));
             total = total.saturating_add(product);
@@ -202,7 +215,9 @@ impl FilterPolicy {
             } else if base == "String" {
                 Some(vec![Val::Str(s)])
             } else if base == "Number" {
-                Some(vec![Val::Num(s.trim().parse::<f64>().ok().and_then(to_fixed))])
+                Some(vec![Val::Num(
+                    s.trim().parse::<f64>().ok().and_then(to_fixed),
+                )])
             } else {
                 None
             }
@@ -242,7 +257,11 @@ impl FilterPolicy {
     }
 
     /// Evaluates against whichever part of the message its scope names.
-    pub fn matches(&self, attributes: &BTreeMap<String, MessageAttributeValue>, body: Option<&Value>) -> bool {
+    pub fn matches(
+        &self,
+        attributes: &BTreeMap<String, MessageAttributeValue>,
+        body: Option<&Value>,
+    ) -> bool {
         match self.scope {
             FilterPolicyScope::MessageAttributes => self.matches_attributes(attributes),
             FilterPolicyScope::MessageBody => self.matches_body(body),
@@ -282,8 +301,12 @@ fn eval<'a, F>(p: &Pattern, lookup: &F) -> bool
 where
     F: Fn(&[String]) -> Option<Vec<Val<'a>>>,
 {
-    p.fields.iter().all(|f| field_matches(f, lookup(&f.path).as_deref()))
-        && p.ors.iter().all(|group| group.iter().any(|alt| eval(alt, lookup)))
+    p.fields
+        .iter()
+        .all(|f| field_matches(f, lookup(&f.path).as_deref()))
+        && p.ors
+            .iter()
+            .all(|group| group.iter().any(|alt| eval(alt, lookup)))
 }
 
 fn field_matches(f: &Field, values: Option<&[Val<'_>]>) -> bool {
@@ -311,13 +334,24 @@ fn cond_matches(c: &Cond, v: &Val<'_>) -> bool {
         },
         (Cond::AnythingButPrefix(p), Val::Str(x)) => !x.starts_with(p.as_str()),
         (Cond::AnythingButSuffix(p), Val::Str(x)) => !x.ends_with(p.as_str()),
-        (Cond::AnythingButEqualsIgnoreCase(list), Val::Str(x)) => !list.iter().any(|p| eq_ignore_case(p, x)),
-        (Cond::Numeric { lower, upper, equal }, Val::Num(Some(x))) => {
+        (Cond::AnythingButEqualsIgnoreCase(list), Val::Str(x)) => {
+            !list.iter().any(|p| eq_ignore_case(p, x))
+        }
+        (
+            Cond::Numeric {
+                lower,
+                upper,
+                equal,
+            },
+            Val::Num(Some(x)),
+        ) => {
             equal.is_none_or(|e| *x == e)
                 && lower.is_none_or(|(l, incl)| if incl { *x >= l } else { *x > l })
                 && upper.is_none_or(|(u, incl)| if incl { *x <= u } else { *x < u })
         }
-        (Cond::Cidr { net, bits }, Val::Str(x)) => x.parse::<IpAddr>().is_ok_and(|ip| in_cidr(ip, *net, *bits)),
+        (Cond::Cidr { net, bits }, Val::Str(x)) => {
+            x.parse::<IpAddr>().is_ok_and(|ip| in_cidr(ip, *net, *bits))
+        }
         _ => false,
     }
 }
@@ -329,11 +363,19 @@ fn eq_ignore_case(a: &str, b: &str) -> bool {
 fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits as u32) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits as u32)
+            };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits as u32) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits as u32)
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -356,15 +398,23 @@ fn parse_pattern(
         return err("Filter policy is nested too deeply");
     }
     if obj.is_empty() {
-        return err(if prefix.is_empty() { "Filter policy can not be empty".to_string() } else { format!("\"{}\" must not be an empty object", prefix.join(".")) });
+        return err(if prefix.is_empty() {
+            "Filter policy can not be empty".to_string()
+        } else {
+            format!("\"{}\" must not be an empty object", prefix.join("."))
+        });
     }
     let mut p = Pattern::default();
     for (key, v) in obj {
         if is_or(key, v) {
-            let Value::Array(items) = v else { unreachable_or()? };
+            let Value::Array(items) = v else {
+                unreachable_or()?
+            };
             let mut group = Vec::new();
             for item in items {
-                let Value::Object(o) = item else { unreachable_or()? };
+                let Value::Object(o) = item else {
+                    unreachable_or()?
+                };
                 group.push(parse_pattern(o, prefix, scope, depth + 1)?);
             }
             p.ors.push(group);
@@ -377,7 +427,10 @@ fn parse_pattern(
                 if items.is_empty() {
                     return err(format!("Empty arrays are not allowed (key \"{key}\")"));
                 }
-                let conds = items.iter().map(|i| parse_cond(key, i)).collect::<Result<Vec<_>, _>>()?;
+                let conds = items
+                    .iter()
+                    .map(|i| parse_cond(key, i))
+                    .collect::<Result<Vec<_>, _>>()?;
                 p.fields.push(Field { path, conds });
             }
             Value::Object(o) => {
@@ -402,7 +455,11 @@ fn parse_number(key: &str, v: &Value) -> Result<Fixed, PolicyError> {
     let Some(x) = v.as_f64() else {
         return err(format!("Value of {key} must be numeric"));
     };
-    to_fixed(x).ok_or_else(|| PolicyError(format!("Numeric value {x} is outside -1000000000..1000000000")))
+    to_fixed(x).ok_or_else(|| {
+        PolicyError(format!(
+            "Numeric value {x} is outside -1000000000..1000000000"
+        ))
+    })
 }
 
 fn parse_cond(key: &str, v: &Value) -> Result<Cond, PolicyError> {
@@ -411,12 +468,18 @@ fn parse_cond(key: &str, v: &Value) -> Result<Cond, PolicyError> {
         Value::Number(_) => Ok(Cond::Num(parse_number(key, v)?)),
         Value::Bool(b) => Ok(Cond::Bool(*b)),
         Value::Null => Ok(Cond::Null),
-        Value::Array(_) => err(format!("Match value of \"{key}\" must be a string, number, true, false, null or an object")),
+        Value::Array(_) => err(format!(
+            "Match value of \"{key}\" must be a string, number, true, false, null or an object"
+        )),
         Value::Object(o) => {
             if o.len() != 1 {
-                return err(format!("Only one key allowed in match expression of \"{key}\""));
+                return err(format!(
+                    "Only one key allowed in match expression of \"{key}\""
+                ));
             }
-            let Some((op, arg)) = o.iter().next() else { return err("empty match expression") };
+            let Some((op, arg)) = o.iter().next() else {
+                return err("empty match expression");
+            };
             let string_arg = |what: &str| -> Result<String, PolicyError> {
                 match arg {
                     Value::String(s) => Ok(s.clone()),
@@ -426,7 +489,9 @@ fn parse_cond(key: &str, v: &Value) -> Result<Cond, PolicyError> {
             match op.as_str() {
                 "prefix" => Ok(Cond::Prefix(string_arg("prefix")?)),
                 "suffix" => Ok(Cond::Suffix(string_arg("suffix")?)),
-                "equals-ignore-case" => Ok(Cond::EqualsIgnoreCase(string_arg("equals-ignore-case")?)),
+                "equals-ignore-case" => {
+                    Ok(Cond::EqualsIgnoreCase(string_arg("equals-ignore-case")?))
+                }
                 "exists" => match arg {
                     Value::Bool(b) => Ok(Cond::Exists(*b)),
                     _ => err("exists match pattern must be either true or false."),
@@ -441,16 +506,27 @@ fn parse_cond(key: &str, v: &Value) -> Result<Cond, PolicyError> {
 }
 
 fn parse_cidr(arg: &Value) -> Result<Cond, PolicyError> {
-    let Value::String(s) = arg else { return err("Malformed CIDR, one '/' required") };
-    let Some((ip, bits)) = s.split_once('/') else { return err(format!("Malformed CIDR, one '/' required: {s}")) };
-    let net: IpAddr = ip.parse().map_err(|_| PolicyError(format!("Nonstandard IP address: {ip}")))?;
+    let Value::String(s) = arg else {
+        return err("Malformed CIDR, one '/' required");
+    };
+    let Some((ip, bits)) = s.split_once('/') else {
+        return err(format!("Malformed CIDR, one '/' required: {s}"));
+    };
+    let net: IpAddr = ip
+        .parse()
+        .map_err(|_| PolicyError(format!("Nonstandard IP address: {ip}")))?;
     let max = if net.is_ipv4() { 32 } else { 128 };
-    let bits: u8 = bits.parse().ok().filter(|b| *b <= max).ok_or_else(|| PolicyError(format!("Malformed CIDR, mask bits must be 0..={max}: {s}")))?;
+    let bits: u8 =
+        bits.parse().ok().filter(|b| *b <= max).ok_or_else(|| {
+            PolicyError(format!("Malformed CIDR, mask bits must be 0..={max}: {s}"))
+        })?;
     Ok(Cond::Cidr { net, bits })
 }
 
 fn parse_numeric(arg: &Value) -> Result<Cond, PolicyError> {
-    let Value::Array(items) = arg else { return err("Value of numeric must be an array.") };
+    let Value::Array(items) = arg else {
+        return err("Value of numeric must be an array.");
+    };
     if items.is_empty() {
         return err("Invalid member in numeric match: ]");
     }
@@ -492,7 +568,11 @@ fn parse_numeric(arg: &Value) -> Result<Cond, PolicyError> {
             return err("Bottom must be less than top");
         }
     }
-    Ok(Cond::Numeric { lower, upper, equal })
+    Ok(Cond::Numeric {
+        lower,
+        upper,
+        equal,
+    })
 }
 
 fn parse_anything_but(arg: &Value) -> Result<Cond, PolicyError> {
@@ -509,21 +589,39 @@ fn parse_anything_but(arg: &Value) -> Result<Cond, PolicyError> {
             if items.is_empty() {
                 return err("Empty arrays are not allowed");
             }
-            Ok(Cond::AnythingBut(items.iter().map(lit).collect::<Result<_, _>>()?))
+            Ok(Cond::AnythingBut(
+                items.iter().map(lit).collect::<Result<_, _>>()?,
+            ))
         }
         Value::Object(o) => {
             if o.len() != 1 {
                 return err("Only one key allowed in match expression");
             }
-            let Some((op, v)) = o.iter().next() else { return err("empty match expression") };
+            let Some((op, v)) = o.iter().next() else {
+                return err("empty match expression");
+            };
             match (op.as_str(), v) {
-                ("prefix", Value::String(s)) if !s.is_empty() => Ok(Cond::AnythingButPrefix(s.clone())),
-                ("suffix", Value::String(s)) if !s.is_empty() => Ok(Cond::AnythingButSuffix(s.clone())),
-                ("equals-ignore-case", Value::String(s)) => Ok(Cond::AnythingButEqualsIgnoreCase(vec![s.clone()])),
-                ("equals-ignore-case", Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
-                    Ok(Cond::AnythingButEqualsIgnoreCase(a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()))
+                ("prefix", Value::String(s)) if !s.is_empty() => {
+                    Ok(Cond::AnythingButPrefix(s.clone()))
                 }
-                ("prefix" | "suffix", _) => err(format!("Value of {op} must be a non-empty string")),
+                ("suffix", Value::String(s)) if !s.is_empty() => {
+                    Ok(Cond::AnythingButSuffix(s.clone()))
+                }
+                ("equals-ignore-case", Value::String(s)) => {
+                    Ok(Cond::AnythingButEqualsIgnoreCase(vec![s.clone()]))
+                }
+                ("equals-ignore-case", Value::Array(a))
+                    if !a.is_empty() && a.iter().all(Value::is_string) =>
+                {
+                    Ok(Cond::AnythingButEqualsIgnoreCase(
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(str::to_string))
+                            .collect(),
+                    ))
+                }
+                ("prefix" | "suffix", _) => {
+                    err(format!("Value of {op} must be a non-empty string"))
+                }
                 _ => err(format!("Unsupported anything-but pattern: {op}")),
             }
         }

@@ -96,7 +96,10 @@ pub enum TopicError {
 }
 
 fn param(parameter: &str, reason: impl Into<String>) -> TopicError {
-    TopicError::InvalidParameter { parameter: parameter.into(), reason: reason.into() }
+    TopicError::InvalidParameter {
+        parameter: parameter.into(),
+        reason: reason.into(),
+    }
 }
 
 /// How the topic router is opened.
@@ -205,7 +208,10 @@ struct TopicCatalog {
 
 impl Default for TopicCatalog {
     fn default() -> Self {
-        TopicCatalog { version: CATALOG_VERSION, topics: BTreeMap::new() }
+        TopicCatalog {
+            version: CATALOG_VERSION,
+            topics: BTreeMap::new(),
+        }
     }
 }
 
@@ -330,9 +336,16 @@ struct Published {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum IntentRecord {
     /// A fan-out about to start: the message and the subscriptions it goes to.
-    Intent { published: Published, targets: Vec<String> },
+    Intent {
+        published: Published,
+        targets: Vec<String>,
+    },
     /// The targets of the intent at `offset` that are done; `complete` closes it.
-    Done { offset: u64, done: Vec<String>, complete: bool },
+    Done {
+        offset: u64,
+        done: Vec<String>,
+        complete: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -363,7 +376,10 @@ mod attrs_serde {
         b: Option<String>,
     }
 
-    pub fn serialize<S: Serializer>(m: &BTreeMap<String, MessageAttributeValue>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<String, MessageAttributeValue>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let out: BTreeMap<&String, A> = m
             .iter()
             .map(|(k, v)| {
@@ -372,7 +388,9 @@ mod attrs_serde {
                     A {
                         t: v.data_type.clone(),
                         s: v.string_value.clone(),
-                        b: v.binary_value.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+                        b: v.binary_value
+                            .as_ref()
+                            .map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
                     },
                 )
             })
@@ -380,7 +398,9 @@ mod attrs_serde {
         out.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, MessageAttributeValue>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, MessageAttributeValue>, D::Error> {
         let m: BTreeMap<String, A> = BTreeMap::deserialize(d)?;
         Ok(m.into_iter()
             .map(|(k, a)| {
@@ -436,7 +456,11 @@ pub fn validate_topic_name(name: &str, fifo: bool) -> Result<(), TopicError> {
         return Err(bad("Topic Name must be 1 to 256 characters"));
     }
     let stem = name.strip_suffix(".fifo");
-    let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
     match (fifo, stem) {
         (true, Some(s)) if ok(s) => Ok(()),
         (true, _) => Err(bad("Fifo Topic names must end with .fifo and must be made up of only uppercase and lowercase ASCII letters, numbers, underscores, and hyphens")),
@@ -446,14 +470,28 @@ pub fn validate_topic_name(name: &str, fifo: bool) -> Result<(), TopicError> {
     }
 }
 
-fn validate_attributes(attrs: &BTreeMap<String, MessageAttributeValue>) -> Result<usize, TopicError> {
+fn validate_attributes(
+    attrs: &BTreeMap<String, MessageAttributeValue>,
+) -> Result<usize, TopicError> {
     if attrs.len() > MAX_MESSAGE_ATTRIBUTES {
         return Err(param("MessageAttributes", format!("Number of message attributes [{}] exceeds the allowed maximum [{MAX_MESSAGE_ATTRIBUTES}].", attrs.len())));
     }
     let mut size = 0;
     for (k, v) in attrs {
-        if k.is_empty() || k.len() > 256 || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || k.starts_with('.') || k.ends_with('.') || k.contains("..") || k.to_ascii_lowercase().starts_with("aws.") {
-            return Err(param("MessageAttributes", format!("Invalid attribute name: {k}")));
+        if k.is_empty()
+            || k.len() > 256
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || k.starts_with('.')
+            || k.ends_with('.')
+            || k.contains("..")
+            || k.to_ascii_lowercase().starts_with("aws.")
+        {
+            return Err(param(
+                "MessageAttributes",
+                format!("Invalid attribute name: {k}"),
+            ));
         }
         let base = v.data_type.split('.').next().unwrap_or("");
         match base {
@@ -493,9 +531,15 @@ pub fn queue_name_from_arn(arn: &str) -> Option<&str> {
 
 fn parse_redrive(json: &str) -> Result<String, TopicError> {
     let bad = |r: &str| param("RedrivePolicy", r);
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|_| bad("Invalid RedrivePolicy: not valid JSON"))?;
-    let arn = v.get("deadLetterTargetArn").and_then(|a| a.as_str()).ok_or_else(|| bad("deadLetterTargetArn is missing"))?;
-    queue_name_from_arn(arn).map(str::to_string).ok_or_else(|| bad("Invalid deadLetterTargetArn: must be an SQS queue ARN"))
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|_| bad("Invalid RedrivePolicy: not valid JSON"))?;
+    let arn = v
+        .get("deadLetterTargetArn")
+        .and_then(|a| a.as_str())
+        .ok_or_else(|| bad("deadLetterTargetArn is missing"))?;
+    queue_name_from_arn(arn)
+        .map(str::to_string)
+        .ok_or_else(|| bad("Invalid deadLetterTargetArn: must be an SQS queue ARN"))
 }
 
 impl Topics {
@@ -503,12 +547,17 @@ impl Topics {
     /// broker. `broker` is the queue broker that SQS subscriptions deliver into. Blocking.
     pub fn open(config: TopicsConfig, broker: Broker) -> Result<Topics, TopicError> {
         let dir = config.data_dir.join(TOPICS_DIR);
-        std::fs::create_dir_all(&dir).map_err(|e| BrokerError::Storage(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| BrokerError::Storage(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(CATALOG_FILE);
         let catalog: TopicCatalog = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| BrokerError::Storage(format!("topic catalog {} is corrupt: {e}", path.display())))?,
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                BrokerError::Storage(format!("topic catalog {} is corrupt: {e}", path.display()))
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => TopicCatalog::default(),
-            Err(e) => return Err(BrokerError::Storage(format!("reading {}: {e}", path.display())).into()),
+            Err(e) => {
+                return Err(BrokerError::Storage(format!("reading {}: {e}", path.display())).into())
+            }
         };
         let delivery = Broker::open(BrokerConfig {
             default_durability: config.durability,
@@ -518,7 +567,11 @@ impl Topics {
         })?;
         let intents = ferry_log::Log::open(
             dir.join("intents"),
-            ferry_log::LogConfig { segment_bytes: INTENT_SEGMENT_BYTES, durability: config.durability, ..Default::default() },
+            ferry_log::LogConfig {
+                segment_bytes: INTENT_SEGMENT_BYTES,
+                durability: config.durability,
+                ..Default::default()
+            },
         )
         .map_err(|e| BrokerError::Storage(format!("opening the topic intent log: {e}")))?;
         let open_intents = read_open_intents(&intents)?;
@@ -566,7 +619,10 @@ impl Topics {
     }
 
     pub fn topic_arn(&self, name: &str) -> String {
-        format!("arn:aws:sns:{}:{}:{name}", self.inner.config.region, self.inner.config.account_id)
+        format!(
+            "arn:aws:sns:{}:{}:{name}",
+            self.inner.config.region, self.inner.config.account_id
+        )
     }
 
     pub fn subscription_arn(&self, topic: &str, id: &str) -> String {
@@ -574,19 +630,24 @@ impl Topics {
     }
 
     pub fn queue_arn(&self, queue: &str) -> String {
-        format!("arn:aws:sqs:{}:{}:{queue}", self.inner.config.region, self.inner.config.account_id)
+        format!(
+            "arn:aws:sqs:{}:{}:{queue}",
+            self.inner.config.region, self.inner.config.account_id
+        )
     }
 
     /// Topic name of a topic ARN (any region/account is accepted).
     pub fn topic_from_arn(arn: &str) -> Option<&str> {
         let parts: Vec<&str> = arn.split(':').collect();
-        (parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && !parts[5].is_empty()).then(|| parts[5])
+        (parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && !parts[5].is_empty())
+            .then(|| parts[5])
     }
 
     /// (topic, subscription id) of a subscription ARN.
     pub fn subscription_from_arn(arn: &str) -> Option<(&str, &str)> {
         let parts: Vec<&str> = arn.split(':').collect();
-        (parts.len() == 7 && parts[0] == "arn" && parts[2] == "sns" && !parts[6].is_empty()).then(|| (parts[5], parts[6]))
+        (parts.len() == 7 && parts[0] == "arn" && parts[2] == "sns" && !parts[6].is_empty())
+            .then(|| (parts[5], parts[6]))
     }
 
     fn now(&self) -> u64 {
@@ -599,7 +660,8 @@ impl Topics {
     }
 
     fn save(&self, next: &TopicCatalog) -> Result<(), TopicError> {
-        let bytes = serde_json::to_vec_pretty(next).map_err(|e| BrokerError::Storage(format!("encoding the topic catalog: {e}")))?;
+        let bytes = serde_json::to_vec_pretty(next)
+            .map_err(|e| BrokerError::Storage(format!("encoding the topic catalog: {e}")))?;
         crate::catalog::write_atomic(&self.inner.dir.join(CATALOG_FILE), &bytes)?;
         Ok(())
     }
@@ -615,11 +677,9 @@ impl Topics {
                 .subscriptions
                 .values()
                 .map(|s| {
-                    let filter = s
-                        .attributes
-                        .filter_policy
-                        .as_deref()
-                        .and_then(|p| FilterPolicy::parse(p, s.attributes.filter_policy_scope).ok());
+                    let filter = s.attributes.filter_policy.as_deref().and_then(|p| {
+                        FilterPolicy::parse(p, s.attributes.filter_policy_scope).ok()
+                    });
                     Arc::new(LiveSubscription {
                         sub: s.clone(),
                         filter,
@@ -638,14 +698,22 @@ impl Topics {
                 }),
             );
         }
-        counters.retain(|id, _| catalog.topics.values().any(|t| t.subscriptions.contains_key(id)));
+        counters.retain(|id, _| {
+            catalog
+                .topics
+                .values()
+                .any(|t| t.subscriptions.contains_key(id))
+        });
         published.retain(|n, _| catalog.topics.contains_key(n));
         orders.retain(|n, _| catalog.topics.contains_key(n));
         *self.inner.live.write() = Arc::new(live);
     }
 
     /// Applies `f` to a copy of the catalog, saves it durably, then installs it.
-    fn edit<T>(&self, f: impl FnOnce(&mut TopicCatalog) -> Result<T, TopicError>) -> Result<T, TopicError> {
+    fn edit<T>(
+        &self,
+        f: impl FnOnce(&mut TopicCatalog) -> Result<T, TopicError>,
+    ) -> Result<T, TopicError> {
         let mut catalog = self.inner.catalog.lock();
         let mut next = catalog.clone();
         let out = f(&mut next)?;
@@ -660,16 +728,27 @@ impl Topics {
     // ------------------------------------------------------------------ topics
 
     /// Creates a topic; idempotent when the attributes are equal.
-    pub fn create_topic(&self, name: &str, attributes: TopicAttributes, tags: BTreeMap<String, String>) -> Result<TopicInfo, TopicError> {
+    pub fn create_topic(
+        &self,
+        name: &str,
+        attributes: TopicAttributes,
+        tags: BTreeMap<String, String>,
+    ) -> Result<TopicInfo, TopicError> {
         validate_topic_name(name, attributes.fifo)?;
         validate_topic_attributes(&attributes)?;
         validate_tags(&tags)?;
         let now = self.now();
         self.edit(|c| {
             if let Some(e) = c.topics.get(name) {
-                let plain = TopicAttributes { fifo: e.attributes.fifo, ..Default::default() };
+                let plain = TopicAttributes {
+                    fifo: e.attributes.fifo,
+                    ..Default::default()
+                };
                 if e.attributes != attributes && attributes != plain {
-                    return Err(param("Attributes", "Topic already exists with different attributes"));
+                    return Err(param(
+                        "Attributes",
+                        "Topic already exists with different attributes",
+                    ));
                 }
                 if !tags.is_empty() && e.tags != tags {
                     return Err(param("Tags", "Topic already exists with different tags"));
@@ -677,9 +756,19 @@ impl Topics {
                 return Ok(());
             }
             if c.topics.len() >= MAX_TOPICS {
-                return Err(TopicError::LimitExceeded(format!("at most {MAX_TOPICS} topics")));
+                return Err(TopicError::LimitExceeded(format!(
+                    "at most {MAX_TOPICS} topics"
+                )));
             }
-            c.topics.insert(name.to_string(), TopicEntry { attributes, tags, created_ms: now, subscriptions: BTreeMap::new() });
+            c.topics.insert(
+                name.to_string(),
+                TopicEntry {
+                    attributes,
+                    tags,
+                    created_ms: now,
+                    subscriptions: BTreeMap::new(),
+                },
+            );
             Ok(())
         })?;
         self.get_topic(name)
@@ -702,7 +791,10 @@ impl Topics {
 
     pub fn get_topic(&self, name: &str) -> Result<TopicInfo, TopicError> {
         let c = self.inner.catalog.lock();
-        let e = c.topics.get(name).ok_or_else(|| TopicError::TopicNotFound(name.to_string()))?;
+        let e = c
+            .topics
+            .get(name)
+            .ok_or_else(|| TopicError::TopicNotFound(name.to_string()))?;
         let confirmed = e.subscriptions.values().filter(|s| s.confirmed).count() as u64;
         Ok(TopicInfo {
             name: name.to_string(),
@@ -715,9 +807,16 @@ impl Topics {
         })
     }
 
-    pub fn update_topic_attributes(&self, name: &str, change: impl FnOnce(&mut TopicAttributes) -> Result<(), TopicError>) -> Result<TopicInfo, TopicError> {
+    pub fn update_topic_attributes(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut TopicAttributes) -> Result<(), TopicError>,
+    ) -> Result<TopicInfo, TopicError> {
         self.edit(|c| {
-            let e = c.topics.get_mut(name).ok_or_else(|| TopicError::TopicNotFound(name.to_string()))?;
+            let e = c
+                .topics
+                .get_mut(name)
+                .ok_or_else(|| TopicError::TopicNotFound(name.to_string()))?;
             let mut a = e.attributes.clone();
             change(&mut a)?;
             if a.fifo != e.attributes.fifo {
@@ -732,7 +831,10 @@ impl Topics {
 
     pub fn tag_topic(&self, name: &str, tags: BTreeMap<String, String>) -> Result<(), TopicError> {
         self.edit(|c| {
-            let e = c.topics.get_mut(name).ok_or_else(|| TopicError::TopicNotFound(name.to_string()))?;
+            let e = c
+                .topics
+                .get_mut(name)
+                .ok_or_else(|| TopicError::TopicNotFound(name.to_string()))?;
             e.tags.extend(tags);
             validate_tags(&e.tags)
         })
@@ -740,7 +842,10 @@ impl Topics {
 
     pub fn untag_topic(&self, name: &str, keys: &[String]) -> Result<(), TopicError> {
         self.edit(|c| {
-            let e = c.topics.get_mut(name).ok_or_else(|| TopicError::TopicNotFound(name.to_string()))?;
+            let e = c
+                .topics
+                .get_mut(name)
+                .ok_or_else(|| TopicError::TopicNotFound(name.to_string()))?;
             for k in keys {
                 e.tags.remove(k);
             }
@@ -754,32 +859,64 @@ impl Topics {
     /// subscriptions are confirmed at once; HTTP(S) ones get a SubscriptionConfirmation POST and
     /// stay pending until `confirm_subscription`. Subscribing the same endpoint again returns the
     /// existing subscription.
-    pub fn subscribe(&self, topic: &str, protocol: &str, endpoint: &str, attributes: SubscriptionAttributes) -> Result<Subscription, TopicError> {
+    pub fn subscribe(
+        &self,
+        topic: &str,
+        protocol: &str,
+        endpoint: &str,
+        attributes: SubscriptionAttributes,
+    ) -> Result<Subscription, TopicError> {
         let protocol = match protocol {
             "sqs" => Protocol::Sqs,
             "http" => Protocol::Http,
             "https" => Protocol::Https,
             "email" | "email-json" | "sms" | "application" | "lambda" | "firehose" => {
-                return Err(TopicError::Unsupported(format!("Protocol {protocol} is not supported by Ferry (supported: sqs, http, https)")))
+                return Err(TopicError::Unsupported(format!(
+                    "Protocol {protocol} is not supported by Ferry (supported: sqs, http, https)"
+                )))
             }
             other => return Err(param("Protocol", format!("Invalid protocol type: {other}"))),
         };
         let queue = match protocol {
-            Protocol::Sqs => Some(queue_name_from_arn(endpoint).ok_or_else(|| param("SQS endpoint ARN", format!("Invalid SQS endpoint ARN: {endpoint}")))?.to_string()),
+            Protocol::Sqs => Some(
+                queue_name_from_arn(endpoint)
+                    .ok_or_else(|| {
+                        param(
+                            "SQS endpoint ARN",
+                            format!("Invalid SQS endpoint ARN: {endpoint}"),
+                        )
+                    })?
+                    .to_string(),
+            ),
             Protocol::Http if endpoint.starts_with("http://") => None,
             Protocol::Https if endpoint.starts_with("https://") => None,
-            _ => return Err(param("Endpoint", format!("Endpoint must match the specified protocol: {endpoint}"))),
+            _ => {
+                return Err(param(
+                    "Endpoint",
+                    format!("Endpoint must match the specified protocol: {endpoint}"),
+                ))
+            }
         };
         let attributes = self.check_subscription_attributes(attributes)?;
         let (fifo, existing) = {
             let c = self.inner.catalog.lock();
-            let t = c.topics.get(topic).ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
-            let existing = t.subscriptions.values().find(|s| s.protocol == protocol && s.endpoint == endpoint).cloned();
+            let t = c
+                .topics
+                .get(topic)
+                .ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
+            let existing = t
+                .subscriptions
+                .values()
+                .find(|s| s.protocol == protocol && s.endpoint == endpoint)
+                .cloned();
             (t.attributes.fifo, existing)
         };
         if let Some(s) = existing {
             if s.attributes != attributes && attributes != SubscriptionAttributes::default() {
-                return Err(param("Attributes", "Subscription already exists with different attributes"));
+                return Err(param(
+                    "Attributes",
+                    "Subscription already exists with different attributes",
+                ));
             }
             return Ok(s);
         }
@@ -788,7 +925,10 @@ impl Topics {
         }
         if let Some(q) = &queue {
             if q.ends_with(".fifo") && !fifo {
-                return Err(param("Endpoint", "a FIFO queue can subscribe only to a FIFO topic"));
+                return Err(param(
+                    "Endpoint",
+                    "a FIFO queue can subscribe only to a FIFO topic",
+                ));
             }
         }
         let id = envelope::uuid();
@@ -808,14 +948,23 @@ impl Topics {
             let dq = delivery_queue_name(&id);
             self.inner.delivery.create_queue(
                 &dq,
-                QueueAttributes { visibility_timeout_seconds: delivery::DELIVERY_LEASE_SECONDS, message_retention_seconds: 1_209_600, ..Default::default() },
+                QueueAttributes {
+                    visibility_timeout_seconds: delivery::DELIVERY_LEASE_SECONDS,
+                    message_retention_seconds: 1_209_600,
+                    ..Default::default()
+                },
                 BTreeMap::new(),
             )?;
         }
         let created = self.edit(|c| {
-            let t = c.topics.get_mut(topic).ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
+            let t = c
+                .topics
+                .get_mut(topic)
+                .ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
             if t.subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_TOPIC {
-                return Err(TopicError::LimitExceeded(format!("at most {MAX_SUBSCRIPTIONS_PER_TOPIC} subscriptions per topic")));
+                return Err(TopicError::LimitExceeded(format!(
+                    "at most {MAX_SUBSCRIPTIONS_PER_TOPIC} subscriptions per topic"
+                )));
             }
             t.subscriptions.insert(id.clone(), sub.clone());
             Ok(())
@@ -854,19 +1003,26 @@ impl Topics {
                 Ok(())
             }
             Err(_) => {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| BrokerError::Storage(e.to_string()))?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| BrokerError::Storage(e.to_string()))?;
                 rt.block_on(fut)?;
                 Ok(())
             }
         }
     }
 
-    fn check_subscription_attributes(&self, mut a: SubscriptionAttributes) -> Result<SubscriptionAttributes, TopicError> {
+    fn check_subscription_attributes(
+        &self,
+        mut a: SubscriptionAttributes,
+    ) -> Result<SubscriptionAttributes, TopicError> {
         if let Some(p) = &a.filter_policy {
             if p.trim().is_empty() || p.trim() == "{}" {
                 a.filter_policy = None;
             } else {
-                FilterPolicy::parse(p, a.filter_policy_scope).map_err(|e| TopicError::InvalidFilterPolicy(e.0))?;
+                FilterPolicy::parse(p, a.filter_policy_scope)
+                    .map_err(|e| TopicError::InvalidFilterPolicy(e.0))?;
             }
         }
         match &a.redrive_policy {
@@ -877,15 +1033,23 @@ impl Topics {
             }
         }
         if let Some(d) = &a.delivery_policy {
-            delivery::RetryPolicy::from_subscription_policy(d).map_err(|r| param("DeliveryPolicy", r))?;
+            delivery::RetryPolicy::from_subscription_policy(d)
+                .map_err(|r| param("DeliveryPolicy", r))?;
         }
         Ok(a)
     }
 
     /// Confirms the pending subscription of `topic` that was sent `token`.
-    pub fn confirm_subscription(&self, topic: &str, token: &str) -> Result<Subscription, TopicError> {
+    pub fn confirm_subscription(
+        &self,
+        topic: &str,
+        token: &str,
+    ) -> Result<Subscription, TopicError> {
         self.edit(|c| {
-            let t = c.topics.get_mut(topic).ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
+            let t = c
+                .topics
+                .get_mut(topic)
+                .ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
             let s = t
                 .subscriptions
                 .values_mut()
@@ -898,8 +1062,13 @@ impl Topics {
 
     pub fn unsubscribe(&self, topic: &str, id: &str) -> Result<(), TopicError> {
         let removed = self.edit(|c| {
-            let t = c.topics.get_mut(topic).ok_or_else(|| TopicError::SubscriptionNotFound(id.to_string()))?;
-            t.subscriptions.remove(id).ok_or_else(|| TopicError::SubscriptionNotFound(id.to_string()))
+            let t = c
+                .topics
+                .get_mut(topic)
+                .ok_or_else(|| TopicError::SubscriptionNotFound(id.to_string()))?;
+            t.subscriptions
+                .remove(id)
+                .ok_or_else(|| TopicError::SubscriptionNotFound(id.to_string()))
         })?;
         self.drop_delivery_queue(&removed);
         Ok(())
@@ -907,7 +1076,11 @@ impl Topics {
 
     fn drop_delivery_queue(&self, s: &Subscription) {
         if s.protocol != Protocol::Sqs {
-            if let Err(e) = self.inner.delivery.delete_queue(&delivery_queue_name(&s.id)) {
+            if let Err(e) = self
+                .inner
+                .delivery
+                .delete_queue(&delivery_queue_name(&s.id))
+            {
                 tracing::warn!(subscription = %s.id, error = %e, "deleting a delivery queue");
             }
         }
@@ -922,7 +1095,12 @@ impl Topics {
             .ok_or_else(|| TopicError::SubscriptionNotFound(id.to_string()))
     }
 
-    pub fn update_subscription(&self, topic: &str, id: &str, change: impl FnOnce(&mut SubscriptionAttributes)) -> Result<Subscription, TopicError> {
+    pub fn update_subscription(
+        &self,
+        topic: &str,
+        id: &str,
+        change: impl FnOnce(&mut SubscriptionAttributes),
+    ) -> Result<Subscription, TopicError> {
         let current = self.get_subscription(topic, id)?;
         let mut a = current.attributes.clone();
         change(&mut a);
@@ -942,39 +1120,86 @@ impl Topics {
     pub fn list_subscriptions(&self, topic: Option<&str>) -> Result<Vec<Subscription>, TopicError> {
         let c = self.inner.catalog.lock();
         match topic {
-            Some(t) => Ok(c.topics.get(t).ok_or_else(|| TopicError::TopicNotFound(t.to_string()))?.subscriptions.values().cloned().collect()),
-            None => Ok(c.topics.values().flat_map(|t| t.subscriptions.values().cloned()).collect()),
+            Some(t) => Ok(c
+                .topics
+                .get(t)
+                .ok_or_else(|| TopicError::TopicNotFound(t.to_string()))?
+                .subscriptions
+                .values()
+                .cloned()
+                .collect()),
+            None => Ok(c
+                .topics
+                .values()
+                .flat_map(|t| t.subscriptions.values().cloned())
+                .collect()),
         }
     }
 
     // ------------------------------------------------------------------ publish
 
     /// Publishes one message; see the module docs for the guarantee.
-    pub async fn publish(&self, topic: &str, request: PublishRequest) -> Result<PublishOutcome, TopicError> {
-        let live = self.inner.live.read().get(topic).cloned().ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
+    pub async fn publish(
+        &self,
+        topic: &str,
+        request: PublishRequest,
+    ) -> Result<PublishOutcome, TopicError> {
+        let live = self
+            .inner
+            .live
+            .read()
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
         self.check_publish(&live, &request)?;
         let mut request = request;
         let now = self.now();
-        let _order = if live.attributes.fifo { Some(live.order.clone().lock_owned().await) } else { None };
+        let _order = if live.attributes.fifo {
+            Some(live.order.clone().lock_owned().await)
+        } else {
+            None
+        };
         let mut sequence_number = None;
         if live.attributes.fifo {
             if request.deduplication_id.is_none() {
                 use sha2::Digest;
-                request.deduplication_id = Some(hex::encode(sha2::Sha256::digest(request.message.as_bytes())));
+                request.deduplication_id = Some(hex::encode(sha2::Sha256::digest(
+                    request.message.as_bytes(),
+                )));
             }
-            let key = (topic.to_string(), request.deduplication_id.clone().unwrap_or_default());
+            let key = (
+                topic.to_string(),
+                request.deduplication_id.clone().unwrap_or_default(),
+            );
             let mut dedup = self.inner.dedup.lock();
             dedup.retain(|_, (_, _, exp)| *exp > now);
             if let Some((id, seq, _)) = dedup.get(&key) {
-                return Ok(PublishOutcome { message_id: id.clone(), sequence_number: Some(seq.clone()) });
+                return Ok(PublishOutcome {
+                    message_id: id.clone(),
+                    sequence_number: Some(seq.clone()),
+                });
             }
-            let seq = self.inner.fifo_seq.fetch_add(1, Ordering::SeqCst).max(now * 1000);
+            let seq = self
+                .inner
+                .fifo_seq
+                .fetch_add(1, Ordering::SeqCst)
+                .max(now * 1000);
             self.inner.fifo_seq.fetch_max(seq + 1, Ordering::SeqCst);
             sequence_number = Some(format!("{seq:020}"));
         }
-        let published = Published { message_id: envelope::uuid(), topic: topic.to_string(), timestamp_ms: now, sequence_number: sequence_number.clone(), request };
+        let published = Published {
+            message_id: envelope::uuid(),
+            topic: topic.to_string(),
+            timestamp_ms: now,
+            sequence_number: sequence_number.clone(),
+            request,
+        };
         // Filter.
-        let body_json = if live.subscriptions.iter().any(|s| s.filter.as_ref().is_some_and(|f| f.scope() == FilterPolicyScope::MessageBody)) {
+        let body_json = if live.subscriptions.iter().any(|s| {
+            s.filter
+                .as_ref()
+                .is_some_and(|f| f.scope() == FilterPolicyScope::MessageBody)
+        }) {
             serde_json::from_str::<serde_json::Value>(&published.request.message).ok()
         } else {
             None
@@ -993,7 +1218,10 @@ impl Topics {
             targets.push(s.clone());
         }
         live.published.fetch_add(1, Ordering::Relaxed);
-        let outcome = PublishOutcome { message_id: published.message_id.clone(), sequence_number: sequence_number.clone() };
+        let outcome = PublishOutcome {
+            message_id: published.message_id.clone(),
+            sequence_number: sequence_number.clone(),
+        };
         if targets.is_empty() {
             self.remember_dedup(&live, &published, now);
             return Ok(outcome);
@@ -1009,14 +1237,32 @@ impl Topics {
             };
         }
         let ids: Vec<String> = targets.iter().map(|t| t.sub.id.clone()).collect();
-        let record = IntentRecord::Intent { published: published.clone(), targets: ids.clone() };
+        let record = IntentRecord::Intent {
+            published: published.clone(),
+            targets: ids.clone(),
+        };
         let offset = self.append_intent(&record, true).await?;
-        self.inner.open_intents.lock().insert(offset, Intent { published: published.clone(), targets: ids });
+        self.inner.open_intents.lock().insert(
+            offset,
+            Intent {
+                published: published.clone(),
+                targets: ids,
+            },
+        );
         let (done, failure) = self.fan_out(&targets, &published).await;
         match failure {
             None => {
                 self.inner.open_intents.lock().remove(&offset);
-                let _ = self.append_intent(&IntentRecord::Done { offset, done: Vec::new(), complete: true }, false).await;
+                let _ = self
+                    .append_intent(
+                        &IntentRecord::Done {
+                            offset,
+                            done: Vec::new(),
+                            complete: true,
+                        },
+                        false,
+                    )
+                    .await;
                 self.remember_dedup(&live, &published, now);
                 Ok(outcome)
             }
@@ -1024,7 +1270,16 @@ impl Topics {
                 if let Some(i) = self.inner.open_intents.lock().get_mut(&offset) {
                     i.targets.retain(|t| !done.contains(t));
                 }
-                let _ = self.append_intent(&IntentRecord::Done { offset, done, complete: false }, false).await;
+                let _ = self
+                    .append_intent(
+                        &IntentRecord::Done {
+                            offset,
+                            done,
+                            complete: false,
+                        },
+                        false,
+                    )
+                    .await;
                 Err(e.into())
             }
         }
@@ -1033,16 +1288,29 @@ impl Topics {
     fn remember_dedup(&self, live: &LiveTopic, p: &Published, now: u64) {
         if live.attributes.fifo {
             if let (Some(d), Some(seq)) = (&p.request.deduplication_id, &p.sequence_number) {
-                self.inner.dedup.lock().insert((live.name.clone(), d.clone()), (p.message_id.clone(), seq.clone(), now + DEDUP_WINDOW_MS));
+                self.inner.dedup.lock().insert(
+                    (live.name.clone(), d.clone()),
+                    (p.message_id.clone(), seq.clone(), now + DEDUP_WINDOW_MS),
+                );
             }
         }
     }
 
     /// Appends to every target concurrently. Returns the ids done and the first retryable error.
-    async fn fan_out(&self, targets: &[Arc<LiveSubscription>], p: &Published) -> (Vec<String>, Option<BrokerError>) {
+    async fn fan_out(
+        &self,
+        targets: &[Arc<LiveSubscription>],
+        p: &Published,
+    ) -> (Vec<String>, Option<BrokerError>) {
         // Polled together in this task (no spawn per target): each queue append happens at
         // the first poll, then all wait for their logs' group commits at once.
-        let results = join_all(targets.iter().map(|t| async move { (t.sub.id.clone(), self.deliver(t, p).await) }).collect()).await;
+        let results = join_all(
+            targets
+                .iter()
+                .map(|t| async move { (t.sub.id.clone(), self.deliver(t, p).await) })
+                .collect(),
+        )
+        .await;
         let mut done = Vec::new();
         let mut failure = None;
         for (id, r) in results {
@@ -1057,11 +1325,22 @@ impl Topics {
     }
 
     async fn append_intent(&self, record: &IntentRecord, durable: bool) -> Result<u64, TopicError> {
-        let payload = serde_json::to_vec(record).map_err(|e| BrokerError::Storage(format!("encoding an intent: {e}")))?;
-        let storage = |e: ferry_log::LogError| TopicError::Broker(BrokerError::Storage(format!("topic intent log: {e}")));
-        let appended = self.inner.intents.append(&[ferry_log::Entry::new(self.now() as i64, payload)]).map_err(storage)?;
+        let payload = serde_json::to_vec(record)
+            .map_err(|e| BrokerError::Storage(format!("encoding an intent: {e}")))?;
+        let storage = |e: ferry_log::LogError| {
+            TopicError::Broker(BrokerError::Storage(format!("topic intent log: {e}")))
+        };
+        let appended = self
+            .inner
+            .intents
+            .append(&[ferry_log::Entry::new(self.now() as i64, payload)])
+            .map_err(storage)?;
         if durable {
-            self.inner.intents.wait_durable(appended.next_offset).await.map_err(storage)?;
+            self.inner
+                .intents
+                .wait_durable(appended.next_offset)
+                .await
+                .map_err(storage)?;
         }
         Ok(appended.base_offset)
     }
@@ -1069,8 +1348,12 @@ impl Topics {
     /// The body a subscription receives: per-protocol text under MessageStructure=json.
     fn message_for(p: &Published, protocol: Protocol) -> String {
         if p.request.message_structure_json {
-            if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(&p.request.message) {
-                if let Some(serde_json::Value::String(s)) = m.get(protocol.as_str()).or_else(|| m.get("default")) {
+            if let Ok(serde_json::Value::Object(m)) =
+                serde_json::from_str::<serde_json::Value>(&p.request.message)
+            {
+                if let Some(serde_json::Value::String(s)) =
+                    m.get(protocol.as_str()).or_else(|| m.get("default"))
+                {
                     return s.clone();
                 }
             }
@@ -1079,7 +1362,11 @@ impl Topics {
     }
 
     /// Renders the notification for `sub` (raw or enveloped).
-    fn render(&self, sub: &Subscription, p: &Published) -> (String, BTreeMap<String, MessageAttributeValue>) {
+    fn render(
+        &self,
+        sub: &Subscription,
+        p: &Published,
+    ) -> (String, BTreeMap<String, MessageAttributeValue>) {
         let message = Self::message_for(p, sub.protocol);
         if sub.attributes.raw_message_delivery {
             return (message, p.request.attributes.clone());
@@ -1114,19 +1401,59 @@ impl Topics {
                 let msg = SendMessage {
                     body: body.clone(),
                     attributes: attributes.clone(),
-                    group_id: if fifo_queue { p.request.group_id.clone() } else { None },
-                    deduplication_id: if fifo_queue { p.request.deduplication_id.clone() } else { None },
+                    group_id: if fifo_queue {
+                        p.request.group_id.clone()
+                    } else {
+                        None
+                    },
+                    deduplication_id: if fifo_queue {
+                        p.request.deduplication_id.clone()
+                    } else {
+                        None
+                    },
                     ..Default::default()
                 };
-                self.inner.broker.send(&queue, vec![msg]).await.and_then(|mut r| r.pop().unwrap_or(Ok(crate::SendOutcome { message_id: String::new(), sequence_number: None, deduplicated: true })).map(|_| ()))
+                self.inner
+                    .broker
+                    .send(&queue, vec![msg])
+                    .await
+                    .and_then(|mut r| {
+                        r.pop()
+                            .unwrap_or(Ok(crate::SendOutcome {
+                                message_id: String::new(),
+                                sequence_number: None,
+                                deduplicated: true,
+                            }))
+                            .map(|_| ())
+                    })
             }
             Protocol::Http | Protocol::Https => {
-                let mut msg = delivery::delivery_message(body.clone(), "Notification", s.sub.attributes.raw_message_delivery);
+                let mut msg = delivery::delivery_message(
+                    body.clone(),
+                    "Notification",
+                    s.sub.attributes.raw_message_delivery,
+                );
                 msg.attributes.insert(
                     delivery::ATTR_MESSAGE_ID.into(),
-                    MessageAttributeValue { data_type: "String".into(), string_value: Some(p.message_id.clone()), binary_value: None },
+                    MessageAttributeValue {
+                        data_type: "String".into(),
+                        string_value: Some(p.message_id.clone()),
+                        binary_value: None,
+                    },
                 );
-                self.inner.delivery.send(&delivery_queue_name(&s.sub.id), vec![msg]).await.and_then(|mut r| r.pop().unwrap_or(Ok(crate::SendOutcome { message_id: String::new(), sequence_number: None, deduplicated: true })).map(|_| ()))
+                self.inner
+                    .delivery
+                    .send(&delivery_queue_name(&s.sub.id), vec![msg])
+                    .await
+                    .and_then(|mut r| {
+                        r.pop()
+                            .unwrap_or(Ok(crate::SendOutcome {
+                                message_id: String::new(),
+                                sequence_number: None,
+                                deduplicated: true,
+                            }))
+                            .map(|_| ())
+                    })
             }
         };
         match result {
@@ -1136,18 +1463,28 @@ impl Topics {
                 }
                 TargetResult::Delivered
             }
-            Err(e @ (BrokerError::Storage(_) | BrokerError::ShuttingDown)) => TargetResult::Retry(e),
+            Err(e @ (BrokerError::Storage(_) | BrokerError::ShuttingDown)) => {
+                TargetResult::Retry(e)
+            }
             Err(e) => {
                 tracing::warn!(subscription = %s.sub.id, error = %e, "a subscription's queue refused a notification");
                 s.counters.failed.fetch_add(1, Ordering::Relaxed);
                 if let Some(dlq) = &s.sub.attributes.dead_letter_queue {
-                    let msg = SendMessage { body, attributes, ..Default::default() };
+                    let msg = SendMessage {
+                        body,
+                        attributes,
+                        ..Default::default()
+                    };
                     match self.inner.broker.send(dlq, vec![msg]).await {
                         Ok(_) => {
                             s.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(e @ (BrokerError::Storage(_) | BrokerError::ShuttingDown)) => return TargetResult::Retry(e),
-                        Err(e) => tracing::warn!(subscription = %s.sub.id, error = %e, "dead-lettering a notification failed; dropped"),
+                        Err(e @ (BrokerError::Storage(_) | BrokerError::ShuttingDown)) => {
+                            return TargetResult::Retry(e)
+                        }
+                        Err(e) => {
+                            tracing::warn!(subscription = %s.sub.id, error = %e, "dead-lettering a notification failed; dropped")
+                        }
                     }
                 }
                 TargetResult::Refused
@@ -1161,26 +1498,52 @@ impl Topics {
         }
         let size = r.message.len() + validate_attributes(&r.attributes)?;
         if size > MAX_MESSAGE_BYTES {
-            return Err(param("Message", format!("Message too long: {size} bytes (at most {MAX_MESSAGE_BYTES})")));
+            return Err(param(
+                "Message",
+                format!("Message too long: {size} bytes (at most {MAX_MESSAGE_BYTES})"),
+            ));
         }
         if let Some(s) = &r.subject {
-            if s.is_empty() || s.chars().count() > MAX_SUBJECT_CHARS || s.chars().any(|c| c.is_control()) {
-                return Err(param("Subject", "Subject must be 1 to 100 printable ASCII characters"));
+            if s.is_empty()
+                || s.chars().count() > MAX_SUBJECT_CHARS
+                || s.chars().any(|c| c.is_control())
+            {
+                return Err(param(
+                    "Subject",
+                    "Subject must be 1 to 100 printable ASCII characters",
+                ));
             }
         }
         if r.message_structure_json {
             match serde_json::from_str::<serde_json::Value>(&r.message) {
-                Ok(serde_json::Value::Object(m)) if m.get("default").is_some_and(|d| d.is_string()) => {}
-                Ok(serde_json::Value::Object(_)) => return Err(param("Message", "Message Structure - No default entry in JSON message body")),
-                _ => return Err(param("Message", "Message Structure - JSON message body failed to parse")),
+                Ok(serde_json::Value::Object(m))
+                    if m.get("default").is_some_and(|d| d.is_string()) => {}
+                Ok(serde_json::Value::Object(_)) => {
+                    return Err(param(
+                        "Message",
+                        "Message Structure - No default entry in JSON message body",
+                    ))
+                }
+                _ => {
+                    return Err(param(
+                        "Message",
+                        "Message Structure - JSON message body failed to parse",
+                    ))
+                }
             }
         }
-        let id_ok = |s: &str| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic());
+        let id_ok =
+            |s: &str| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic());
         if live.attributes.fifo {
             match &r.group_id {
                 Some(g) if id_ok(g) => {}
                 Some(_) => return Err(param("MessageGroupId", "Invalid MessageGroupId")),
-                None => return Err(param("MessageGroupId", "The MessageGroupId parameter is required for FIFO topics")),
+                None => {
+                    return Err(param(
+                        "MessageGroupId",
+                        "The MessageGroupId parameter is required for FIFO topics",
+                    ))
+                }
             }
             match &r.deduplication_id {
                 Some(d) if !id_ok(d) => return Err(param("MessageDeduplicationId", "Invalid MessageDeduplicationId")),
@@ -1202,17 +1565,36 @@ impl Topics {
 
     /// Re-runs the fan-out of every open intent (after a crash or a storage failure).
     pub async fn complete_open_intents(&self) -> Result<usize, TopicError> {
-        let open: Vec<(u64, Intent)> = self.inner.open_intents.lock().iter().map(|(o, i)| (*o, i.clone())).collect();
+        let open: Vec<(u64, Intent)> = self
+            .inner
+            .open_intents
+            .lock()
+            .iter()
+            .map(|(o, i)| (*o, i.clone()))
+            .collect();
         let mut completed = 0;
         for (offset, intent) in open {
             let live = self.inner.live.read().get(&intent.published.topic).cloned();
             let targets: Vec<Arc<LiveSubscription>> = match &live {
-                Some(l) => l.subscriptions.iter().filter(|s| intent.targets.contains(&s.sub.id)).cloned().collect(),
+                Some(l) => l
+                    .subscriptions
+                    .iter()
+                    .filter(|s| intent.targets.contains(&s.sub.id))
+                    .cloned()
+                    .collect(),
                 None => Vec::new(),
             };
             let (done, failure) = self.fan_out(&targets, &intent.published).await;
             let complete = failure.is_none();
-            self.append_intent(&IntentRecord::Done { offset, done: done.clone(), complete }, true).await?;
+            self.append_intent(
+                &IntentRecord::Done {
+                    offset,
+                    done: done.clone(),
+                    complete,
+                },
+                true,
+            )
+            .await?;
             let mut open = self.inner.open_intents.lock();
             if complete {
                 open.remove(&offset);
@@ -1226,7 +1608,14 @@ impl Topics {
 
     /// Drops intent-log segments that hold only closed intents.
     fn truncate_intents(&self) {
-        let low = self.inner.open_intents.lock().keys().next().copied().unwrap_or_else(|| self.inner.intents.durable_offset());
+        let low = self
+            .inner
+            .open_intents
+            .lock()
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.inner.intents.durable_offset());
         if let Err(e) = self.inner.intents.truncate_before(low) {
             tracing::warn!(error = %e, "truncating the topic intent log");
         }
@@ -1298,18 +1687,27 @@ impl Topics {
 
 fn validate_topic_attributes(a: &TopicAttributes) -> Result<(), TopicError> {
     if a.display_name.chars().count() > 100 {
-        return Err(param("DisplayName", "DisplayName must be at most 100 characters"));
+        return Err(param(
+            "DisplayName",
+            "DisplayName must be at most 100 characters",
+        ));
     }
     if let Some(p) = &a.delivery_policy {
         delivery::RetryPolicy::from_topic_policy(p).map_err(|r| param("DeliveryPolicy", r))?;
     }
     if let Some(p) = &a.policy {
-        if serde_json::from_str::<serde_json::Value>(p).map(|v| !v.is_object()).unwrap_or(true) {
+        if serde_json::from_str::<serde_json::Value>(p)
+            .map(|v| !v.is_object())
+            .unwrap_or(true)
+        {
             return Err(param("Policy", "Policy must be a JSON object"));
         }
     }
     if a.content_based_deduplication && !a.fifo {
-        return Err(param("ContentBasedDeduplication", "Content-based deduplication can only be set for FIFO topics"));
+        return Err(param(
+            "ContentBasedDeduplication",
+            "Content-based deduplication can only be set for FIFO topics",
+        ));
     }
     Ok(())
 }
@@ -1320,7 +1718,10 @@ fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), TopicError> {
     }
     for (k, v) in tags {
         if k.is_empty() || k.len() > 128 || v.len() > 256 {
-            return Err(param("Tags", "Tag keys must be 1 to 128 characters and values at most 256"));
+            return Err(param(
+                "Tags",
+                "Tag keys must be 1 to 128 characters and values at most 256",
+            ));
         }
     }
     Ok(())
@@ -1332,7 +1733,9 @@ fn read_open_intents(log: &ferry_log::Log) -> Result<BTreeMap<u64, Intent>, Topi
     let mut from = log.start_offset();
     let end = log.next_offset();
     while from < end {
-        let entries = log.read(from, 4 * 1024 * 1024).map_err(|e| BrokerError::Storage(format!("reading the topic intent log: {e}")))?;
+        let entries = log
+            .read(from, 4 * 1024 * 1024)
+            .map_err(|e| BrokerError::Storage(format!("reading the topic intent log: {e}")))?;
         if entries.is_empty() {
             break;
         }
@@ -1341,14 +1744,24 @@ fn read_open_intents(log: &ferry_log::Log) -> Result<BTreeMap<u64, Intent>, Topi
                 Ok(IntentRecord::Intent { published, targets }) => {
                     open.insert(e.offset, Intent { published, targets });
                 }
-                Ok(IntentRecord::Done { offset, done, complete }) => {
+                Ok(IntentRecord::Done {
+                    offset,
+                    done,
+                    complete,
+                }) => {
                     if complete {
                         open.remove(&offset);
                     } else if let Some(i) = open.get_mut(&offset) {
                         i.targets.retain(|t| !done.contains(t));
                     }
                 }
-                Err(err) => return Err(BrokerError::Storage(format!("topic intent log record at offset {} is not valid: {err}", e.offset)).into()),
+                Err(err) => {
+                    return Err(BrokerError::Storage(format!(
+                        "topic intent log record at offset {} is not valid: {err}",
+                        e.offset
+                    ))
+                    .into())
+                }
             }
             from = e.next_offset();
         }

@@ -13,13 +13,27 @@ fn open(dir: &std::path::Path) -> (Broker, Topics) {
 }
 
 fn attr(v: &str) -> MessageAttributeValue {
-    MessageAttributeValue { data_type: "String".into(), string_value: Some(v.into()), binary_value: None }
+    MessageAttributeValue {
+        data_type: "String".into(),
+        string_value: Some(v.into()),
+        binary_value: None,
+    }
 }
 
 async fn drain(b: &Broker, q: &str) -> Vec<crate::Message> {
     let mut out = Vec::new();
     loop {
-        let r = b.receive(q, ReceiveRequest { max_messages: 100, wait_seconds: Some(0), ..Default::default() }).await.unwrap();
+        let r = b
+            .receive(
+                q,
+                ReceiveRequest {
+                    max_messages: 100,
+                    wait_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         if r.is_empty() {
             return out;
         }
@@ -28,7 +42,11 @@ async fn drain(b: &Broker, q: &str) -> Vec<crate::Message> {
 }
 
 fn sqs_sub(t: &Topics, topic: &str, queue: &str, filter: Option<&str>, raw: bool) -> Subscription {
-    let a = SubscriptionAttributes { filter_policy: filter.map(str::to_string), raw_message_delivery: raw, ..Default::default() };
+    let a = SubscriptionAttributes {
+        filter_policy: filter.map(str::to_string),
+        raw_message_delivery: raw,
+        ..Default::default()
+    };
     t.subscribe(topic, "sqs", &t.queue_arn(queue), a).unwrap()
 }
 
@@ -37,14 +55,21 @@ async fn fan_out_with_filters_raw_and_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let (b, t) = open(dir.path());
     for q in ["all", "red", "raw"] {
-        b.create_queue(q, Default::default(), Default::default()).unwrap();
+        b.create_queue(q, Default::default(), Default::default())
+            .unwrap();
     }
-    t.create_topic("orders", Default::default(), Default::default()).unwrap();
+    t.create_topic("orders", Default::default(), Default::default())
+        .unwrap();
     sqs_sub(&t, "orders", "all", None, false);
     sqs_sub(&t, "orders", "red", Some(r#"{"color": ["red"]}"#), false);
     sqs_sub(&t, "orders", "raw", None, true);
     for color in ["red", "blue"] {
-        let req = PublishRequest { message: format!("hello {color}"), subject: Some("s".into()), attributes: [("color".to_string(), attr(color))].into(), ..Default::default() };
+        let req = PublishRequest {
+            message: format!("hello {color}"),
+            subject: Some("s".into()),
+            attributes: [("color".to_string(), attr(color))].into(),
+            ..Default::default()
+        };
         t.publish("orders", req).await.unwrap();
     }
     let all = drain(&b, "all").await;
@@ -60,34 +85,67 @@ async fn fan_out_with_filters_raw_and_envelope() {
     let raw = drain(&b, "raw").await;
     assert_eq!(raw.len(), 2);
     assert_eq!(&raw[1].body[..], b"hello blue");
-    assert_eq!(raw[1].attributes["color"].string_value.as_deref(), Some("blue"));
+    assert_eq!(
+        raw[1].attributes["color"].string_value.as_deref(),
+        Some("blue")
+    );
     let stats = t.stats();
     assert_eq!(stats[0].published, 2);
-    assert_eq!(stats[0].subscriptions.iter().map(|s| s.filtered_out).sum::<u64>(), 1);
+    assert_eq!(
+        stats[0]
+            .subscriptions
+            .iter()
+            .map(|s| s.filtered_out)
+            .sum::<u64>(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn invalid_filter_policy_is_refused_with_reason() {
     let dir = tempfile::tempdir().unwrap();
     let (_b, t) = open(dir.path());
-    t.create_topic("t", Default::default(), Default::default()).unwrap();
-    let a = SubscriptionAttributes { filter_policy: Some(r#"{"a": "x"}"#.into()), ..Default::default() };
+    t.create_topic("t", Default::default(), Default::default())
+        .unwrap();
+    let a = SubscriptionAttributes {
+        filter_policy: Some(r#"{"a": "x"}"#.into()),
+        ..Default::default()
+    };
     let e = t.subscribe("t", "sqs", &t.queue_arn("q"), a).unwrap_err();
     assert!(matches!(e, TopicError::InvalidFilterPolicy(_)), "{e:?}");
-    assert!(e.to_string().starts_with("Invalid parameter: FilterPolicy:"));
+    assert!(e
+        .to_string()
+        .starts_with("Invalid parameter: FilterPolicy:"));
 }
 
 #[tokio::test]
 async fn refused_target_goes_to_the_dead_letter_queue() {
     let dir = tempfile::tempdir().unwrap();
     let (b, t) = open(dir.path());
-    b.create_queue("dlq", Default::default(), Default::default()).unwrap();
-    b.create_queue("ok", Default::default(), Default::default()).unwrap();
-    t.create_topic("t", Default::default(), Default::default()).unwrap();
-    let a = SubscriptionAttributes { redrive_policy: Some(format!(r#"{{"deadLetterTargetArn":"{}"}}"#, t.queue_arn("dlq"))), ..Default::default() };
+    b.create_queue("dlq", Default::default(), Default::default())
+        .unwrap();
+    b.create_queue("ok", Default::default(), Default::default())
+        .unwrap();
+    t.create_topic("t", Default::default(), Default::default())
+        .unwrap();
+    let a = SubscriptionAttributes {
+        redrive_policy: Some(format!(
+            r#"{{"deadLetterTargetArn":"{}"}}"#,
+            t.queue_arn("dlq")
+        )),
+        ..Default::default()
+    };
     t.subscribe("t", "sqs", &t.queue_arn("missing"), a).unwrap();
     sqs_sub(&t, "t", "ok", None, false);
-    t.publish("t", PublishRequest { message: "m".into(), ..Default::default() }).await.unwrap();
+    t.publish(
+        "t",
+        PublishRequest {
+            message: "m".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(drain(&b, "dlq").await.len(), 1);
     assert_eq!(drain(&b, "ok").await.len(), 1);
 }
@@ -98,9 +156,11 @@ async fn open_intents_are_completed_at_the_next_open() {
     {
         let (b, t) = open(dir.path());
         for q in ["a", "b"] {
-            b.create_queue(q, Default::default(), Default::default()).unwrap();
+            b.create_queue(q, Default::default(), Default::default())
+                .unwrap();
         }
-        t.create_topic("t", Default::default(), Default::default()).unwrap();
+        t.create_topic("t", Default::default(), Default::default())
+            .unwrap();
         let s1 = sqs_sub(&t, "t", "a", None, false);
         let s2 = sqs_sub(&t, "t", "b", None, false);
         // A crash between the intent and the fan-out: write the intent only.
@@ -109,9 +169,20 @@ async fn open_intents_are_completed_at_the_next_open() {
             topic: "t".into(),
             timestamp_ms: 1,
             sequence_number: None,
-            request: PublishRequest { message: "crashed".into(), ..Default::default() },
+            request: PublishRequest {
+                message: "crashed".into(),
+                ..Default::default()
+            },
         };
-        t.append_intent(&IntentRecord::Intent { published, targets: vec![s1.id, s2.id] }, true).await.unwrap();
+        t.append_intent(
+            &IntentRecord::Intent {
+                published,
+                targets: vec![s1.id, s2.id],
+            },
+            true,
+        )
+        .await
+        .unwrap();
         t.shutdown().await.unwrap();
         b.shutdown().await.unwrap();
     }
@@ -124,7 +195,10 @@ async fn open_intents_are_completed_at_the_next_open() {
     b.shutdown().await.unwrap();
     drop((b, t));
     let (_b, t) = open(dir.path());
-    assert!(t.inner.open_intents.lock().is_empty(), "the Done record closes the intent");
+    assert!(
+        t.inner.open_intents.lock().is_empty(),
+        "the Done record closes the intent"
+    );
 }
 
 #[tokio::test]
@@ -132,8 +206,17 @@ async fn catalog_survives_reopen_with_filters_and_attributes() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (b, t) = open(dir.path());
-        b.create_queue("red", Default::default(), Default::default()).unwrap();
-        t.create_topic("t", TopicAttributes { display_name: "T".into(), ..Default::default() }, [("k".to_string(), "v".to_string())].into()).unwrap();
+        b.create_queue("red", Default::default(), Default::default())
+            .unwrap();
+        t.create_topic(
+            "t",
+            TopicAttributes {
+                display_name: "T".into(),
+                ..Default::default()
+            },
+            [("k".to_string(), "v".to_string())].into(),
+        )
+        .unwrap();
         sqs_sub(&t, "t", "red", Some(r#"{"color": ["red"]}"#), true);
         t.shutdown().await.unwrap();
         b.shutdown().await.unwrap();
@@ -144,7 +227,16 @@ async fn catalog_survives_reopen_with_filters_and_attributes() {
     assert_eq!(info.tags["k"], "v");
     assert_eq!(info.subscriptions_confirmed, 1);
     for color in ["blue", "red"] {
-        t.publish("t", PublishRequest { message: color.into(), attributes: [("color".to_string(), attr(color))].into(), ..Default::default() }).await.unwrap();
+        t.publish(
+            "t",
+            PublishRequest {
+                message: color.into(),
+                attributes: [("color".to_string(), attr(color))].into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     }
     let got = drain(&b, "red").await;
     assert_eq!(got.len(), 1);
@@ -155,27 +247,75 @@ async fn catalog_survives_reopen_with_filters_and_attributes() {
 async fn fifo_topic_to_fifo_queues_keeps_order_and_dedups() {
     let dir = tempfile::tempdir().unwrap();
     let (b, t) = open(dir.path());
-    let fifo = crate::QueueAttributes { fifo: true, ..Default::default() };
+    let fifo = crate::QueueAttributes {
+        fifo: true,
+        ..Default::default()
+    };
     for q in ["a.fifo", "b.fifo"] {
         b.create_queue(q, fifo.clone(), Default::default()).unwrap();
     }
-    t.create_topic("t.fifo", TopicAttributes { fifo: true, ..Default::default() }, Default::default()).unwrap();
+    t.create_topic(
+        "t.fifo",
+        TopicAttributes {
+            fifo: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .unwrap();
     sqs_sub(&t, "t.fifo", "a.fifo", None, true);
     sqs_sub(&t, "t.fifo", "b.fifo", None, true);
-    let e = t.publish("t.fifo", PublishRequest { message: "x".into(), ..Default::default() }).await.unwrap_err();
+    let e = t
+        .publish(
+            "t.fifo",
+            PublishRequest {
+                message: "x".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(e, TopicError::InvalidParameter { .. }));
     let mut ids = Vec::new();
     for i in 0..20 {
-        let r = PublishRequest { message: format!("{i}"), group_id: Some("g".into()), deduplication_id: Some(format!("d{i}")), ..Default::default() };
+        let r = PublishRequest {
+            message: format!("{i}"),
+            group_id: Some("g".into()),
+            deduplication_id: Some(format!("d{i}")),
+            ..Default::default()
+        };
         ids.push(t.publish("t.fifo", r).await.unwrap());
     }
-    let again = t.publish("t.fifo", PublishRequest { message: "0".into(), group_id: Some("g".into()), deduplication_id: Some("d0".into()), ..Default::default() }).await.unwrap();
+    let again = t
+        .publish(
+            "t.fifo",
+            PublishRequest {
+                message: "0".into(),
+                group_id: Some("g".into()),
+                deduplication_id: Some("d0".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(again.message_id, ids[0].message_id);
-    assert!(ids.windows(2).all(|w| w[0].sequence_number < w[1].sequence_number));
+    assert!(ids
+        .windows(2)
+        .all(|w| w[0].sequence_number < w[1].sequence_number));
     for q in ["a.fifo", "b.fifo"] {
         let mut got = Vec::new();
         loop {
-            let r = b.receive(q, ReceiveRequest { max_messages: 10, wait_seconds: Some(0), ..Default::default() }).await.unwrap();
+            let r = b
+                .receive(
+                    q,
+                    ReceiveRequest {
+                        max_messages: 10,
+                        wait_seconds: Some(0),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
             if r.is_empty() {
                 break;
             }
@@ -201,7 +341,9 @@ impl Deliverer for Arc<Script> {
     fn post(&self, r: HttpPost) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send>> {
         let me = self.clone();
         Box::pin(async move {
-            me.posts.lock().push((r.headers, String::from_utf8_lossy(&r.body).to_string()));
+            me.posts
+                .lock()
+                .push((r.headers, String::from_utf8_lossy(&r.body).to_string()));
             let mut s = me.statuses.lock();
             Ok(if s.is_empty() { 200 } else { s.remove(0) })
         })
@@ -229,34 +371,78 @@ use std::time::Instant;
 async fn http_confirmation_delivery_retries_and_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
     let (b, t) = open(dir.path());
-    b.create_queue("dlq", Default::default(), Default::default()).unwrap();
-    let script = Arc::new(Script { statuses: parking_lot::Mutex::new(vec![]), posts: Default::default() });
+    b.create_queue("dlq", Default::default(), Default::default())
+        .unwrap();
+    let script = Arc::new(Script {
+        statuses: parking_lot::Mutex::new(vec![]),
+        posts: Default::default(),
+    });
     t.start(Arc::new(Wrap(script.clone()))).await.unwrap();
-    t.create_topic("t", Default::default(), Default::default()).unwrap();
+    t.create_topic("t", Default::default(), Default::default())
+        .unwrap();
     let a = SubscriptionAttributes {
-        redrive_policy: Some(format!(r#"{{"deadLetterTargetArn":"{}"}}"#, t.queue_arn("dlq"))),
-        delivery_policy: Some(r#"{"healthyRetryPolicy":{"numRetries":2,"minDelayTarget":1,"maxDelayTarget":1}}"#.into()),
+        redrive_policy: Some(format!(
+            r#"{{"deadLetterTargetArn":"{}"}}"#,
+            t.queue_arn("dlq")
+        )),
+        delivery_policy: Some(
+            r#"{"healthyRetryPolicy":{"numRetries":2,"minDelayTarget":1,"maxDelayTarget":1}}"#
+                .into(),
+        ),
         ..Default::default()
     };
-    let sub = t.subscribe("t", "http", "http://example.invalid/hook", a).unwrap();
+    let sub = t
+        .subscribe("t", "http", "http://example.invalid/hook", a)
+        .unwrap();
     assert!(!sub.confirmed);
     // Published before confirmation: not delivered.
-    t.publish("t", PublishRequest { message: "early".into(), ..Default::default() }).await.unwrap();
+    t.publish(
+        "t",
+        PublishRequest {
+            message: "early".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     wait_for(|| !script.posts.lock().is_empty()).await;
     let (headers, body) = script.posts.lock()[0].clone();
-    assert!(headers.contains(&("x-amz-sns-message-type".into(), "SubscriptionConfirmation".into())));
+    assert!(headers.contains(&(
+        "x-amz-sns-message-type".into(),
+        "SubscriptionConfirmation".into()
+    )));
     let conf: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(conf["Token"], sub.token.clone().unwrap());
-    assert!(conf["SubscribeURL"].as_str().unwrap().contains("Action=ConfirmSubscription"));
-    t.confirm_subscription("t", conf["Token"].as_str().unwrap()).unwrap();
+    assert!(conf["SubscribeURL"]
+        .as_str()
+        .unwrap()
+        .contains("Action=ConfirmSubscription"));
+    t.confirm_subscription("t", conf["Token"].as_str().unwrap())
+        .unwrap();
     // Delivered on the first try.
-    t.publish("t", PublishRequest { message: "one".into(), ..Default::default() }).await.unwrap();
+    t.publish(
+        "t",
+        PublishRequest {
+            message: "one".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     wait_for(|| script.posts.lock().len() == 2).await;
     let n: serde_json::Value = serde_json::from_str(&script.posts.lock()[1].1).unwrap();
     assert_eq!(n["Message"], "one");
     // Fails three times (1 + 2 retries) → dead-letter queue.
     script.statuses.lock().extend([500, 500, 500]);
-    t.publish("t", PublishRequest { message: "two".into(), ..Default::default() }).await.unwrap();
+    t.publish(
+        "t",
+        PublishRequest {
+            message: "two".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     wait_for(|| script.posts.lock().len() == 5).await;
     let mut dead = Vec::new();
     let end = Instant::now() + Duration::from_secs(10);
@@ -279,9 +465,16 @@ async fn http_confirmation_delivery_retries_and_dead_letter() {
 #[test]
 #[ignore]
 fn bench_fan_out() {
-    let publishers: usize = std::env::var("FERRY_BENCH_PUBLISHERS").ok().and_then(|s| s.parse().ok()).unwrap_or(128);
+    let publishers: usize = std::env::var("FERRY_BENCH_PUBLISHERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(128);
     const SECONDS: u64 = 5;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir_in(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
         let (b, t) = open(dir.path());

@@ -105,7 +105,11 @@ impl AppState {
         if self.is_shutting_down() {
             return Err(ApiError::shutting_down());
         }
-        self.inner.topics.get().cloned().ok_or_else(ApiError::not_ready)
+        self.inner
+            .topics
+            .get()
+            .cloned()
+            .ok_or_else(ApiError::not_ready)
     }
 
     /// The topic router regardless of lifecycle, for metrics.
@@ -282,9 +286,21 @@ pub fn route_table() -> RouteTable {
         .route(M::GET, "/v1/topics", topics::list_topics)
         .route(M::GET, "/v1/topics/{name}", topics::get_topic)
         .route(M::DELETE, "/v1/topics/{name}", topics::delete_topic)
-        .route(M::POST, "/v1/topics/{name}/subscriptions", topics::subscribe)
-        .route(M::GET, "/v1/topics/{name}/subscriptions", topics::list_subscriptions)
-        .route(M::DELETE, "/v1/topics/{name}/subscriptions/{id}", topics::unsubscribe)
+        .route(
+            M::POST,
+            "/v1/topics/{name}/subscriptions",
+            topics::subscribe,
+        )
+        .route(
+            M::GET,
+            "/v1/topics/{name}/subscriptions",
+            topics::list_subscriptions,
+        )
+        .route(
+            M::DELETE,
+            "/v1/topics/{name}/subscriptions/{id}",
+            topics::unsubscribe,
+        )
         .route(M::POST, "/v1/topics/{name}/publish", topics::publish)
         .route(M::POST, "/v1/streams", streams::create_stream)
         .route(M::GET, "/v1/streams", streams::list_streams)

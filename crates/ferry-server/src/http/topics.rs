@@ -23,7 +23,8 @@ use axum::Json;
 use base64::Engine;
 use ferry_broker::topic::filter::FilterPolicyScope;
 use ferry_broker::topic::{
-    PublishRequest, Subscription, SubscriptionAttributes, TopicAttributes, TopicError, TopicInfo, TopicStats,
+    PublishRequest, Subscription, SubscriptionAttributes, TopicAttributes, TopicError, TopicInfo,
+    TopicStats,
 };
 use ferry_broker::MessageAttributeValue;
 use serde::{Deserialize, Serialize};
@@ -38,14 +39,26 @@ impl From<TopicError> for ApiError {
     fn from(e: TopicError) -> ApiError {
         let message = e.to_string();
         match e {
-            TopicError::TopicNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::TopicNotFound, message),
-            TopicError::SubscriptionNotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::SubscriptionNotFound, message)
+            TopicError::TopicNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::TopicNotFound, message)
             }
-            TopicError::InvalidParameter { .. } | TopicError::InvalidFilterPolicy(_) | TopicError::Unsupported(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidParameter, message)
-            }
-            TopicError::LimitExceeded(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::InvalidParameter, message),
+            TopicError::SubscriptionNotFound(_) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::SubscriptionNotFound,
+                message,
+            ),
+            TopicError::InvalidParameter { .. }
+            | TopicError::InvalidFilterPolicy(_)
+            | TopicError::Unsupported(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidParameter,
+                message,
+            ),
+            TopicError::LimitExceeded(_) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::InvalidParameter,
+                message,
+            ),
             TopicError::Broker(b) => ApiError::from(b),
         }
     }
@@ -214,7 +227,11 @@ pub struct PublishResponse {
 }
 
 fn stats_of(state: &AppState, name: &str) -> Option<TopicStats> {
-    state.topics_if_open()?.stats().into_iter().find(|t| t.name == name)
+    state
+        .topics_if_open()?
+        .stats()
+        .into_iter()
+        .find(|t| t.name == name)
 }
 
 /// Creates a topic (idempotent with equal attributes).
@@ -238,15 +255,22 @@ pub async fn create_topic(
 
 /// Topic names in lexicographic order.
 #[utoipa::path(get, path = "/v1/topics", tag = "topics", responses((status = 200, body = TopicListResponse)))]
-pub async fn list_topics(State(state): State<AppState>) -> Result<Json<TopicListResponse>, ApiError> {
-    Ok(Json(TopicListResponse { topics: state.topics()?.list_topics() }))
+pub async fn list_topics(
+    State(state): State<AppState>,
+) -> Result<Json<TopicListResponse>, ApiError> {
+    Ok(Json(TopicListResponse {
+        topics: state.topics()?.list_topics(),
+    }))
 }
 
 /// A topic's attributes and counters.
 #[utoipa::path(get, path = "/v1/topics/{name}", tag = "topics",
     params(("name" = String, Path, description = "Topic name")),
     responses((status = 200, body = TopicWire), (status = 404, body = ErrorResponse)))]
-pub async fn get_topic(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<TopicWire>, ApiError> {
+pub async fn get_topic(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<TopicWire>, ApiError> {
     let info = state.topics()?.get_topic(&name)?;
     Ok(Json(topic_wire(info, stats_of(&state, &name))))
 }
@@ -255,7 +279,10 @@ pub async fn get_topic(State(state): State<AppState>, ApiPath(name): ApiPath<Str
 #[utoipa::path(delete, path = "/v1/topics/{name}", tag = "topics",
     params(("name" = String, Path, description = "Topic name")),
     responses((status = 204, description = "Deleted")))]
-pub async fn delete_topic(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_topic(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
     state.topics()?.delete_topic(&name)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -273,12 +300,17 @@ pub async fn subscribe(
     let (protocol, endpoint) = match (&r.queue, &r.protocol, &r.endpoint) {
         (Some(q), None, None) => ("sqs".to_string(), topics.queue_arn(q)),
         (None, Some(p), Some(e)) => (p.clone(), e.clone()),
-        _ => return Err(ApiError::invalid("give either \"queue\", or \"protocol\" and \"endpoint\"")),
+        _ => {
+            return Err(ApiError::invalid(
+                "give either \"queue\", or \"protocol\" and \"endpoint\"",
+            ))
+        }
     };
     let scope = match r.filter_policy_scope.as_deref() {
         None => FilterPolicyScope::MessageAttributes,
-        Some(s) => FilterPolicyScope::parse(s)
-            .ok_or_else(|| ApiError::invalid("filter_policy_scope must be MessageAttributes or MessageBody"))?,
+        Some(s) => FilterPolicyScope::parse(s).ok_or_else(|| {
+            ApiError::invalid("filter_policy_scope must be MessageAttributes or MessageBody")
+        })?,
     };
     let attributes = SubscriptionAttributes {
         raw_message_delivery: r.raw_message_delivery,
@@ -341,10 +373,22 @@ pub async fn publish(
         let value = if binary {
             let b = base64::engine::general_purpose::STANDARD
                 .decode(a.value.as_bytes())
-                .map_err(|e| ApiError::invalid(format!("attributes.{k}: binary value is not valid base64: {e}")))?;
-            MessageAttributeValue { data_type: a.data_type, string_value: None, binary_value: Some(b.into()) }
+                .map_err(|e| {
+                    ApiError::invalid(format!(
+                        "attributes.{k}: binary value is not valid base64: {e}"
+                    ))
+                })?;
+            MessageAttributeValue {
+                data_type: a.data_type,
+                string_value: None,
+                binary_value: Some(b.into()),
+            }
         } else {
-            MessageAttributeValue { data_type: a.data_type, string_value: Some(a.value), binary_value: None }
+            MessageAttributeValue {
+                data_type: a.data_type,
+                string_value: Some(a.value),
+                binary_value: None,
+            }
         };
         attributes.insert(k, value);
     }
@@ -357,5 +401,8 @@ pub async fn publish(
         deduplication_id: r.deduplication_id,
     };
     let out = topics.publish(&name, request).await?;
-    Ok(Json(PublishResponse { message_id: out.message_id, sequence_number: out.sequence_number }))
+    Ok(Json(PublishResponse {
+        message_id: out.message_id,
+        sequence_number: out.sequence_number,
+    }))
 }

@@ -7,7 +7,14 @@ use serde_json::json;
 fn attrs(list: &[(&str, &str, &str)]) -> BTreeMap<String, MessageAttributeValue> {
     list.iter()
         .map(|(k, t, v)| {
-            (k.to_string(), MessageAttributeValue { data_type: t.to_string(), string_value: Some(v.to_string()), binary_value: None })
+            (
+                k.to_string(),
+                MessageAttributeValue {
+                    data_type: t.to_string(),
+                    string_value: Some(v.to_string()),
+                    binary_value: None,
+                },
+            )
         })
         .collect()
 }
@@ -29,7 +36,9 @@ fn n(v: &str) -> BTreeMap<String, MessageAttributeValue> {
 }
 
 fn bad(p: Value) -> String {
-    FilterPolicy::parse(&p.to_string(), FilterPolicyScope::MessageAttributes).unwrap_err().0
+    FilterPolicy::parse(&p.to_string(), FilterPolicyScope::MessageAttributes)
+        .unwrap_err()
+        .0
 }
 
 #[test]
@@ -37,9 +46,15 @@ fn exact_string_and_number() {
     let p = pol(json!({"k": ["a", 5]}));
     assert!(p.matches_attributes(&s("a")));
     assert!(!p.matches_attributes(&s("A")));
-    assert!(!p.matches_attributes(&s("5")), "a string never matches a number");
+    assert!(
+        !p.matches_attributes(&s("5")),
+        "a string never matches a number"
+    );
     assert!(p.matches_attributes(&n("5")));
-    assert!(p.matches_attributes(&n("5.000001")), "five decimals of accuracy");
+    assert!(
+        p.matches_attributes(&n("5.000001")),
+        "five decimals of accuracy"
+    );
     assert!(p.matches_attributes(&n("5.0")));
     assert!(!p.matches_attributes(&n("6")));
     assert!(!p.matches_attributes(&BTreeMap::new()));
@@ -65,7 +80,10 @@ fn anything_but() {
     let p = pol(json!({"k": [{"anything-but": ["a", "b"]}]}));
     assert!(p.matches_attributes(&s("c")));
     assert!(!p.matches_attributes(&s("a")));
-    assert!(!p.matches_attributes(&BTreeMap::new()), "anything-but needs the key");
+    assert!(
+        !p.matches_attributes(&BTreeMap::new()),
+        "anything-but needs the key"
+    );
     let p = pol(json!({"k": [{"anything-but": 5}]}));
     assert!(!p.matches_attributes(&n("5")));
     assert!(p.matches_attributes(&n("6")));
@@ -88,14 +106,20 @@ fn numeric_ranges() {
     assert!(p.matches_attributes(&n("0.00001")));
     assert!(p.matches_attributes(&n("100")));
     assert!(!p.matches_attributes(&n("100.00001")));
-    assert!(!p.matches_attributes(&s("50")), "numeric conditions need numbers");
+    assert!(
+        !p.matches_attributes(&s("50")),
+        "numeric conditions need numbers"
+    );
     let p = pol(json!({"k": [{"numeric": ["=", -3.5]}]}));
     assert!(p.matches_attributes(&n("-3.5")));
     assert!(!p.matches_attributes(&n("-3.4")));
     let p = pol(json!({"k": [{"numeric": ["<", 10]}]}));
     assert!(p.matches_attributes(&n("-1000")));
     assert!(!p.matches_attributes(&n("not a number")));
-    assert!(!p.matches_attributes(&n("2e9")), "outside the numeric range");
+    assert!(
+        !p.matches_attributes(&n("2e9")),
+        "outside the numeric range"
+    );
 }
 
 #[test]
@@ -108,10 +132,17 @@ fn exists() {
     assert!(p.matches_attributes(&BTreeMap::new()));
     let bin: BTreeMap<String, MessageAttributeValue> = [(
         "k".to_string(),
-        MessageAttributeValue { data_type: "Binary".into(), string_value: None, binary_value: Some(bytes::Bytes::from_static(b"x")) },
+        MessageAttributeValue {
+            data_type: "Binary".into(),
+            string_value: None,
+            binary_value: Some(bytes::Bytes::from_static(b"x")),
+        },
     )]
     .into();
-    assert!(p.matches_attributes(&bin), "binary attributes are not matched");
+    assert!(
+        p.matches_attributes(&bin),
+        "binary attributes are not matched"
+    );
 }
 
 #[test]
@@ -151,7 +182,9 @@ fn and_or() {
 
 #[test]
 fn body_nested_and_arrays() {
-    let p = body_pol(json!({"order": {"status": ["paid"], "items": {"sku": [{"prefix": "A"}]}}, "tags": ["red"]}));
+    let p = body_pol(
+        json!({"order": {"status": ["paid"], "items": {"sku": [{"prefix": "A"}]}}, "tags": ["red"]}),
+    );
     let yes = json!({"order": {"status": "paid", "items": [{"sku": "B1"}, {"sku": "A7"}]}, "tags": ["blue", "red"]});
     let no = json!({"order": {"status": "paid", "items": [{"sku": "B1"}]}, "tags": ["red"]});
     assert!(p.matches_body(Some(&yes)));
@@ -174,13 +207,23 @@ fn validation() {
     assert!(bad(json!({"a": {"b": ["x"]}})).contains("nested"));
     assert!(bad(json!({"a": "x"})).contains("must be an object or an array"));
     assert!(bad(json!({"a": []})).contains("Empty"));
-    assert!(bad(json!({"a": ["1"], "b": ["1"], "c": ["1"], "d": ["1"], "e": ["1"], "f": ["1"]})).contains("5 keys"));
+    assert!(
+        bad(json!({"a": ["1"], "b": ["1"], "c": ["1"], "d": ["1"], "e": ["1"], "f": ["1"]}))
+            .contains("5 keys")
+    );
     let many: Vec<i32> = (0..151).collect();
     assert!(bad(json!({"a": many})).contains("complex"));
     let v: Vec<i32> = (0..13).collect();
-    assert!(bad(json!({"a": v, "b": v})).contains("complex"), "13*13=169 combinations");
+    assert!(
+        bad(json!({"a": v, "b": v})).contains("complex"),
+        "13*13=169 combinations"
+    );
     let v: Vec<i32> = (0..12).collect();
-    FilterPolicy::parse(&json!({"a": v, "b": v}).to_string(), FilterPolicyScope::MessageAttributes).unwrap();
+    FilterPolicy::parse(
+        &json!({"a": v, "b": v}).to_string(),
+        FilterPolicyScope::MessageAttributes,
+    )
+    .unwrap();
     assert!(bad(json!({"a": [{"numeric": [">", "x"]}]})).contains("numeric"));
     assert!(bad(json!({"a": [{"numeric": [">", 10, "<", 5]}]})).contains("Bottom"));
     assert!(bad(json!({"a": [{"numeric": ["!", 10]}]})).contains("Unrecognized"));
@@ -192,13 +235,23 @@ fn validation() {
     assert!(bad(json!({"a": [{"wildcard-ish": "x"}]})).contains("Unrecognized"));
     assert!(bad(json!(["a"])).contains("object"));
     let big = format!("{{\"a\": [\"{}\"]}}", "x".repeat(MAX_POLICY_BYTES));
-    assert!(FilterPolicy::parse(&big, FilterPolicyScope::MessageAttributes).unwrap_err().0.contains("too large"));
+    assert!(
+        FilterPolicy::parse(&big, FilterPolicyScope::MessageAttributes)
+            .unwrap_err()
+            .0
+            .contains("too large")
+    );
     assert!(FilterPolicy::parse("{not json", FilterPolicyScope::MessageAttributes).is_err());
     // $or alternatives: each has at most 5 keys; combinations add up.
     let or = json!({"a": ["1"], "$or": [{"b": ["1"], "c": ["1"], "d": ["1"], "e": ["1"]}, {"f": ["1"]}]});
     FilterPolicy::parse(&or.to_string(), FilterPolicyScope::MessageAttributes).unwrap();
     let or = json!({"a": ["1"], "$or": [{"b": ["1"], "c": ["1"], "d": ["1"], "e": ["1"], "g": ["1"]}, {"f": ["1"]}]});
-    assert!(FilterPolicy::parse(&or.to_string(), FilterPolicyScope::MessageAttributes).unwrap_err().0.contains("5 keys"));
+    assert!(
+        FilterPolicy::parse(&or.to_string(), FilterPolicyScope::MessageAttributes)
+            .unwrap_err()
+            .0
+            .contains("5 keys")
+    );
 }
 
 // ------------------------------------------------------------------ property test
@@ -224,7 +277,11 @@ fn mval() -> impl Strategy<Value = MVal> {
 }
 
 fn message() -> impl Strategy<Value = BTreeMap<String, MVal>> {
-    prop::collection::btree_map(prop::sample::select(KEYS).prop_map(str::to_string), mval(), 0..4)
+    prop::collection::btree_map(
+        prop::sample::select(KEYS).prop_map(str::to_string),
+        mval(),
+        0..4,
+    )
 }
 
 fn cond() -> impl Strategy<Value = Value> {
@@ -239,18 +296,26 @@ fn cond() -> impl Strategy<Value = Value> {
         prop::collection::vec(s(), 1..3).prop_map(|l| json!({"anything-but": l})),
         num().prop_map(|n| json!({"anything-but": n})),
         s().prop_map(|p| json!({"anything-but": {"prefix": &p[..1]}})),
-        (num(), any::<bool>()).prop_map(|(n, i)| json!({"numeric": [if i { ">=" } else { ">" }, n]})),
-        (num(), any::<bool>()).prop_map(|(n, i)| json!({"numeric": [if i { "<=" } else { "<" }, n]})),
+        (num(), any::<bool>())
+            .prop_map(|(n, i)| json!({"numeric": [if i { ">=" } else { ">" }, n]})),
+        (num(), any::<bool>())
+            .prop_map(|(n, i)| json!({"numeric": [if i { "<=" } else { "<" }, n]})),
         num().prop_map(|n| json!({"numeric": ["=", n]})),
-        (num(), num()).prop_filter("lower < upper", |(a, b)| a < b).prop_map(|(a, b)| json!({"numeric": [">", a, "<=", b]})),
+        (num(), num())
+            .prop_filter("lower < upper", |(a, b)| a < b)
+            .prop_map(|(a, b)| json!({"numeric": [">", a, "<=", b]})),
         any::<bool>().prop_map(|b| json!({"exists": b})),
         Just(json!({"cidr": "10.0.0.0/24"})),
     ]
 }
 
 fn flat_policy() -> impl Strategy<Value = serde_json::Map<String, Value>> {
-    prop::collection::btree_map(prop::sample::select(KEYS).prop_map(str::to_string), prop::collection::vec(cond(), 1..4), 1..3)
-        .prop_map(|m| m.into_iter().map(|(k, v)| (k, Value::Array(v))).collect())
+    prop::collection::btree_map(
+        prop::sample::select(KEYS).prop_map(str::to_string),
+        prop::collection::vec(cond(), 1..4),
+        1..3,
+    )
+    .prop_map(|m| m.into_iter().map(|(k, v)| (k, Value::Array(v))).collect())
 }
 
 fn policy() -> impl Strategy<Value = Value> {
@@ -265,16 +330,25 @@ fn policy() -> impl Strategy<Value = Value> {
 
 /// The reference model: interprets the policy JSON directly, the way the SNS docs describe it.
 fn model_matches(policy: &Value, msg: &BTreeMap<String, MVal>) -> bool {
-    let Value::Object(m) = policy else { return false };
+    let Value::Object(m) = policy else {
+        return false;
+    };
     m.iter().all(|(k, v)| {
         if k == "$or" {
-            return v.as_array().unwrap().iter().any(|alt| model_matches(alt, msg));
+            return v
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|alt| model_matches(alt, msg));
         }
         let values: Option<Vec<MVal>> = msg.get(k).map(|v| match v {
             MVal::A(items) => items.clone(),
             other => vec![other.clone()],
         });
-        v.as_array().unwrap().iter().any(|c| model_cond(c, values.as_deref()))
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| model_cond(c, values.as_deref()))
     })
 }
 
@@ -299,7 +373,9 @@ fn model_one(c: &Value, v: &MVal) -> bool {
             match (op.as_str(), v) {
                 ("prefix", MVal::S(x)) => x.starts_with(arg.as_str().unwrap()),
                 ("suffix", MVal::S(x)) => x.ends_with(arg.as_str().unwrap()),
-                ("equals-ignore-case", MVal::S(x)) => x.to_lowercase() == arg.as_str().unwrap().to_lowercase(),
+                ("equals-ignore-case", MVal::S(x)) => {
+                    x.to_lowercase() == arg.as_str().unwrap().to_lowercase()
+                }
                 ("anything-but", _) => match arg {
                     Value::Object(p) => match v {
                         MVal::S(x) => !x.starts_with(p["prefix"].as_str().unwrap()),
@@ -346,7 +422,14 @@ fn to_attributes(msg: &BTreeMap<String, MVal>) -> BTreeMap<String, MessageAttrib
                 MVal::N(n) => ("Number", n.to_string()),
                 MVal::A(_) => ("String.Array", js(v).to_string()),
             };
-            (k.clone(), MessageAttributeValue { data_type: t.into(), string_value: Some(s), binary_value: None })
+            (
+                k.clone(),
+                MessageAttributeValue {
+                    data_type: t.into(),
+                    string_value: Some(s),
+                    binary_value: None,
+                },
+            )
         })
         .collect()
 }
@@ -359,7 +442,8 @@ fn to_body(msg: &BTreeMap<String, MVal>, nest: bool) -> Value {
             MVal::A(a) => Value::Array(a.iter().map(js).collect()),
         }
     }
-    let inner: serde_json::Map<String, Value> = msg.iter().map(|(k, v)| (k.clone(), js(v))).collect();
+    let inner: serde_json::Map<String, Value> =
+        msg.iter().map(|(k, v)| (k.clone(), js(v))).collect();
     if nest {
         json!({"outer": [{"other": 1}, Value::Object(inner)]})
     } else {

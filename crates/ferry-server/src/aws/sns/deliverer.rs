@@ -14,7 +14,12 @@ pub struct HttpDeliverer {
 
 impl HttpDeliverer {
     pub fn new() -> HttpDeliverer {
-        HttpDeliverer { client: reqwest::Client::builder().pool_max_idle_per_host(16).build().unwrap_or_default() }
+        HttpDeliverer {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(16)
+                .build()
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -26,14 +31,25 @@ impl Default for HttpDeliverer {
 
 impl Deliverer for HttpDeliverer {
     fn post(&self, r: HttpPost) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send>> {
-        let mut req = self.client.post(&r.url).timeout(r.timeout).body(r.body.to_vec());
+        let mut req = self
+            .client
+            .post(&r.url)
+            .timeout(r.timeout)
+            .body(r.body.to_vec());
         for (k, v) in &r.headers {
             req = req.header(k.as_str(), v.as_str());
         }
         Box::pin(async move {
             let started = Instant::now();
-            let result = req.send().await.map(|resp| resp.status().as_u16()).map_err(|e| e.to_string());
-            crate::metrics::record_sns_delivery(started.elapsed(), matches!(result, Ok(s) if (200..300).contains(&s)));
+            let result = req
+                .send()
+                .await
+                .map(|resp| resp.status().as_u16())
+                .map_err(|e| e.to_string());
+            crate::metrics::record_sns_delivery(
+                started.elapsed(),
+                matches!(result, Ok(s) if (200..300).contains(&s)),
+            );
             result
         })
     }

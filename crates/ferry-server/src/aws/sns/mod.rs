@@ -10,12 +10,12 @@
 //!
 //! Architecture invariant: no routing or delivery logic here; the broker's `Topics` decides.
 
+pub mod deliverer;
 pub mod permissions;
 pub mod publish;
 pub mod subscriptions;
 pub mod tags;
 pub mod topics;
-pub mod deliverer;
 pub mod unsupported;
 
 use std::collections::BTreeMap;
@@ -66,7 +66,11 @@ pub struct SnsError {
 
 impl SnsError {
     pub fn new(code: &'static str, status: StatusCode, message: impl Into<String>) -> SnsError {
-        SnsError { code, status, message: message.into() }
+        SnsError {
+            code,
+            status,
+            message: message.into(),
+        }
     }
     pub fn invalid(message: impl Into<String>) -> SnsError {
         SnsError::new("InvalidParameter", StatusCode::BAD_REQUEST, message)
@@ -90,8 +94,12 @@ impl From<TopicError> for SnsError {
     fn from(e: TopicError) -> SnsError {
         match e {
             TopicError::TopicNotFound(_) => SnsError::not_found("Topic does not exist"),
-            TopicError::SubscriptionNotFound(_) => SnsError::not_found("Subscription does not exist"),
-            TopicError::InvalidParameter { parameter, reason } if parameter == "MessageAttributes" => {
+            TopicError::SubscriptionNotFound(_) => {
+                SnsError::not_found("Subscription does not exist")
+            }
+            TopicError::InvalidParameter { parameter, reason }
+                if parameter == "MessageAttributes" =>
+            {
                 SnsError::new("ParameterValueInvalid", StatusCode::BAD_REQUEST, reason)
             }
             TopicError::InvalidParameter { parameter, reason } => {
@@ -99,13 +107,21 @@ impl From<TopicError> for SnsError {
             }
             e @ TopicError::InvalidFilterPolicy(_) => SnsError::invalid(e.to_string()),
             TopicError::Unsupported(m) => SnsError::invalid(format!("Invalid parameter: {m}")),
-            TopicError::LimitExceeded(m) => SnsError::new("TopicLimitExceeded", StatusCode::FORBIDDEN, m),
-            TopicError::Broker(BrokerError::ShuttingDown) => {
-                SnsError::new("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE, "The server is shutting down.")
+            TopicError::LimitExceeded(m) => {
+                SnsError::new("TopicLimitExceeded", StatusCode::FORBIDDEN, m)
             }
+            TopicError::Broker(BrokerError::ShuttingDown) => SnsError::new(
+                "ServiceUnavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is shutting down.",
+            ),
             TopicError::Broker(BrokerError::Storage(what)) => {
                 tracing::error!(error = %what, "storage failure behind the sns door");
-                SnsError::new("InternalError", StatusCode::INTERNAL_SERVER_ERROR, "The request processing has failed because of an unknown error.")
+                SnsError::new(
+                    "InternalError",
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The request processing has failed because of an unknown error.",
+                )
             }
             TopicError::Broker(e) => SnsError::invalid(format!("Invalid parameter: {e}")),
         }
@@ -137,7 +153,9 @@ impl Params {
     }
 
     pub fn required(&self, key: &str) -> Result<&str, SnsError> {
-        self.get(key).filter(|v| !v.is_empty()).ok_or_else(|| SnsError::missing(key))
+        self.get(key)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| SnsError::missing(key))
     }
 
     pub fn node(&self, key: &str) -> Option<&Params> {
@@ -146,19 +164,28 @@ impl Params {
 
     /// Numbered children (`1`, `2`, …) in order.
     pub fn items(&self) -> Vec<&Params> {
-        let mut v: Vec<(u64, &Params)> = self.children.iter().filter_map(|(k, n)| k.parse::<u64>().ok().map(|i| (i, n))).collect();
+        let mut v: Vec<(u64, &Params)> = self
+            .children
+            .iter()
+            .filter_map(|(k, n)| k.parse::<u64>().ok().map(|i| (i, n)))
+            .collect();
         v.sort_by_key(|(i, _)| *i);
         v.into_iter().map(|(_, n)| n).collect()
     }
 
     /// `<key>.member.N` items.
     pub fn members(&self, key: &str) -> Vec<&Params> {
-        self.node(key).and_then(|n| n.node("member")).map(|m| m.items()).unwrap_or_default()
+        self.node(key)
+            .and_then(|n| n.node("member"))
+            .map(|m| m.items())
+            .unwrap_or_default()
     }
 
     /// `<key>.entry.N.key` / `.value` pairs (keys in either case).
     pub fn entries(&self, key: &str) -> BTreeMap<String, String> {
-        let Some(e) = self.node(key).and_then(|n| n.node("entry")) else { return BTreeMap::new() };
+        let Some(e) = self.node(key).and_then(|n| n.node("entry")) else {
+            return BTreeMap::new();
+        };
         e.items()
             .into_iter()
             .filter_map(|i| {
@@ -195,7 +222,17 @@ impl X {
 
 /// `<Attributes><entry><key/><value/></entry>…</Attributes>`
 pub fn attribute_map(name: &'static str, m: &BTreeMap<String, String>) -> X {
-    X::N(name, m.iter().map(|(k, v)| X::N("entry", vec![X::T("key", k.clone()), X::T("value", v.clone())])).collect())
+    X::N(
+        name,
+        m.iter()
+            .map(|(k, v)| {
+                X::N(
+                    "entry",
+                    vec![X::T("key", k.clone()), X::T("value", v.clone())],
+                )
+            })
+            .collect(),
+    )
 }
 
 fn response(action: &str, result: Vec<X>, request_id: &str) -> String {
@@ -217,7 +254,8 @@ fn error_response(e: &SnsError, request_id: &str) -> Response {
         super::query::escape(&e.message)
     );
     let mut r = (e.status, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
     r
 }
 
@@ -228,7 +266,12 @@ fn scope_service(headers: &HeaderMap, pairs: &[(String, String)]) -> Option<Stri
         .and_then(|v| v.to_str().ok())
         .and_then(|a| a.split("Credential=").nth(1))
         .map(|c| c.split([',', ' ']).next().unwrap_or("").to_string());
-    let cred = from_header.or_else(|| pairs.iter().find(|(k, _)| k == "X-Amz-Credential").map(|(_, v)| v.clone()))?;
+    let cred = from_header.or_else(|| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == "X-Amz-Credential")
+            .map(|(_, v)| v.clone())
+    })?;
     cred.split('/').nth(3).map(str::to_string)
 }
 
@@ -258,8 +301,13 @@ pub fn is_sns(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> bool {
     if pairs.iter().any(|(k, v)| k == "Version" && v == VERSION) {
         return true;
     }
-    let action = pairs.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.as_str()).unwrap_or("");
-    (ACTIONS.contains(&action) && !super::sqs::ACTIONS.contains(&action)) || unsupported::ACTIONS.contains(&action)
+    let action = pairs
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    (ACTIONS.contains(&action) && !super::sqs::ACTIONS.contains(&action))
+        || unsupported::ACTIONS.contains(&action)
 }
 
 /// What an action needs.
@@ -276,21 +324,35 @@ impl Ctx {
     /// The topic name in a TopicArn parameter.
     pub fn topic_name(&self, p: &Params, key: &str) -> Result<String, SnsError> {
         let arn = p.required(key)?;
-        Topics::topic_from_arn(arn).map(str::to_string).ok_or_else(|| SnsError::invalid(format!("Invalid parameter: {key}")))
+        Topics::topic_from_arn(arn)
+            .map(str::to_string)
+            .ok_or_else(|| SnsError::invalid(format!("Invalid parameter: {key}")))
     }
 }
 
 /// Serves one SNS request.
-pub async fn handle(door: AwsDoor, peer: SocketAddr, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    door: AwsDoor,
+    peer: SocketAddr,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let rid = super::request_id();
     let started = Instant::now();
     let pairs = pairs(&uri, &headers, &body);
-    let action = pairs.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()).unwrap_or_default();
+    let action = pairs
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     let result = serve(&door, peer, &method, &uri, &headers, &body, &action, &pairs).await;
     let response = match result {
         Ok(xml) => {
             let mut r = (StatusCode::OK, response(&action, xml, &rid)).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
             r
         }
         Err(e) => {
@@ -300,8 +362,17 @@ pub async fn handle(door: AwsDoor, peer: SocketAddr, method: Method, uri: Uri, h
             error_response(&e, &rid)
         }
     };
-    let label = if ACTIONS.contains(&action.as_str()) { action.as_str() } else { "unknown" };
-    crate::metrics::record_request(&format!("sns:{label}"), method.as_str(), response.status().as_u16(), started.elapsed());
+    let label = if ACTIONS.contains(&action.as_str()) {
+        action.as_str()
+    } else {
+        "unknown"
+    };
+    crate::metrics::record_request(
+        &format!("sns:{label}"),
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -317,7 +388,11 @@ async fn serve(
     pairs: &[(String, String)],
 ) -> Result<Vec<X>, SnsError> {
     if action.is_empty() {
-        return Err(SnsError::new("InvalidAction", StatusCode::BAD_REQUEST, "The request must contain an Action parameter."));
+        return Err(SnsError::new(
+            "InvalidAction",
+            StatusCode::BAD_REQUEST,
+            "The request must contain an Action parameter.",
+        ));
     }
     let settings = door.settings();
     // ConfirmSubscription needs no signature: the SubscribeURL is fetched by the endpoint.
@@ -326,13 +401,24 @@ async fn serve(
             if !peer.ip().is_loopback() {
                 return Err(SnsError::new("AuthorizationError", StatusCode::FORBIDDEN, "This Ferry AWS door has no credentials configured and accepts only loopback clients."));
             }
-        } else if let Err(e) = super::sigv4::verify(settings, method, uri, headers, body, super::now_secs()) {
+        } else if let Err(e) =
+            super::sigv4::verify(settings, method, uri, headers, body, super::now_secs())
+        {
             return Err(SnsError::new(e.kind.code(), e.kind.status(), e.message));
         }
     }
-    let topics = door.inner.app.topics().map_err(|_| SnsError::new("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE, "The server is starting or shutting down; retry shortly."))?;
+    let topics = door.inner.app.topics().map_err(|_| {
+        SnsError::new(
+            "ServiceUnavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is starting or shutting down; retry shortly.",
+        )
+    })?;
     let p = Params::parse(pairs);
-    let ctx = Ctx { topics, door: door.clone() };
+    let ctx = Ctx {
+        topics,
+        door: door.clone(),
+    };
     match action {
         "CreateTopic" => topics::create(&ctx, &p),
         "DeleteTopic" => topics::delete(&ctx, &p),
@@ -354,18 +440,32 @@ async fn serve(
         "AddPermission" => permissions::add(&ctx, &p),
         "RemovePermission" => permissions::remove(&ctx, &p),
         other if unsupported::ACTIONS.contains(&other) => Err(unsupported::error(other)),
-        other => Err(SnsError::new("InvalidAction", StatusCode::BAD_REQUEST, format!("The action {other} is not valid for this endpoint."))),
+        other => Err(SnsError::new(
+            "InvalidAction",
+            StatusCode::BAD_REQUEST,
+            format!("The action {other} is not valid for this endpoint."),
+        )),
     }
 }
 
 /// Paging: `NextToken` is the index of the next item.
-pub fn page<T: Clone>(items: &[T], p: &Params, size: usize) -> Result<(Vec<T>, Option<String>), SnsError> {
+pub fn page<T: Clone>(
+    items: &[T],
+    p: &Params,
+    size: usize,
+) -> Result<(Vec<T>, Option<String>), SnsError> {
     let start = match p.get("NextToken") {
         None | Some("") => 0,
-        Some(t) => t.parse::<usize>().map_err(|_| SnsError::invalid("Invalid parameter: NextToken"))?,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| SnsError::invalid("Invalid parameter: NextToken"))?,
     };
     let end = (start + size).min(items.len());
-    let slice = if start < items.len() { items[start..end].to_vec() } else { Vec::new() };
+    let slice = if start < items.len() {
+        items[start..end].to_vec()
+    } else {
+        Vec::new()
+    };
     let next = (end < items.len()).then(|| end.to_string());
     Ok((slice, next))
 }
@@ -373,7 +473,11 @@ pub fn page<T: Clone>(items: &[T], p: &Params, size: usize) -> Result<(Vec<T>, O
 /// Opens the topic router next to `broker` (recovery on a blocking thread), points its
 /// SubscribeURL/UnsubscribeURL at the AWS door, completes fan-outs a crash interrupted and
 /// starts HTTP push delivery.
-pub async fn start_topics(config: &crate::config::ServerConfig, broker: &ferry_broker::Broker, aws_addr: SocketAddr) -> anyhow::Result<Topics> {
+pub async fn start_topics(
+    config: &crate::config::ServerConfig,
+    broker: &ferry_broker::Broker,
+    aws_addr: SocketAddr,
+) -> anyhow::Result<Topics> {
     let topics_config = ferry_broker::topic::TopicsConfig {
         region: config.aws.region.clone(),
         account_id: config.aws.account_id.clone(),

@@ -7,8 +7,11 @@ use super::{Ctx, Params, SnsError, X};
 
 fn policy_of(ctx: &Ctx, topic: &str) -> Result<Value, SnsError> {
     let info = ctx.topics.get_topic(topic)?;
-    let text = super::topics::attributes_of(ctx, &info).remove("Policy").unwrap_or_default();
-    Ok(serde_json::from_str(&text).unwrap_or_else(|_| json!({"Version": "2008-10-17", "Statement": []})))
+    let text = super::topics::attributes_of(ctx, &info)
+        .remove("Policy")
+        .unwrap_or_default();
+    Ok(serde_json::from_str(&text)
+        .unwrap_or_else(|_| json!({"Version": "2008-10-17", "Statement": []})))
 }
 
 fn save(ctx: &Ctx, topic: &str, policy: Value) -> Result<(), SnsError> {
@@ -33,8 +36,16 @@ fn statements(policy: &mut Value) -> &mut Vec<Value> {
 pub fn add(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     let topic = ctx.topic_name(p, "TopicArn")?;
     let label = p.required("Label")?.to_string();
-    let accounts: Vec<String> = p.members("AWSAccountId").into_iter().filter_map(|m| m.value.clone()).collect();
-    let actions: Vec<String> = p.members("ActionName").into_iter().filter_map(|m| m.value.clone()).collect();
+    let accounts: Vec<String> = p
+        .members("AWSAccountId")
+        .into_iter()
+        .filter_map(|m| m.value.clone())
+        .collect();
+    let actions: Vec<String> = p
+        .members("ActionName")
+        .into_iter()
+        .filter_map(|m| m.value.clone())
+        .collect();
     if accounts.is_empty() {
         return Err(SnsError::invalid("Invalid parameter: AWSAccountId"));
     }
@@ -43,10 +54,18 @@ pub fn add(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     }
     let mut policy = policy_of(ctx, &topic)?;
     let st = statements(&mut policy);
-    if st.iter().any(|s| s.get("Sid").and_then(Value::as_str) == Some(label.as_str())) {
-        return Err(SnsError::invalid("Invalid parameter: Statement already exists"));
+    if st
+        .iter()
+        .any(|s| s.get("Sid").and_then(Value::as_str) == Some(label.as_str()))
+    {
+        return Err(SnsError::invalid(
+            "Invalid parameter: Statement already exists",
+        ));
     }
-    let principals: Vec<String> = accounts.iter().map(|a| format!("arn:aws:iam::{a}:root")).collect();
+    let principals: Vec<String> = accounts
+        .iter()
+        .map(|a| format!("arn:aws:iam::{a}:root"))
+        .collect();
     st.push(json!({
         "Sid": label,
         "Effect": "Allow",
@@ -66,7 +85,9 @@ pub fn remove(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     let before = st.len();
     st.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(label.as_str()));
     if st.len() == before {
-        return Err(SnsError::invalid("Invalid parameter: Label Reason: can't find label"));
+        return Err(SnsError::invalid(
+            "Invalid parameter: Label Reason: can't find label",
+        ));
     }
     save(ctx, &topic, policy)?;
     Ok(vec![])

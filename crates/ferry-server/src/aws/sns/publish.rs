@@ -12,21 +12,42 @@ use super::{Ctx, Params, SnsError, X};
 /// `MessageAttributes.entry.N.Name` / `.Value.DataType` / `.Value.StringValue` / `.Value.BinaryValue`.
 fn message_attributes(p: &Params) -> Result<BTreeMap<String, MessageAttributeValue>, SnsError> {
     let mut out = BTreeMap::new();
-    let Some(e) = p.node("MessageAttributes").and_then(|n| n.node("entry")) else { return Ok(out) };
+    let Some(e) = p.node("MessageAttributes").and_then(|n| n.node("entry")) else {
+        return Ok(out);
+    };
     for item in e.items() {
-        let name = item.get("Name").ok_or_else(|| SnsError::invalid("Invalid parameter: MessageAttributes Name"))?;
-        let v = item.node("Value").ok_or_else(|| SnsError::invalid(format!("Invalid parameter: MessageAttributes {name} has no value")))?;
+        let name = item
+            .get("Name")
+            .ok_or_else(|| SnsError::invalid("Invalid parameter: MessageAttributes Name"))?;
+        let v = item.node("Value").ok_or_else(|| {
+            SnsError::invalid(format!(
+                "Invalid parameter: MessageAttributes {name} has no value"
+            ))
+        })?;
         let data_type = v.get("DataType").unwrap_or("").to_string();
         let binary_value = match v.get("BinaryValue") {
             Some(b) => Some(
                 base64::engine::general_purpose::STANDARD
                     .decode(b)
-                    .map_err(|_| SnsError::new("ParameterValueInvalid", StatusCode::BAD_REQUEST, format!("The message attribute '{name}' has an invalid binary value")))?
+                    .map_err(|_| {
+                        SnsError::new(
+                            "ParameterValueInvalid",
+                            StatusCode::BAD_REQUEST,
+                            format!("The message attribute '{name}' has an invalid binary value"),
+                        )
+                    })?
                     .into(),
             ),
             None => None,
         };
-        out.insert(name.to_string(), MessageAttributeValue { data_type, string_value: v.get("StringValue").map(str::to_string), binary_value });
+        out.insert(
+            name.to_string(),
+            MessageAttributeValue {
+                data_type,
+                string_value: v.get("StringValue").map(str::to_string),
+                binary_value,
+            },
+        );
     }
     Ok(out)
 }
@@ -35,10 +56,17 @@ fn request_of(p: &Params) -> Result<PublishRequest, SnsError> {
     let structure = match p.get("MessageStructure") {
         None | Some("") => false,
         Some("json") => true,
-        Some(other) => return Err(SnsError::invalid(format!("Invalid parameter: MessageStructure Reason: {other} is not json"))),
+        Some(other) => {
+            return Err(SnsError::invalid(format!(
+                "Invalid parameter: MessageStructure Reason: {other} is not json"
+            )))
+        }
     };
     Ok(PublishRequest {
-        message: p.get("Message").ok_or_else(|| SnsError::missing("Message"))?.to_string(),
+        message: p
+            .get("Message")
+            .ok_or_else(|| SnsError::missing("Message"))?
+            .to_string(),
         subject: p.get("Subject").map(str::to_string),
         attributes: message_attributes(p)?,
         message_structure_json: structure,
@@ -51,8 +79,12 @@ pub async fn publish(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     if p.get("PhoneNumber").is_some() {
         return Err(super::unsupported::error("Publish to a PhoneNumber (SMS)"));
     }
-    let arn = p.get("TopicArn").or_else(|| p.get("TargetArn")).ok_or_else(|| SnsError::missing("TopicArn or TargetArn"))?;
-    let topic = Topics::topic_from_arn(arn).ok_or_else(|| SnsError::invalid("Invalid parameter: TopicArn"))?;
+    let arn = p
+        .get("TopicArn")
+        .or_else(|| p.get("TargetArn"))
+        .ok_or_else(|| SnsError::missing("TopicArn or TargetArn"))?;
+    let topic = Topics::topic_from_arn(arn)
+        .ok_or_else(|| SnsError::invalid("Invalid parameter: TopicArn"))?;
     let out = ctx.topics.publish(topic, request_of(p)?).await?;
     let mut x = vec![X::T("MessageId", out.message_id)];
     if let Some(s) = out.sequence_number {
@@ -66,20 +98,41 @@ pub async fn publish_batch(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     ctx.topics.get_topic(&topic)?;
     let entries = p.members("PublishBatchRequestEntries");
     if entries.is_empty() {
-        return Err(SnsError::new("EmptyBatchRequest", StatusCode::BAD_REQUEST, "The batch request doesn't contain any entries"));
+        return Err(SnsError::new(
+            "EmptyBatchRequest",
+            StatusCode::BAD_REQUEST,
+            "The batch request doesn't contain any entries",
+        ));
     }
     if entries.len() > MAX_BATCH {
-        return Err(SnsError::new("TooManyEntriesInBatchRequest", StatusCode::BAD_REQUEST, format!("The batch request contains more entries than permissible ({MAX_BATCH})")));
+        return Err(SnsError::new(
+            "TooManyEntriesInBatchRequest",
+            StatusCode::BAD_REQUEST,
+            format!("The batch request contains more entries than permissible ({MAX_BATCH})"),
+        ));
     }
     let mut ids = HashSet::new();
     let mut total = 0;
     for e in &entries {
         let id = e.get("Id").unwrap_or("");
-        if id.is_empty() || id.len() > 80 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(SnsError::new("InvalidBatchEntryId", StatusCode::BAD_REQUEST, "The Id of a batch entry in a batch request doesn't abide by the specification"));
+        if id.is_empty()
+            || id.len() > 80
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(SnsError::new(
+                "InvalidBatchEntryId",
+                StatusCode::BAD_REQUEST,
+                "The Id of a batch entry in a batch request doesn't abide by the specification",
+            ));
         }
         if !ids.insert(id) {
-            return Err(SnsError::new("BatchEntryIdsNotDistinct", StatusCode::BAD_REQUEST, "Two or more batch entries in the request have the same Id"));
+            return Err(SnsError::new(
+                "BatchEntryIdsNotDistinct",
+                StatusCode::BAD_REQUEST,
+                "Two or more batch entries in the request have the same Id",
+            ));
         }
         total += e.get("Message").map_or(0, str::len);
     }

@@ -56,8 +56,14 @@ pub fn subscribe(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
         }
     }
     let s = ctx.topics.subscribe(&topic, &protocol, endpoint, a)?;
-    let return_arn = p.get("ReturnSubscriptionArn").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let arn = if s.confirmed || return_arn { arn_of(ctx, &s) } else { "pending confirmation".to_string() };
+    let return_arn = p
+        .get("ReturnSubscriptionArn")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let arn = if s.confirmed || return_arn {
+        arn_of(ctx, &s)
+    } else {
+        "pending confirmation".to_string()
+    };
     Ok(vec![X::T("SubscriptionArn", arn)])
 }
 
@@ -70,7 +76,8 @@ pub fn confirm(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
 
 fn sub_of(ctx: &Ctx, p: &Params) -> Result<Subscription, SnsError> {
     let arn = p.required("SubscriptionArn")?;
-    let (topic, id) = Topics::subscription_from_arn(arn).ok_or_else(|| SnsError::invalid("Invalid parameter: SubscriptionArn"))?;
+    let (topic, id) = Topics::subscription_from_arn(arn)
+        .ok_or_else(|| SnsError::invalid("Invalid parameter: SubscriptionArn"))?;
     Ok(ctx.topics.get_subscription(topic, id)?)
 }
 
@@ -94,7 +101,14 @@ pub fn list(ctx: &Ctx, p: &Params, by_topic: bool) -> Result<Vec<X>, SnsError> {
             X::N(
                 "member",
                 vec![
-                    X::T("SubscriptionArn", if s.confirmed { arn_of(ctx, s) } else { "PendingConfirmation".into() }),
+                    X::T(
+                        "SubscriptionArn",
+                        if s.confirmed {
+                            arn_of(ctx, s)
+                        } else {
+                            "PendingConfirmation".into()
+                        },
+                    ),
                     X::T("Owner", ctx.account().to_string()),
                     X::T("Protocol", s.protocol.as_str().to_string()),
                     X::T("Endpoint", s.endpoint.clone()),
@@ -117,15 +131,27 @@ pub fn get_attributes(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     m.insert("SubscriptionArn".to_string(), arn_of(ctx, &s));
     m.insert("TopicArn".into(), ctx.topics.topic_arn(&s.topic));
     m.insert("Owner".into(), ctx.account().to_string());
-    m.insert("SubscriptionPrincipal".into(), format!("arn:aws:iam::{}:root", ctx.account()));
+    m.insert(
+        "SubscriptionPrincipal".into(),
+        format!("arn:aws:iam::{}:root", ctx.account()),
+    );
     m.insert("Protocol".into(), s.protocol.as_str().to_string());
     m.insert("Endpoint".into(), s.endpoint.clone());
-    m.insert("ConfirmationWasAuthenticated".into(), (s.protocol == Protocol::Sqs).to_string());
+    m.insert(
+        "ConfirmationWasAuthenticated".into(),
+        (s.protocol == Protocol::Sqs).to_string(),
+    );
     m.insert("PendingConfirmation".into(), (!s.confirmed).to_string());
-    m.insert("RawMessageDelivery".into(), a.raw_message_delivery.to_string());
+    m.insert(
+        "RawMessageDelivery".into(),
+        a.raw_message_delivery.to_string(),
+    );
     if let Some(f) = &a.filter_policy {
         m.insert("FilterPolicy".into(), f.clone());
-        m.insert("FilterPolicyScope".into(), a.filter_policy_scope.as_str().to_string());
+        m.insert(
+            "FilterPolicyScope".into(),
+            a.filter_policy_scope.as_str().to_string(),
+        );
     }
     if let Some(r) = &a.redrive_policy {
         m.insert("RedrivePolicy".into(), r.clone());
@@ -145,6 +171,7 @@ pub fn set_attributes(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     let value = p.get("AttributeValue").unwrap_or("").to_string();
     let mut a = s.attributes.clone();
     apply(&mut a, &name, &value)?;
-    ctx.topics.update_subscription(&s.topic, &s.id, |cur| *cur = a)?;
+    ctx.topics
+        .update_subscription(&s.topic, &s.id, |cur| *cur = a)?;
     Ok(vec![])
 }

@@ -8,8 +8,15 @@ use super::{attribute_map, page, Ctx, Params, SnsError, X};
 
 /// Attributes stored and reported without interpretation.
 fn is_opaque(name: &str) -> bool {
-    matches!(name, "KmsMasterKeyId" | "SignatureVersion" | "TracingConfig" | "ArchivePolicy" | "FifoThroughputScope" | "DataProtectionPolicy")
-        || name.ends_with("FeedbackRoleArn")
+    matches!(
+        name,
+        "KmsMasterKeyId"
+            | "SignatureVersion"
+            | "TracingConfig"
+            | "ArchivePolicy"
+            | "FifoThroughputScope"
+            | "DataProtectionPolicy"
+    ) || name.ends_with("FeedbackRoleArn")
         || name.ends_with("FeedbackSampleRate")
 }
 
@@ -17,23 +24,38 @@ fn bool_attr(name: &str, v: &str) -> Result<bool, SnsError> {
     match v.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(SnsError::invalid(format!("Invalid parameter: Attributes Reason: {name} must be true or false"))),
+        _ => Err(SnsError::invalid(format!(
+            "Invalid parameter: Attributes Reason: {name} must be true or false"
+        ))),
     }
 }
 
 /// Applies one attribute to `a`. `creating` allows FifoTopic.
-pub fn apply(a: &mut TopicAttributes, name: &str, value: &str, creating: bool) -> Result<(), SnsError> {
+pub fn apply(
+    a: &mut TopicAttributes,
+    name: &str,
+    value: &str,
+    creating: bool,
+) -> Result<(), SnsError> {
     match name {
         "DisplayName" => a.display_name = value.to_string(),
         "Policy" => a.policy = (!value.is_empty()).then(|| value.to_string()),
         "DeliveryPolicy" => a.delivery_policy = (!value.is_empty()).then(|| value.to_string()),
         "ContentBasedDeduplication" => a.content_based_deduplication = bool_attr(name, value)?,
         "FifoTopic" if creating => a.fifo = bool_attr(name, value)?,
-        "FifoTopic" => return Err(SnsError::invalid("Invalid parameter: AttributeName Reason: FifoTopic cannot be changed")),
+        "FifoTopic" => {
+            return Err(SnsError::invalid(
+                "Invalid parameter: AttributeName Reason: FifoTopic cannot be changed",
+            ))
+        }
         n if is_opaque(n) => {
             a.opaque.insert(n.to_string(), value.to_string());
         }
-        other => return Err(SnsError::invalid(format!("Invalid parameter: AttributeName Reason: unknown attribute {other}"))),
+        other => {
+            return Err(SnsError::invalid(format!(
+                "Invalid parameter: AttributeName Reason: unknown attribute {other}"
+            )))
+        }
     }
     Ok(())
 }
@@ -51,7 +73,12 @@ pub fn create(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     let tags: BTreeMap<String, String> = p
         .members("Tags")
         .into_iter()
-        .filter_map(|m| Some((m.get("Key")?.to_string(), m.get("Value").unwrap_or("").to_string())))
+        .filter_map(|m| {
+            Some((
+                m.get("Key")?.to_string(),
+                m.get("Value").unwrap_or("").to_string(),
+            ))
+        })
         .collect();
     let info = ctx.topics.create_topic(name, a, tags)?;
     Ok(vec![X::T("TopicArn", info.arn)])
@@ -66,7 +93,13 @@ pub fn delete(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
 pub fn list(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     let names = ctx.topics.list_topics();
     let (slice, next) = page(&names, p, 100)?;
-    let mut out = vec![X::N("Topics", slice.iter().map(|n| X::N("member", vec![X::T("TopicArn", ctx.topics.topic_arn(n))])).collect())];
+    let mut out = vec![X::N(
+        "Topics",
+        slice
+            .iter()
+            .map(|n| X::N("member", vec![X::T("TopicArn", ctx.topics.topic_arn(n))]))
+            .collect(),
+    )];
     if let Some(n) = next {
         out.push(X::T("NextToken", n));
     }
@@ -96,18 +129,37 @@ pub fn attributes_of(ctx: &Ctx, info: &TopicInfo) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     m.insert("TopicArn".into(), info.arn.clone());
     m.insert("Owner".into(), ctx.account().to_string());
-    m.insert("Policy".into(), a.policy.clone().unwrap_or_else(|| default_policy(ctx, &info.arn)));
+    m.insert(
+        "Policy".into(),
+        a.policy
+            .clone()
+            .unwrap_or_else(|| default_policy(ctx, &info.arn)),
+    );
     m.insert("DisplayName".into(), a.display_name.clone());
-    m.insert("SubscriptionsConfirmed".into(), info.subscriptions_confirmed.to_string());
-    m.insert("SubscriptionsPending".into(), info.subscriptions_pending.to_string());
+    m.insert(
+        "SubscriptionsConfirmed".into(),
+        info.subscriptions_confirmed.to_string(),
+    );
+    m.insert(
+        "SubscriptionsPending".into(),
+        info.subscriptions_pending.to_string(),
+    );
     m.insert("SubscriptionsDeleted".into(), "0".into());
     if let Some(d) = &a.delivery_policy {
         m.insert("DeliveryPolicy".into(), d.clone());
     }
-    m.insert("EffectiveDeliveryPolicy".into(), a.delivery_policy.clone().unwrap_or_else(|| DEFAULT_DELIVERY_POLICY.to_string()));
+    m.insert(
+        "EffectiveDeliveryPolicy".into(),
+        a.delivery_policy
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DELIVERY_POLICY.to_string()),
+    );
     if a.fifo {
         m.insert("FifoTopic".into(), "true".into());
-        m.insert("ContentBasedDeduplication".into(), a.content_based_deduplication.to_string());
+        m.insert(
+            "ContentBasedDeduplication".into(),
+            a.content_based_deduplication.to_string(),
+        );
     }
     for (k, v) in &a.opaque {
         m.insert(k.clone(), v.clone());
@@ -118,7 +170,10 @@ pub fn attributes_of(ctx: &Ctx, info: &TopicInfo) -> BTreeMap<String, String> {
 pub fn get_attributes(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     let name = ctx.topic_name(p, "TopicArn")?;
     let info = ctx.topics.get_topic(&name)?;
-    Ok(vec![attribute_map("Attributes", &attributes_of(ctx, &info))])
+    Ok(vec![attribute_map(
+        "Attributes",
+        &attributes_of(ctx, &info),
+    )])
 }
 
 pub fn set_attributes(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
