@@ -479,7 +479,8 @@ fn bench_fan_out() {
         let dir = tempfile::tempdir_in(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
         let (b, t) = open(dir.path());
         t.create_topic("bench", Default::default(), Default::default()).unwrap();
-        for i in 0..10 {
+        let subscriptions: usize = std::env::var("FERRY_BENCH_SUBSCRIPTIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+        for i in 0..subscriptions {
             let q = format!("q{i}");
             b.create_queue(&q, Default::default(), Default::default()).unwrap();
             let filter = (i % 2 == 1).then_some(r#"{"half": ["yes"]}"#);
@@ -513,7 +514,7 @@ fn bench_fan_out() {
         let delivered: u64 = stats[0].subscriptions.iter().map(|s| s.delivered).sum();
         let n = published.load(Ordering::Relaxed);
         println!(
-            "fan-out: {publishers} publishers, 10 subscriptions (5 filtered, half match), 1 KiB: {:.0} publishes/s, {:.0} deliveries/s ({n} publishes, {delivered} deliveries in {secs:.1} s)",
+            "fan-out: {publishers} publishers, {subscriptions} subscriptions (half filtered, half match), 1 KiB: {:.0} publishes/s, {:.0} deliveries/s ({n} publishes, {delivered} deliveries in {secs:.1} s)",
             n as f64 / secs,
             delivered as f64 / secs
         );
