@@ -168,3 +168,13 @@ def test_pending_retries_survive_a_crash(ferry_factory, tmp_path, endpoint):
     # ...and, now that the endpoint answers 200, stops retrying.
     n = len(endpoint.of_type("Notification"))
     assert not wait_until(lambda: len(endpoint.of_type("Notification")) > n, timeout_s=2.5)
+
+
+def test_graceful_stop_with_http_subscriptions(ferry, sns, endpoint):
+    arn = sns.create_topic(Name=unique("t"))["TopicArn"]
+    sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=endpoint.url)
+    confirm_via_subscribe_url(endpoint)
+    endpoint.statuses = [500] * 100
+    sns.publish(TopicArn=arn, Message="pending at shutdown")
+    assert wait_until(lambda: endpoint.of_type("Notification"))
+    assert ferry.stop() == 0
