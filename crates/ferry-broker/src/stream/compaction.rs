@@ -360,7 +360,7 @@ mod tests {
                 let len = i32::from_be_bytes(b[8..12].try_into().unwrap()) as usize + 12;
                 let h = batch::parse_header(&b[..len]).unwrap();
                 next = next.max(h.base_offset as u64 + u64::from(h.offset_count()));
-                let _ = bytes::Buf::advance(&mut b, len);
+                bytes::Buf::advance(&mut b, len);
             }
             for r in records {
                 if r.offset >= offset {
@@ -385,10 +385,8 @@ mod tests {
         };
         let p = Partition::open(dir.path(), 0, config.clone()).unwrap();
         let produce = |pairs: &[(&str, Option<&str>)], ts: i64| {
-            let a = p
-                .append(keyed(pairs, ts), TimestampType::CreateTime, 1 << 20, ts)
-                .unwrap();
-            a
+            p.append(keyed(pairs, ts), TimestampType::CreateTime, 1 << 20, ts)
+                .unwrap()
         };
         produce(&[("a", Some("a1")), ("b", Some("b1"))], 1); // 0, 1
         produce(&[("a", Some("a2"))], 2); // 2

@@ -771,7 +771,10 @@ mod tests {
         let c = Coordinator::new();
         let a = ready(&mut c.join(join_req(""), 0).unwrap()).unwrap();
         assert_eq!(c.delete("g"), Err(GroupError::NonEmptyGroup));
-        assert_eq!(c.leave("g", &[a.member_id.clone()], 1), vec![Ok(())]);
+        assert_eq!(
+            c.leave("g", std::slice::from_ref(&a.member_id), 1),
+            vec![Ok(())]
+        );
         assert_eq!(c.describe("g").unwrap().state, GroupState::Empty);
         assert_eq!(c.delete("g"), Ok(()));
         assert!(c.describe("g").is_none());

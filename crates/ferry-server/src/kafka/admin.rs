@@ -202,7 +202,7 @@ pub fn describe_configs(conn: &Conn, req: DescribeConfigsRequest) -> DescribeCon
                             .config()
                             .entries()
                             .into_iter()
-                            .filter(|(k, _, _)| keys.as_ref().map_or(true, |ks| ks.contains(k)))
+                            .filter(|(k, _, _)| !matches!(&keys, Some(ks) if !ks.contains(k)))
                             .map(|(k, v, default)| {
                                 let mut c = DescribeConfigsResourceResult::default();
                                 c.name = str_bytes(k);

@@ -347,7 +347,7 @@ enum Decoded {
     Serial {
         header: RequestHeader,
         api_key: ApiKey,
-        request: RequestKind,
+        request: Box<RequestKind>,
     },
     Immediate(Option<Bytes>),
 }
@@ -405,7 +405,7 @@ async fn serve_connection(
                             }
                         }
                         let version = header.request_api_version;
-                        let response = match dispatch(conn, &header, request).await {
+                        let response = match dispatch(conn, &header, *request).await {
                             Ok(r) => r,
                             Err(reason) => return Close::Protocol(reason),
                         };
@@ -465,7 +465,7 @@ fn start_request(mut frame: Bytes, conn: &mut Conn) -> Result<Decoded, String> {
         request => Ok(Decoded::Serial {
             header,
             api_key,
-            request,
+            request: Box::new(request),
         }),
     }
 }
