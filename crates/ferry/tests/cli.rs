@@ -25,7 +25,15 @@ fn assert_ok(out: &Output) {
 #[test]
 fn create_send_receive_through_the_cli() {
     let server = Server::start();
-    let out = server.cli(&["queue", "create", "cli-q", "--visibility-timeout", "40", "--tag", "a=b"]);
+    let out = server.cli(&[
+        "queue",
+        "create",
+        "cli-q",
+        "--visibility-timeout",
+        "40",
+        "--tag",
+        "a=b",
+    ]);
     assert_ok(&out);
 
     let out = server.cli(&["send", "cli-q", "hello from the cli", "--json"]);
@@ -38,9 +46,18 @@ fn create_send_receive_through_the_cli() {
         "{\"body\":\"line one\"}\n\n{\"body\":\"line two\",\"priority\":1}\n",
     )
     .unwrap();
-    let out = server.cli(&["send", "cli-q", "--file", file.path().to_str().unwrap(), "--json"]);
+    let out = server.cli(&[
+        "send",
+        "cli-q",
+        "--file",
+        file.path().to_str().unwrap(),
+        "--json",
+    ]);
     assert_ok(&out);
-    assert_eq!(stdout_json(&out), serde_json::json!({"sent": 2, "failed": 0}));
+    assert_eq!(
+        stdout_json(&out),
+        serde_json::json!({"sent": 2, "failed": 0})
+    );
 
     let out = server.cli(&["queue", "list", "--json"]);
     assert_ok(&out);

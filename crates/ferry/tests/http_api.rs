@@ -106,7 +106,9 @@ fn send_receive_delete_visibility_peek_purge() {
     assert!(got.iter().any(|m| m["message_id"] == id.as_str()));
     assert!(got.iter().all(|m| m["receive_count"] == 1));
     // Both are in flight: nothing more to receive.
-    assert!(server.receive("work", json!({"max": 10, "wait": 0})).is_empty());
+    assert!(server
+        .receive("work", json!({"max": 10, "wait": 0}))
+        .is_empty());
 
     // Make "one" visible again at once.
     let one = got.iter().find(|m| m["body"] == "one").unwrap();
@@ -166,8 +168,14 @@ fn message_fields_round_trip() {
     assert_eq!(status, 200, "{body}");
     let got = server.receive("fields", json!({"max": 1}));
     let m = &got[0];
-    assert_eq!(m["attributes"]["kind"], json!({"type": "String", "value": "greeting"}));
-    assert_eq!(m["attributes"]["n"], json!({"type": "Number.int", "value": "42"}));
+    assert_eq!(
+        m["attributes"]["kind"],
+        json!({"type": "String", "value": "greeting"})
+    );
+    assert_eq!(
+        m["attributes"]["n"],
+        json!({"type": "Number.int", "value": "42"})
+    );
     assert_eq!(m["attributes"]["raw"]["value"], "AAH/");
     assert_eq!(m["priority"], 7);
     assert!(m["sent_timestamp_ms"].as_u64().unwrap() > 0);
@@ -228,7 +236,10 @@ fn batch_send_reports_partial_failures_per_entry() {
     assert_eq!(status, 200);
     assert_eq!(result["failed"], 1);
     assert_eq!(result["results"][0]["ok"], true);
-    assert_eq!(result["results"][1]["error"]["code"], "InvalidReceiptHandle");
+    assert_eq!(
+        result["results"][1]["error"]["code"],
+        "InvalidReceiptHandle"
+    );
 
     // Too many entries.
     let many: Vec<Value> = (0..101).map(|i| json!({"body": i.to_string()})).collect();
@@ -251,7 +262,8 @@ fn binary_bodies_travel_base64_both_ways() {
     let (_, peeked) = server.get("/v1/queues/bin/messages");
     assert_eq!(peeked["messages"][0]["body_encoding"], "base64");
     assert_eq!(
-        b64.decode(peeked["messages"][0]["body"].as_str().unwrap()).unwrap(),
+        b64.decode(peeked["messages"][0]["body"].as_str().unwrap())
+            .unwrap(),
         raw
     );
     // Text bodies can be asked for in base64 too.
@@ -337,10 +349,26 @@ fn bad_input_gets_documented_errors_and_the_server_stays_healthy() {
     let server = Server::start();
     server.create_queue("q", json!({}));
     let cases: Vec<(u16, &str, (u16, Value))> = vec![
-        (400, "InvalidRequest", server.post_raw("/v1/queues", b"{\"name\": ".to_vec())),
-        (400, "InvalidRequest", server.post("/v1/queues", json!({"attributes": {}}))),
-        (400, "InvalidRequest", server.post("/v1/queues/q/messages", json!({"bdy": "x"}))),
-        (400, "InvalidRequest", server.post("/v1/queues/q/messages", json!({}))),
+        (
+            400,
+            "InvalidRequest",
+            server.post_raw("/v1/queues", b"{\"name\": ".to_vec()),
+        ),
+        (
+            400,
+            "InvalidRequest",
+            server.post("/v1/queues", json!({"attributes": {}})),
+        ),
+        (
+            400,
+            "InvalidRequest",
+            server.post("/v1/queues/q/messages", json!({"bdy": "x"})),
+        ),
+        (
+            400,
+            "InvalidRequest",
+            server.post("/v1/queues/q/messages", json!({})),
+        ),
         (
             413,
             "RequestTooLarge",
@@ -349,18 +377,41 @@ fn bad_input_gets_documented_errors_and_the_server_stays_healthy() {
                 format!("{{\"body\":\"{}\"}}", "x".repeat(3 * 1024 * 1024)).into_bytes(),
             ),
         ),
-        (404, "QueueNotFound", server.post("/v1/queues/missing/messages", json!({"body": "x"}))),
+        (
+            404,
+            "QueueNotFound",
+            server.post("/v1/queues/missing/messages", json!({"body": "x"})),
+        ),
         (404, "QueueNotFound", server.get("/v1/queues/missing")),
         (404, "RouteNotFound", server.get("/v1/nothing-here")),
-        (405, "MethodNotAllowed", server.request("PUT", "/v1/queues/q", None)),
+        (
+            405,
+            "MethodNotAllowed",
+            server.request("PUT", "/v1/queues/q", None),
+        ),
         (
             400,
             "InvalidReceiptHandle",
-            server.post("/v1/queues/q/messages/delete", json!({"receipt_handle": "bogus"})),
+            server.post(
+                "/v1/queues/q/messages/delete",
+                json!({"receipt_handle": "bogus"}),
+            ),
         ),
-        (400, "InvalidParameter", server.post("/v1/queues/q/receive", json!({"wait": 21}))),
-        (400, "InvalidParameter", server.post("/v1/queues/q/receive", json!({"max": 0}))),
-        (400, "InvalidQueueName", server.post("/v1/queues", json!({"name": "bad name!"}))),
+        (
+            400,
+            "InvalidParameter",
+            server.post("/v1/queues/q/receive", json!({"wait": 21})),
+        ),
+        (
+            400,
+            "InvalidParameter",
+            server.post("/v1/queues/q/receive", json!({"max": 0})),
+        ),
+        (
+            400,
+            "InvalidQueueName",
+            server.post("/v1/queues", json!({"name": "bad name!"})),
+        ),
         (
             400,
             "InvalidAttributeValue",
@@ -373,7 +424,9 @@ fn bad_input_gets_documented_errors_and_the_server_stays_healthy() {
     for (status, code, (got_status, body)) in cases {
         assert_eq!(got_status, status, "{code}: {body}");
         assert_eq!(error_code(&body), code, "{body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
     let (status, _) = server.get("/healthz");
     assert_eq!(status, 200);
@@ -394,8 +447,7 @@ fn openapi_document_is_served_and_every_operation_is_routed() {
             .replace("{name}", "no-such-queue")
             .replace("{key}", "k");
         for method in item.as_object().unwrap().keys() {
-            let (status, body) =
-                server.request(&method.to_uppercase(), &concrete, Some(json!({})));
+            let (status, body) = server.request(&method.to_uppercase(), &concrete, Some(json!({})));
             let code = error_code(&body);
             assert!(
                 status != 405 && code != "RouteNotFound",

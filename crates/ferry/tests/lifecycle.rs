@@ -42,7 +42,10 @@ fn acknowledged_messages_survive_kill_9() {
         .filter(|b| *b != first)
         .collect();
     assert_eq!(bodies, expected);
-    let again = got.iter().find(|m| m["body"] == in_flight_body.as_str()).unwrap();
+    let again = got
+        .iter()
+        .find(|m| m["body"] == in_flight_body.as_str())
+        .unwrap();
     assert_eq!(again["receive_count"], 2);
 }
 
@@ -58,7 +61,10 @@ fn sigterm_wakes_long_polls_and_exits_zero() {
             .timeout(Duration::from_secs(60))
             .send()
             .unwrap();
-        (response.status().as_u16(), response.json::<Value>().unwrap())
+        (
+            response.status().as_u16(),
+            response.json::<Value>().unwrap(),
+        )
     });
     server.wait_for_metric("ferry_http_long_polls_waiting", 1.0);
     server.signal(libc::SIGTERM);
@@ -66,7 +72,11 @@ fn sigterm_wakes_long_polls_and_exits_zero() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["messages"], json!([]));
     let exit = common::wait_exit(&mut server.child);
-    assert!(exit.success(), "exit status {exit:?}; log:\n{}", server.log_text());
+    assert!(
+        exit.success(),
+        "exit status {exit:?}; log:\n{}",
+        server.log_text()
+    );
 }
 
 #[test]
@@ -93,7 +103,11 @@ fn invalid_configuration_is_refused_naming_the_key() {
     );
     let exit = spawned.wait_exit();
     assert_eq!(exit.code(), Some(2));
-    assert!(spawned.log_text().contains("durabilty"), "{}", spawned.log_text());
+    assert!(
+        spawned.log_text().contains("durabilty"),
+        "{}",
+        spawned.log_text()
+    );
 
     // A directory without ferry.toml (the one above would be read as ./ferry.toml).
     let clean = tempfile::tempdir().unwrap();
@@ -107,7 +121,11 @@ fn configuration_file_env_and_flags_are_layered() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("ferry.toml");
     // The file asks for interval durability and JSON logs; the flag switches back to text.
-    std::fs::write(&config, "durability = \"interval:50\"\nlog_format = \"json\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "durability = \"interval:50\"\nlog_format = \"json\"\n",
+    )
+    .unwrap();
     let server = Server::start_on(
         &tmp.path().join("data"),
         None,
@@ -137,6 +155,9 @@ fn serve_help_documents_every_setting() {
         "--log-format",
         "--log-level",
     ] {
-        assert!(help.contains(setting), "{setting} missing from help:\n{help}");
+        assert!(
+            help.contains(setting),
+            "{setting} missing from help:\n{help}"
+        );
     }
 }

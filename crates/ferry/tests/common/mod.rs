@@ -32,7 +32,13 @@ fn door_flags() -> &'static Vec<String> {
             .expect("run ferry serve --help");
         let help = String::from_utf8_lossy(&help.stdout).to_string();
         let mut flags = Vec::new();
-        for door in ["--http-addr", "--aws-addr", "--kafka-addr", "--amqp-addr", "--mqtt-addr"] {
+        for door in [
+            "--http-addr",
+            "--aws-addr",
+            "--kafka-addr",
+            "--amqp-addr",
+            "--mqtt-addr",
+        ] {
             if help.contains(door) {
                 flags.push(door.to_string());
                 flags.push("127.0.0.1:0".to_string());
@@ -242,7 +248,10 @@ impl Server {
             "/v1/queues",
             json!({"name": name, "attributes": attributes}),
         );
-        assert!(status == 201 || status == 200, "create {name}: {status} {body}");
+        assert!(
+            status == 201 || status == 200,
+            "create {name}: {status} {body}"
+        );
     }
 
     pub fn send(&self, queue: &str, body: &str) -> String {
