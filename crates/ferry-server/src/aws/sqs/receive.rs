@@ -171,9 +171,9 @@ pub async fn receive(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
             ));
         }
     }
-    let info = ctx.broker.get_queue(&name)?;
-    let waits = wait.unwrap_or(info.attributes.receive_message_wait_seconds) > 0;
-    let _poll = waits.then(|| ctx.door.long_poll_guard());
+    // A receive that may wait (an explicit wait, or the queue's default) is parked in a long
+    // poll: shutdown does not wait for it before waking the polls.
+    let _poll = (wait != Some(0)).then(|| ctx.door.long_poll_guard());
     let request = ReceiveRequest {
         max_messages: max.unwrap_or(1),
         visibility_timeout_seconds: visibility,
