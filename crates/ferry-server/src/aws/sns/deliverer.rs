@@ -1,6 +1,7 @@
 //! The HTTP client behind push delivery: implements the broker's
 //! [`Deliverer`](ferry_broker::topic::delivery::Deliverer) with reqwest, and records the
-//! delivery latency metric. (Plain HTTP only: the build has no TLS client.)
+//! delivery latency metric. HTTPS uses rustls with the platform's trust store
+//! (`SSL_CERT_FILE` / `SSL_CERT_DIR` override it, as for OpenSSL).
 
 use std::future::Future;
 use std::pin::Pin;
