@@ -324,3 +324,18 @@ pub fn refresh(broker: Option<&Broker>) {
     }
     metrics::gauge!(DISK_BYTES).set(broker.disk_bytes() as f64);
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every exported name is documented, so the docs cannot silently fall behind.
+    #[test]
+    fn every_metric_is_documented() {
+        let docs = include_str!("../../../docs/metrics.md");
+        let missing: Vec<&str> = super::ALL
+            .iter()
+            .copied()
+            .filter(|name| !docs.contains(&format!("`{name}`")))
+            .collect();
+        assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");
+    }
+}
