@@ -64,9 +64,9 @@ pub mod types;
 
 mod catalog;
 mod queue;
+mod receipt;
 pub mod stream;
 pub mod topic;
-mod receipt;
 pub mod validate;
 
 pub use error::BrokerError;
@@ -157,6 +157,9 @@ pub struct BrokerConfig {
     /// Segment size for queue logs.
     pub segment_bytes: u64,
     pub clock: Arc<dyn Clock>,
+    /// Called after each write/fdatasync batch of every queue log (the server records the
+    /// fsync latency histogram with it). Runs on a log's writer thread: keep it short.
+    pub on_sync: Option<ferry_log::SyncObserver>,
 }
 
 impl BrokerConfig {
@@ -166,6 +169,18 @@ impl BrokerConfig {
             default_durability: ferry_log::Durability::Always,
             segment_bytes: 64 * 1024 * 1024,
             clock: Arc::new(SystemClock),
+            on_sync: None,
+        }
+    }
+
+    /// The log settings every queue log starts from (a queue's own durability attribute
+    /// overrides `durability`).
+    pub fn queue_log_defaults(&self) -> ferry_log::LogConfig {
+        ferry_log::LogConfig {
+            segment_bytes: self.segment_bytes,
+            durability: self.default_durability,
+            on_sync: self.on_sync.clone(),
+            ..ferry_log::LogConfig::default()
         }
     }
 }
@@ -252,7 +267,9 @@ impl Broker {
         loop {
             match fs2::FileExt::try_lock_exclusive(&lock) {
                 Ok(()) => break,
-                Err(_) if started.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
                 Err(_) => {
                     return Err(storage(format!(
                         "data directory {} is locked by another Ferry process",
@@ -264,8 +281,11 @@ impl Broker {
         let catalog = Catalog::load(&dir)?;
         // Remove directories of queues the catalog does not know (a crash during create or
         // delete).
-        let known: std::collections::HashSet<String> =
-            catalog.queues.iter().map(|(n, e)| format!("{n}.{}", e.incarnation)).collect();
+        let known: std::collections::HashSet<String> = catalog
+            .queues
+            .iter()
+            .map(|(n, e)| format!("{n}.{}", e.incarnation))
+            .collect();
         if let Ok(rd) = std::fs::read_dir(dir.join(QUEUES_DIR)) {
             for ent in rd.flatten() {
                 let name = ent.file_name().to_string_lossy().to_string();
@@ -283,8 +303,7 @@ impl Broker {
                 queue_dir(&dir, name, entry.incarnation),
                 entry.attributes.clone(),
                 config.clock.clone(),
-                config.segment_bytes,
-                &config.default_durability,
+                &config.queue_log_defaults(),
             )?;
             queues.insert(name.clone(), Arc::new(q));
         }
@@ -312,7 +331,10 @@ impl Broker {
         let thread = std::thread::Builder::new()
             .name("ferry-broker-maintenance".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string()));
@@ -381,14 +403,25 @@ impl Broker {
     // ------------------------------------------------------------------ catalog
 
     /// Checks the parts of `attrs` that involve other queues.
-    fn check_cross(&self, catalog: &Catalog, name: &str, attrs: &QueueAttributes) -> Result<(), BrokerError> {
+    fn check_cross(
+        &self,
+        catalog: &Catalog,
+        name: &str,
+        attrs: &QueueAttributes,
+    ) -> Result<(), BrokerError> {
         if let Some(r) = &attrs.redrive_policy {
-            let bad = |reason: String| BrokerError::InvalidAttributeValue { attribute: "RedrivePolicy".into(), reason };
+            let bad = |reason: String| BrokerError::InvalidAttributeValue {
+                attribute: "RedrivePolicy".into(),
+                reason,
+            };
             if r.dead_letter_queue == name {
                 return Err(bad("a queue cannot be its own dead-letter queue".into()));
             }
             let Some(dlq) = catalog.queues.get(&r.dead_letter_queue) else {
-                return Err(bad(format!("dead-letter queue {:?} does not exist", r.dead_letter_queue)));
+                return Err(bad(format!(
+                    "dead-letter queue {:?} does not exist",
+                    r.dead_letter_queue
+                )));
             };
             if dlq.attributes.fifo != attrs.fifo {
                 return Err(bad("the dead-letter queue of a FIFO queue must be FIFO, of a standard queue standard".into()));
@@ -433,15 +466,20 @@ impl Broker {
             dir.clone(),
             attributes.clone(),
             self.inner.config.clock.clone(),
-            self.inner.config.segment_bytes,
-            &self.inner.config.default_durability,
+            &self.inner.config.queue_log_defaults(),
         )?;
         let now = self.now();
         let mut next = catalog.clone();
         next.next_incarnation += 1;
         next.queues.insert(
             name.to_string(),
-            QueueEntry { attributes, tags, created_ms: now, modified_ms: now, incarnation },
+            QueueEntry {
+                attributes,
+                tags,
+                created_ms: now,
+                modified_ms: now,
+                incarnation,
+            },
         );
         if let Err(e) = next.save(&self.inner.config.data_dir) {
             let _ = q.close();
@@ -449,7 +487,10 @@ impl Broker {
             return Err(e);
         }
         *catalog = next;
-        self.inner.queues.write().insert(name.to_string(), Arc::new(q));
+        self.inner
+            .queues
+            .write()
+            .insert(name.to_string(), Arc::new(q));
         drop(catalog);
         self.get_queue(name)
     }
@@ -525,7 +566,10 @@ impl Broker {
         let q = self.queue(name)?;
         {
             let mut catalog = self.inner.catalog.lock();
-            let entry = catalog.queues.get(name).ok_or_else(|| BrokerError::QueueNotFound(name.to_string()))?;
+            let entry = catalog
+                .queues
+                .get(name)
+                .ok_or_else(|| BrokerError::QueueNotFound(name.to_string()))?;
             let mut attrs = entry.attributes.clone();
             change(&mut attrs);
             if attrs.fifo != entry.attributes.fifo {
@@ -551,11 +595,18 @@ impl Broker {
         self.get_queue(name)
     }
 
-    fn edit_tags(&self, name: &str, f: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<(), BrokerError> {
+    fn edit_tags(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut BTreeMap<String, String>),
+    ) -> Result<(), BrokerError> {
         self.queue(name)?;
         let mut catalog = self.inner.catalog.lock();
         let mut next = catalog.clone();
-        let entry = next.queues.get_mut(name).ok_or_else(|| BrokerError::QueueNotFound(name.to_string()))?;
+        let entry = next
+            .queues
+            .get_mut(name)
+            .ok_or_else(|| BrokerError::QueueNotFound(name.to_string()))?;
         f(&mut entry.tags);
         validate::tags(&entry.tags)?;
         next.save(&self.inner.config.data_dir)?;
@@ -577,7 +628,10 @@ impl Broker {
     }
 
     /// Queues whose redrive policy names `dead_letter_queue`.
-    pub fn dead_letter_source_queues(&self, dead_letter_queue: &str) -> Result<Vec<String>, BrokerError> {
+    pub fn dead_letter_source_queues(
+        &self,
+        dead_letter_queue: &str,
+    ) -> Result<Vec<String>, BrokerError> {
         self.queue(dead_letter_queue)?;
         Ok(self
             .inner
@@ -585,7 +639,12 @@ impl Broker {
             .lock()
             .queues
             .iter()
-            .filter(|(_, e)| e.attributes.redrive_policy.as_ref().is_some_and(|r| r.dead_letter_queue == dead_letter_queue))
+            .filter(|(_, e)| {
+                e.attributes
+                    .redrive_policy
+                    .as_ref()
+                    .is_some_and(|r| r.dead_letter_queue == dead_letter_queue)
+            })
             .map(|(n, _)| n.clone())
             .collect())
     }
@@ -607,11 +666,16 @@ impl Broker {
             });
         }
         let attrs = q.attrs();
-        let items: Vec<Result<SendMessage, BrokerError>> =
-            messages.into_iter().map(|m| validate::message(&m, &attrs).map(|_| m)).collect();
+        let items: Vec<Result<SendMessage, BrokerError>> = messages
+            .into_iter()
+            .map(|m| validate::message(&m, &attrs).map(|_| m))
+            .collect();
         let policy = self.policy(&attrs);
         let (outcomes, off, dead) = q.send(items, &policy).map_err(|e| self.gone(&q, e))?;
-        if outcomes.iter().any(|o| o.as_ref().is_ok_and(|o| !o.deduplicated)) {
+        if outcomes
+            .iter()
+            .any(|o| o.as_ref().is_ok_and(|o| !o.deduplicated))
+        {
             q.notify.notify_waiters();
         }
         if !dead.is_empty() {
@@ -622,12 +686,19 @@ impl Broker {
     }
 
     /// Receives up to `max_messages`, waiting up to `wait` for the first one (long polling).
-    pub async fn receive(&self, queue: &str, request: ReceiveRequest) -> Result<Vec<ReceivedMessage>, BrokerError> {
+    pub async fn receive(
+        &self,
+        queue: &str,
+        request: ReceiveRequest,
+    ) -> Result<Vec<ReceivedMessage>, BrokerError> {
         let q = self.queue(queue)?;
         if request.max_messages == 0 || request.max_messages > MAX_RECEIVE_MESSAGES {
             return Err(BrokerError::InvalidParameter {
                 parameter: "MaxNumberOfMessages".into(),
-                reason: format!("{} is outside 1..={MAX_RECEIVE_MESSAGES}", request.max_messages),
+                reason: format!(
+                    "{} is outside 1..={MAX_RECEIVE_MESSAGES}",
+                    request.max_messages
+                ),
             });
         }
         if let Some(w) = request.wait_seconds {
@@ -650,11 +721,19 @@ impl Broker {
             validate::id("ReceiveRequestAttemptId", a)?;
         }
         let attrs = q.attrs();
-        let visibility_ms =
-            request.visibility_timeout_seconds.unwrap_or(attrs.visibility_timeout_seconds) as u64 * 1000;
-        let wait = request.wait_seconds.unwrap_or(attrs.receive_message_wait_seconds);
+        let visibility_ms = request
+            .visibility_timeout_seconds
+            .unwrap_or(attrs.visibility_timeout_seconds) as u64
+            * 1000;
+        let wait = request
+            .wait_seconds
+            .unwrap_or(attrs.receive_message_wait_seconds);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
-        let attempt = if attrs.fifo { request.receive_request_attempt_id.as_deref() } else { None };
+        let attempt = if attrs.fifo {
+            request.receive_request_attempt_id.as_deref()
+        } else {
+            None
+        };
         loop {
             let notified = q.notify.notified();
             tokio::pin!(notified);
@@ -663,8 +742,14 @@ impl Broker {
                 return Ok(Vec::new());
             }
             let policy = self.policy(&attrs);
-            let (deliveries, off, dead) =
-                q.receive(request.max_messages as usize, visibility_ms, attempt, &policy).map_err(|e| self.gone(&q, e))?;
+            let (deliveries, off, dead) = q
+                .receive(
+                    request.max_messages as usize,
+                    visibility_ms,
+                    attempt,
+                    &policy,
+                )
+                .map_err(|e| self.gone(&q, e))?;
             let moved_some = !dead.is_empty();
             if moved_some {
                 self.dead_letter(&q, &attrs, dead).await;
@@ -730,7 +815,9 @@ impl Broker {
                 reason: format!("at most {MAX_BATCH} entries per call"),
             });
         }
-        let (results, off, wake) = q.change_visibility(&changes).map_err(|e| self.gone(&q, e))?;
+        let (results, off, wake) = q
+            .change_visibility(&changes)
+            .map_err(|e| self.gone(&q, e))?;
         q.durable(off).await?;
         if wake {
             q.notify.notify_waiters();
@@ -764,7 +851,15 @@ impl Broker {
             }
             return;
         };
-        if let Err(e) = move_out(&self.inner, q, numbers, Target::DeadLetter(r.dead_letter_queue.clone()), RemoveReason::DeadLettered).await {
+        if let Err(e) = move_out(
+            &self.inner,
+            q,
+            numbers,
+            Target::DeadLetter(r.dead_letter_queue.clone()),
+            RemoveReason::DeadLettered,
+        )
+        .await
+        {
             tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed; the messages stay in the source");
         }
     }
@@ -796,14 +891,20 @@ impl Broker {
             }
         }
         let mut catalog = self.inner.catalog.lock();
-        let is_dlq = catalog
-            .queues
-            .values()
-            .any(|e| e.attributes.redrive_policy.as_ref().is_some_and(|r| r.dead_letter_queue == source));
+        let is_dlq = catalog.queues.values().any(|e| {
+            e.attributes
+                .redrive_policy
+                .as_ref()
+                .is_some_and(|r| r.dead_letter_queue == source)
+        });
         if !is_dlq {
             return Err(BrokerError::NotADeadLetterQueue(source.to_string()));
         }
-        if catalog.move_tasks.iter().any(|t| t.source == source && (t.status == "RUNNING" || t.status == "CANCELLING")) {
+        if catalog
+            .move_tasks
+            .iter()
+            .any(|t| t.source == source && (t.status == "RUNNING" || t.status == "CANCELLING"))
+        {
             return Err(BrokerError::MoveTaskAlreadyRunning(source.to_string()));
         }
         let stats = src.stats();
@@ -869,7 +970,12 @@ impl Broker {
                     tracing::warn!(error = %e, "saving the catalog while resuming move tasks");
                 }
             }
-            catalog.move_tasks.iter().filter(|t| t.status == "RUNNING").map(|t| t.handle.clone()).collect()
+            catalog
+                .move_tasks
+                .iter()
+                .filter(|t| t.status == "RUNNING")
+                .map(|t| t.handle.clone())
+                .collect()
         };
         for h in handles {
             self.spawn_task(h);
@@ -879,8 +985,12 @@ impl Broker {
     pub fn list_move_tasks(&self, source: &str) -> Result<Vec<MoveTaskInfo>, BrokerError> {
         self.queue(source)?;
         let catalog = self.inner.catalog.lock();
-        let mut out: Vec<MoveTaskInfo> =
-            catalog.move_tasks.iter().filter(|t| t.source == source).map(task_info).collect();
+        let mut out: Vec<MoveTaskInfo> = catalog
+            .move_tasks
+            .iter()
+            .filter(|t| t.source == source)
+            .map(task_info)
+            .collect();
         out.reverse();
         Ok(out)
     }
@@ -888,7 +998,11 @@ impl Broker {
     pub fn cancel_move_task(&self, task_handle: &str) -> Result<MoveTaskInfo, BrokerError> {
         self.check_running()?;
         let mut catalog = self.inner.catalog.lock();
-        let Some(i) = catalog.move_tasks.iter().position(|t| t.handle == task_handle) else {
+        let Some(i) = catalog
+            .move_tasks
+            .iter()
+            .position(|t| t.handle == task_handle)
+        else {
             return Err(BrokerError::MoveTaskNotFound(task_handle.to_string()));
         };
         if catalog.move_tasks[i].status != "RUNNING" {
@@ -908,12 +1022,22 @@ impl Broker {
 
     /// Counts and counters of every queue, for metrics and dashboards.
     pub fn stats(&self) -> Vec<(String, QueueStats)> {
-        self.inner.queues.read().iter().map(|(n, q)| (n.clone(), q.stats())).collect()
+        self.inner
+            .queues
+            .read()
+            .iter()
+            .map(|(n, q)| (n.clone(), q.stats()))
+            .collect()
     }
 
     /// Bytes used on disk by all queue logs and checkpoints.
     pub fn disk_bytes(&self) -> u64 {
-        self.inner.queues.read().values().map(|q| q.disk_bytes()).sum()
+        self.inner
+            .queues
+            .read()
+            .values()
+            .map(|q| q.disk_bytes())
+            .sum()
     }
 
     /// Wakes every long poll (they return empty), refuses new work, flushes and checkpoints.
@@ -956,7 +1080,9 @@ impl Broker {
 }
 
 fn queue_dir(data_dir: &Path, name: &str, incarnation: u64) -> PathBuf {
-    data_dir.join(QUEUES_DIR).join(format!("{name}.{incarnation}"))
+    data_dir
+        .join(QUEUES_DIR)
+        .join(format!("{name}.{incarnation}"))
 }
 
 /// Copies `numbers` (already `Moving` in `src`) to their target and then removes them from the
@@ -1031,7 +1157,8 @@ async fn move_out(
         src.abort_move(&unroutable);
         failure.get_or_insert(BrokerError::InvalidParameter {
             parameter: "SourceArn".into(),
-            reason: "a message has no dead-letter source queue to return to; give a destination".into(),
+            reason: "a message has no dead-letter source queue to return to; give a destination"
+                .into(),
         });
     }
     match failure {
@@ -1052,7 +1179,11 @@ async fn run_move_task(weak: Weak<Inner>, handle: String, cancel: Arc<AtomicBool
         let Some(inner) = weak.upgrade() else { return };
         let record = {
             let catalog = inner.catalog.lock();
-            catalog.move_tasks.iter().find(|t| t.handle == handle).cloned()
+            catalog
+                .move_tasks
+                .iter()
+                .find(|t| t.handle == handle)
+                .cloned()
         };
         let Some(record) = record else { return };
         if record.status != "RUNNING" && record.status != "CANCELLING" {
@@ -1085,7 +1216,11 @@ async fn run_move_task(weak: Weak<Inner>, handle: String, cancel: Arc<AtomicBool
             return;
         }
         let Some(src) = inner.queues.read().get(&record.source).cloned() else {
-            finish("FAILED", Some("the source queue was deleted".into()), record.moved);
+            finish(
+                "FAILED",
+                Some("the source queue was deleted".into()),
+                record.moved,
+            );
             return;
         };
         if record.moved >= record.to_move {
@@ -1101,7 +1236,8 @@ async fn run_move_task(weak: Weak<Inner>, handle: String, cancel: Arc<AtomicBool
             let left = rate.saturating_sub(in_window) as usize;
             if left == 0 {
                 drop(inner);
-                tokio::time::sleep(Duration::from_secs(1).saturating_sub(window_start.elapsed())).await;
+                tokio::time::sleep(Duration::from_secs(1).saturating_sub(window_start.elapsed()))
+                    .await;
                 continue;
             }
             batch = batch.min(left);

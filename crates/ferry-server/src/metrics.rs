@@ -167,7 +167,10 @@ fn describe() {
         "HTTP request latency by route template, method and status"
     );
     metrics::describe_gauge!(HTTP_REQUESTS_IN_FLIGHT, "HTTP requests being handled");
-    metrics::describe_gauge!(HTTP_LONG_POLLS_WAITING, "HTTP receives parked in a long poll");
+    metrics::describe_gauge!(
+        HTTP_LONG_POLLS_WAITING,
+        "HTTP receives parked in a long poll"
+    );
     metrics::describe_gauge!(QUEUE_MESSAGES_VISIBLE, "Messages that can be received now");
     metrics::describe_gauge!(
         QUEUE_MESSAGES_IN_FLIGHT,
@@ -282,6 +285,16 @@ pub fn refresh_streams(streams: Option<&ferry_broker::stream::Streams>) {
 /// Records one fsync's latency (called from the storage engine's sync hook).
 pub fn record_fsync(elapsed: Duration) {
     metrics::histogram!(LOG_FSYNC_DURATION_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// The storage engine's sync hook: records every real fdatasync (batches written without one,
+/// under relaxed durability, report a zero duration and are not recorded).
+pub fn fsync_observer() -> ferry_log::SyncObserver {
+    std::sync::Arc::new(|stats: ferry_log::SyncStats| {
+        if !stats.duration.is_zero() {
+            record_fsync(stats.duration);
+        }
+    })
 }
 
 /// Records the HTTP door's in-flight counts, just before rendering.

@@ -92,7 +92,11 @@ pub async fn run(
             "no AWS credentials configured: the AWS door is in open mode (any or no signature, loopback peers only)"
         );
     }
-    on_listening(Listening { http: http_addr, aws: aws_addr, kafka: kafka_addr });
+    on_listening(Listening {
+        http: http_addr,
+        aws: aws_addr,
+        kafka: kafka_addr,
+    });
 
     let state = AppState::new(metrics);
     let (stop_http, mut http_stopped) = watch::channel(false);
@@ -132,6 +136,7 @@ pub async fn run(
 
     let broker_config = BrokerConfig {
         default_durability: config.durability.to_log(),
+        on_sync: Some(crate::metrics::fsync_observer()),
         ..BrokerConfig::new(&config.data_dir)
     };
     tracing::info!(

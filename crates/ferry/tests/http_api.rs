@@ -470,6 +470,8 @@ fn metrics_expose_the_documented_names() {
     .unwrap();
     for name in [
         "ferry_http_request_duration_seconds_bucket",
+        // The send above was fdatasynced (durability `always`), so the hook recorded it.
+        "ferry_log_fsync_duration_seconds_bucket",
         "ferry_queue_messages_visible{queue=\"m\"} 1",
         "ferry_queue_messages_in_flight",
         "ferry_queue_messages_delayed",

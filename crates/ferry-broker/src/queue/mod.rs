@@ -25,7 +25,9 @@ use crate::Clock;
 use event::{decode_enqueued, decode_record, encode_record, Enqueued, Event, RemoveReason};
 use ferry_log::{Entry, Log, LogConfig, LogError};
 use parking_lot::{Mutex, MutexGuard};
-use state::{dedup_key, DedupEntry, HandleMatch, Meta, MsgState, Policy, QueueState, DEDUP_WINDOW_MS};
+use state::{
+    dedup_key, DedupEntry, HandleMatch, Meta, MsgState, Policy, QueueState, DEDUP_WINDOW_MS,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -87,7 +89,14 @@ pub struct Queue {
 
 pub fn uuid_text(id: &[u8; 16]) -> String {
     let h = hex::encode(id);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 pub fn new_message_id() -> [u8; 16] {
@@ -97,7 +106,10 @@ pub fn new_message_id() -> [u8; 16] {
     b
 }
 
-fn log_durability(attrs: &QueueAttributes, default: &ferry_log::Durability) -> ferry_log::Durability {
+fn log_durability(
+    attrs: &QueueAttributes,
+    default: &ferry_log::Durability,
+) -> ferry_log::Durability {
     match attrs.durability {
         None => *default,
         Some(QueueDurability::Always) => ferry_log::Durability::Always,
@@ -135,16 +147,14 @@ impl Queue {
         dir: PathBuf,
         attrs: QueueAttributes,
         clock: Arc<dyn Clock>,
-        segment_bytes: u64,
-        default_durability: &ferry_log::Durability,
+        log_defaults: &LogConfig,
     ) -> Result<Queue, BrokerError> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| BrokerError::Storage(format!("creating {}: {e}", dir.display())))?;
         let cfg = LogConfig {
-            segment_bytes,
-            durability: log_durability(&attrs, default_durability),
+            durability: log_durability(&attrs, &log_defaults.durability),
             max_entry_bytes: MAX_RECORD_BYTES,
-            ..LogConfig::default()
+            ..log_defaults.clone()
         };
         let log = Log::open(dir.join(LOG_DIR), cfg)
             .map_err(|e| BrokerError::Storage(format!("queue {name:?}: opening its log: {e}")))?;
@@ -153,13 +163,23 @@ impl Queue {
         let (mut state, cp_offset, cp_bytes) = match std::fs::read(&cp_path) {
             Ok(bytes) => {
                 let st = read_checkpoint(&bytes).map_err(|e| {
-                    BrokerError::Storage(format!("checkpoint {} is corrupt: {e}", cp_path.display()))
+                    BrokerError::Storage(format!(
+                        "checkpoint {} is corrupt: {e}",
+                        cp_path.display()
+                    ))
                 })?;
                 let off = st.applied_offset;
                 (st, off, bytes.len() as u64)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (QueueState::new(attrs.fifo), 0, 0),
-            Err(e) => return Err(BrokerError::Storage(format!("reading {}: {e}", cp_path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (QueueState::new(attrs.fifo), 0, 0)
+            }
+            Err(e) => {
+                return Err(BrokerError::Storage(format!(
+                    "reading {}: {e}",
+                    cp_path.display()
+                )))
+            }
         };
         if state.fifo != attrs.fifo {
             return Err(BrokerError::Storage(format!(
@@ -171,7 +191,12 @@ impl Queue {
         let next = log.next_offset();
         if state.applied_offset > next {
             // The log lost a tail the checkpoint had seen (only possible without fsync).
-            tracing::warn!(queue = name, checkpoint = state.applied_offset, log_end = next, "log shorter than checkpoint; dropping messages beyond the log end");
+            tracing::warn!(
+                queue = name,
+                checkpoint = state.applied_offset,
+                log_end = next,
+                "log shorter than checkpoint; dropping messages beyond the log end"
+            );
             state.forget_beyond(next);
         }
         let start = log.start_offset();
@@ -185,9 +210,9 @@ impl Queue {
         // Replay.
         let mut from = state.applied_offset;
         while from < next {
-            let entries = log
-                .read(from, REPLAY_CHUNK_BYTES)
-                .map_err(|e| BrokerError::Storage(format!("queue {name:?}: replaying its log at {from}: {e}")))?;
+            let entries = log.read(from, REPLAY_CHUNK_BYTES).map_err(|e| {
+                BrokerError::Storage(format!("queue {name:?}: replaying its log at {from}: {e}"))
+            })?;
             if entries.is_empty() {
                 break;
             }
@@ -265,11 +290,19 @@ impl Queue {
     }
 
     /// Appends records and applies them. Returns the offset to wait for.
-    pub fn commit(&self, core: &mut Core, records: Vec<Vec<Event>>, now: u64) -> Result<u64, BrokerError> {
+    pub fn commit(
+        &self,
+        core: &mut Core,
+        records: Vec<Vec<Event>>,
+        now: u64,
+    ) -> Result<u64, BrokerError> {
         if records.is_empty() {
             return Ok(0);
         }
-        let entries: Vec<Entry> = records.iter().map(|r| Entry::new(now as i64, encode_record(r))).collect();
+        let entries: Vec<Entry> = records
+            .iter()
+            .map(|r| Entry::new(now as i64, encode_record(r)))
+            .collect();
         let appended = match self.log.append(&entries) {
             Ok(a) => a,
             Err(e) => return Err(self.fail(core, "appending to its log", &e)),
@@ -311,10 +344,16 @@ impl Queue {
     pub fn read_message(&self, loc: u64) -> Result<Option<Enqueued>, BrokerError> {
         match self.log.read_entry(loc) {
             Ok(en) => decode_enqueued(&en.payload).map(Some).map_err(|e| {
-                BrokerError::Storage(format!("queue {:?}: message record at offset {loc} is corrupt: {e}", self.name))
+                BrokerError::Storage(format!(
+                    "queue {:?}: message record at offset {loc} is corrupt: {e}",
+                    self.name
+                ))
             }),
             Err(LogError::OffsetOutOfRange { .. }) => Ok(None),
-            Err(e) => Err(BrokerError::Storage(format!("queue {:?}: reading offset {loc}: {e}", self.name))),
+            Err(e) => Err(BrokerError::Storage(format!(
+                "queue {:?}: reading offset {loc}: {e}",
+                self.name
+            ))),
         }
     }
 
@@ -322,10 +361,19 @@ impl Queue {
 
     /// Processes due leases and delays, and expirations. Returns the offset to wait for, whether
     /// messages became visible, and messages to dead-letter.
-    pub fn tick_locked(&self, core: &mut Core, policy: &Policy, now: u64) -> Result<(u64, bool, Vec<u64>), BrokerError> {
+    pub fn tick_locked(
+        &self,
+        core: &mut Core,
+        policy: &Policy,
+        now: u64,
+    ) -> Result<(u64, bool, Vec<u64>), BrokerError> {
         let woke = core.state.advance(now);
         let (drop, dead) = core.state.collect_expired(now, policy);
-        let off = if drop.is_empty() { 0 } else { self.commit(core, vec![drop], now)? };
+        let off = if drop.is_empty() {
+            0
+        } else {
+            self.commit(core, vec![drop], now)?
+        };
         Ok((off, woke, dead))
     }
 
@@ -406,17 +454,28 @@ impl Queue {
                 }
                 while core.state.length() >= max {
                     if attrs.overflow_policy == OverflowPolicy::RejectNew {
-                        outcomes.push(Err(BrokerError::QueueFull { queue: self.name.clone(), max_length: max }));
+                        outcomes.push(Err(BrokerError::QueueFull {
+                            queue: self.name.clone(),
+                            max_length: max,
+                        }));
                         continue 'items;
                     }
                     let Some(victim) = core.state.take_oldest() else {
-                        outcomes.push(Err(BrokerError::QueueFull { queue: self.name.clone(), max_length: max }));
+                        outcomes.push(Err(BrokerError::QueueFull {
+                            queue: self.name.clone(),
+                            max_length: max,
+                        }));
                         continue 'items;
                     };
-                    if attrs.overflow_policy == OverflowPolicy::DeadLetterOldest && policy.has_dead_letter_queue {
+                    if attrs.overflow_policy == OverflowPolicy::DeadLetterOldest
+                        && policy.has_dead_letter_queue
+                    {
                         dead.push(victim);
                     } else {
-                        removals.push(Event::Removed { number: victim, reason: RemoveReason::Dropped });
+                        removals.push(Event::Removed {
+                            number: victim,
+                            reason: RemoveReason::Dropped,
+                        });
                     }
                 }
             }
@@ -424,10 +483,20 @@ impl Queue {
             let number = core.state.alloc_number();
             let sequence = if fifo { core.state.alloc_sequence() } else { 0 };
             if let Some(k) = key {
-                core.state.dedup_reserve(k, DedupEntry { message_id, sequence, expires_ms: now + DEDUP_WINDOW_MS });
+                core.state.dedup_reserve(
+                    k,
+                    DedupEntry {
+                        message_id,
+                        sequence,
+                        expires_ms: now + DEDUP_WINDOW_MS,
+                    },
+                );
             }
             let delay = m.delay_seconds.unwrap_or(attrs.delay_seconds) as u64;
-            let ttl = m.ttl_seconds.or(attrs.message_ttl_seconds).map(|t| t as u64 * 1000);
+            let ttl = m
+                .ttl_seconds
+                .or(attrs.message_ttl_seconds)
+                .map(|t| t as u64 * 1000);
             let ttl_expire_ms = match ttl {
                 Some(t) if t < policy.retention_ms => now + t,
                 _ => 0,
@@ -499,7 +568,12 @@ impl Queue {
             let core = self.core.lock();
             numbers
                 .iter()
-                .filter_map(|&n| core.state.meta(n).filter(|m| m.state == MsgState::Moving).map(|m| (n, *m)))
+                .filter_map(|&n| {
+                    core.state
+                        .meta(n)
+                        .filter(|m| m.state == MsgState::Moving)
+                        .map(|m| (n, *m))
+                })
                 .collect()
         };
         let mut out = Vec::with_capacity(locs.len());
@@ -519,7 +593,11 @@ impl Queue {
         let mut core = self.lock()?;
         let events: Vec<Event> = numbers
             .iter()
-            .filter(|&&n| core.state.meta(n).is_some_and(|m| m.state == MsgState::Moving))
+            .filter(|&&n| {
+                core.state
+                    .meta(n)
+                    .is_some_and(|m| m.state == MsgState::Moving)
+            })
             .map(|&n| Event::Removed { number: n, reason })
             .collect();
         if events.is_empty() {
@@ -544,7 +622,11 @@ impl Queue {
         let now = self.now();
         let mut core = self.lock()?;
         core.state.advance(now);
-        let policy = Policy { retention_ms: u64::MAX, max_receive_count: Some(0), has_dead_letter_queue: false };
+        let policy = Policy {
+            retention_ms: u64::MAX,
+            max_receive_count: Some(0),
+            has_dead_letter_queue: false,
+        };
         // With max_receive_count 0 every ready candidate is routed to `dead` and marked Moving.
         let (events, dead) = core.state.plan_receive(max, now, 0, &policy);
         debug_assert!(events.is_empty());
@@ -570,8 +652,15 @@ impl Queue {
                 let deliveries: Vec<Delivery> = a
                     .deliveries
                     .iter()
-                    .filter(|&&(n, rc)| core.state.handle_match(n, rc, now) == HandleMatch::InFlight)
-                    .filter_map(|&(n, _)| core.state.meta(n).map(|m| Delivery { number: n, meta: *m }))
+                    .filter(|&&(n, rc)| {
+                        core.state.handle_match(n, rc, now) == HandleMatch::InFlight
+                    })
+                    .filter_map(|&(n, _)| {
+                        core.state.meta(n).map(|m| Delivery {
+                            number: n,
+                            meta: *m,
+                        })
+                    })
                     .collect();
                 if !deliveries.is_empty() {
                     return Ok((deliveries, core.state.applied_offset, Vec::new()));
@@ -588,10 +677,19 @@ impl Queue {
                 _ => None,
             })
             .collect();
-        let off = if events.is_empty() { 0 } else { self.commit(core, vec![events], now)? };
+        let off = if events.is_empty() {
+            0
+        } else {
+            self.commit(core, vec![events], now)?
+        };
         let deliveries: Vec<Delivery> = numbers
             .iter()
-            .filter_map(|&n| core.state.meta(n).map(|m| Delivery { number: n, meta: *m }))
+            .filter_map(|&n| {
+                core.state.meta(n).map(|m| Delivery {
+                    number: n,
+                    meta: *m,
+                })
+            })
             .collect();
         if let Some(id) = attempt_id {
             if !deliveries.is_empty() {
@@ -605,7 +703,10 @@ impl Queue {
                     id.to_string(),
                     Attempt {
                         expires_ms: now + DEDUP_WINDOW_MS,
-                        deliveries: deliveries.iter().map(|d| (d.number, d.meta.receive_count)).collect(),
+                        deliveries: deliveries
+                            .iter()
+                            .map(|d| (d.number, d.meta.receive_count))
+                            .collect(),
                     },
                 );
             }
@@ -614,7 +715,10 @@ impl Queue {
     }
 
     /// Reads bodies for deliveries (after their `Received` records are durable).
-    pub fn build_received(&self, deliveries: Vec<Delivery>) -> Result<Vec<ReceivedMessage>, BrokerError> {
+    pub fn build_received(
+        &self,
+        deliveries: Vec<Delivery>,
+    ) -> Result<Vec<ReceivedMessage>, BrokerError> {
         let mut out = Vec::with_capacity(deliveries.len());
         for d in deliveries {
             if let Some(e) = self.read_message(d.meta.loc)? {
@@ -624,7 +728,10 @@ impl Queue {
                     receive_count: d.meta.receive_count,
                 }
                 .encode();
-                out.push(ReceivedMessage { message: to_message(e, &d.meta), receipt_handle: handle });
+                out.push(ReceivedMessage {
+                    message: to_message(e, &d.meta),
+                    receipt_handle: handle,
+                });
             }
         }
         Ok(out)
@@ -635,11 +742,16 @@ impl Queue {
     fn decode_handle(&self, text: &str) -> Result<ReceiptHandle, BrokerError> {
         match ReceiptHandle::decode(text) {
             Some(h) if h.incarnation == self.incarnation => Ok(h),
-            _ => Err(BrokerError::InvalidReceiptHandle(text.chars().take(200).collect())),
+            _ => Err(BrokerError::InvalidReceiptHandle(
+                text.chars().take(200).collect(),
+            )),
         }
     }
 
-    pub fn delete(&self, handles: &[String]) -> Result<(Vec<Result<(), BrokerError>>, u64), BrokerError> {
+    pub fn delete(
+        &self,
+        handles: &[String],
+    ) -> Result<(Vec<Result<(), BrokerError>>, u64), BrokerError> {
         let now = self.now();
         let mut core = self.lock()?;
         let mut results = Vec::with_capacity(handles.len());
@@ -648,14 +760,19 @@ impl Queue {
             match self.decode_handle(text) {
                 Err(e) => results.push(Err(e)),
                 Ok(h) => {
-                    if core.state.handle_match(h.number, h.receive_count, now) != HandleMatch::Stale {
+                    if core.state.handle_match(h.number, h.receive_count, now) != HandleMatch::Stale
+                    {
                         events.push(Event::Deleted { number: h.number });
                     }
                     results.push(Ok(()));
                 }
             }
         }
-        let off = if events.is_empty() { 0 } else { self.commit(&mut core, vec![events], now)? };
+        let off = if events.is_empty() {
+            0
+        } else {
+            self.commit(&mut core, vec![events], now)?
+        };
         Ok((results, off))
     }
 
@@ -692,7 +809,11 @@ impl Queue {
                 },
             }
         }
-        let off = if events.is_empty() { 0 } else { self.commit(&mut core, vec![events], now)? };
+        let off = if events.is_empty() {
+            0
+        } else {
+            self.commit(&mut core, vec![events], now)?
+        };
         Ok((results, off, wake))
     }
 
@@ -704,7 +825,10 @@ impl Queue {
             let mut core = self.lock()?;
             core.state.advance(now);
             let numbers = core.state.peek(max);
-            numbers.iter().filter_map(|&n| core.state.meta(n).map(|m| (n, *m))).collect()
+            numbers
+                .iter()
+                .filter_map(|&n| core.state.meta(n).map(|m| (n, *m)))
+                .collect()
         };
         let mut out = Vec::with_capacity(picks.len());
         for (_, meta) in picks {
@@ -733,7 +857,10 @@ impl Queue {
             visible: c.visible,
             in_flight: c.in_flight + c.moving,
             delayed: c.delayed,
-            oldest_age_ms: core.state.oldest().map_or(0, |(_, m)| now.saturating_sub(m.sent_ms)),
+            oldest_age_ms: core
+                .state
+                .oldest()
+                .map_or(0, |(_, m)| now.saturating_sub(m.sent_ms)),
             sent_total: k.sent,
             received_total: k.received,
             deleted_total: k.deleted,
@@ -757,7 +884,12 @@ impl Queue {
     /// Records appended since the last checkpoint.
     pub fn records_since_checkpoint(&self) -> (u64, u64) {
         let core = self.core.lock();
-        (core.state.applied_offset.saturating_sub(core.checkpoint_offset), core.checkpoint_ms)
+        (
+            core.state
+                .applied_offset
+                .saturating_sub(core.checkpoint_offset),
+            core.checkpoint_ms,
+        )
     }
 
     /// Writes a checkpoint (atomically), then drops log segments nothing needs any more.
@@ -783,9 +915,9 @@ impl Queue {
             core.checkpoint_ms = self.now();
             core.state.oldest_loc().map_or(offset, |l| l.min(offset))
         };
-        self.log
-            .truncate_before(keep)
-            .map_err(|e| BrokerError::Storage(format!("queue {:?}: truncating its log: {e}", self.name)))?;
+        self.log.truncate_before(keep).map_err(|e| {
+            BrokerError::Storage(format!("queue {:?}: truncating its log: {e}", self.name))
+        })?;
         Ok(())
     }
 
@@ -807,16 +939,20 @@ impl Queue {
             for seg in &segs[1..] {
                 let boundary = seg.base_offset;
                 let records = boundary.saturating_sub(start).max(1);
-                match core.state.relocation_candidates(boundary, MAX_RELOCATE_PER_STEP) {
+                match core
+                    .state
+                    .relocation_candidates(boundary, MAX_RELOCATE_PER_STEP)
+                {
                     Some(c) if (c.len() as u64) * 2 <= records => best = Some(c),
                     Some(_) => {}
                     None => break,
                 }
             }
             match (best, core.state.oldest_loc()) {
-                (Some(c), Some(l)) if l < segs[1].base_offset => {
-                    c.into_iter().filter_map(|n| core.state.meta(n).map(|m| (n, *m))).collect::<Vec<_>>()
-                }
+                (Some(c), Some(l)) if l < segs[1].base_offset => c
+                    .into_iter()
+                    .filter_map(|n| core.state.meta(n).map(|m| (n, *m)))
+                    .collect::<Vec<_>>(),
                 _ => return Ok(false),
             }
         };
@@ -831,17 +967,28 @@ impl Queue {
             let mut core = self.lock()?;
             let mut records = Vec::new();
             for (n, meta, mut e) in moved {
-                let Some(cur) = core.state.meta(n).copied() else { continue };
-                if cur.loc != meta.loc || !matches!(cur.state, MsgState::Ready | MsgState::Delayed) {
+                let Some(cur) = core.state.meta(n).copied() else {
+                    continue;
+                };
+                if cur.loc != meta.loc || !matches!(cur.state, MsgState::Ready | MsgState::Delayed)
+                {
                     continue;
                 }
                 e.relocated_from = n;
                 e.number = core.state.alloc_number();
                 e.receive_count = cur.receive_count;
                 e.first_receive_ms = cur.first_receive_ms();
-                e.visible_at_ms = if cur.state == MsgState::Delayed { cur.visible_at_ms } else { 0 };
+                e.visible_at_ms = if cur.state == MsgState::Delayed {
+                    cur.visible_at_ms
+                } else {
+                    0
+                };
                 let retention_end = e.sent_ms.saturating_add(retention_ms);
-                e.ttl_expire_ms = if e.ttl_expire_ms == 0 { retention_end } else { e.ttl_expire_ms.min(retention_end) };
+                e.ttl_expire_ms = if e.ttl_expire_ms == 0 {
+                    retention_end
+                } else {
+                    e.ttl_expire_ms.min(retention_end)
+                };
                 records.push(vec![Event::Enqueued(Box::new(e))]);
             }
             if records.is_empty() {
@@ -857,7 +1004,9 @@ impl Queue {
     pub fn close(&self) -> Result<(), BrokerError> {
         self.closed.store(true, Ordering::Release);
         self.notify.notify_waiters();
-        self.log.close().map_err(|e| BrokerError::Storage(format!("queue {:?}: closing its log: {e}", self.name)))
+        self.log.close().map_err(|e| {
+            BrokerError::Storage(format!("queue {:?}: closing its log: {e}", self.name))
+        })
     }
 
     pub fn is_closed(&self) -> bool {
