@@ -12,7 +12,7 @@ import time
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import wait_for
+from kafkalib import wait_for
 
 TOTAL = 4000
 

@@ -5,7 +5,7 @@ import time
 from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import wait_for
+from kafkalib import wait_for
 
 
 def setup_topic(kafka, topic, partitions=3, records=90):

@@ -6,7 +6,7 @@ import time
 
 from confluent_kafka.admin import AdminClient
 
-from conftest import wait_for
+from kafkalib import wait_for
 
 
 def connect(bootstrap):

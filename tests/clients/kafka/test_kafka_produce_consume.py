@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import consume_all
+from kafkalib import consume_all
 
 
 def create(kafka, topic, partitions=1, config=None):

@@ -7,7 +7,7 @@ import time
 import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import consume_all
+from kafkalib import consume_all
 
 
 def test_http_create_produce_fetch_and_kafka_interop(kafka, topic_name):
