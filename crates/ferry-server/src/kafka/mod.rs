@@ -60,6 +60,8 @@ const MIN_FRAME_BYTES: usize = 10;
 pub const FRAME_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Produce requests of one connection whose answers may wait for durability at once.
 pub const MAX_PIPELINED_PRODUCES: usize = 64;
+/// Frames read ahead of the one being handled (bounds a connection's memory to a few frames).
+const READ_AHEAD_FRAMES: usize = 2;
 /// Most open Kafka connections.
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// The node id of this broker.
@@ -361,7 +363,7 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) -> Close {
     let (rd, mut wr) = socket.into_split();
-    let (tx, mut rx) = mpsc::channel(MAX_PIPELINED_PRODUCES);
+    let (tx, mut rx) = mpsc::channel(READ_AHEAD_FRAMES);
     let _reader = AbortOnDrop(tokio::spawn(read_frames(rd, tx)));
     let mut out = BytesMut::new();
     let mut produces: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
