@@ -183,3 +183,20 @@ def test_kafka_python_round_trip(kafka, topic_name):
     c.commit()
     c.close()
     assert sorted(got) == sorted(b"kp-%d" % i for i in range(50))
+
+
+def test_log_append_time(kafka, topic_name):
+    from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+
+    create(kafka, topic_name, config={"message.timestamp.type": "LogAppendTime"})
+    before = int(time.time() * 1000)
+    p = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0})
+    p.produce(topic_name, value=b"stamped", partition=0, timestamp=1000)  # the broker overrides it
+    assert p.flush(10) == 0
+    c = consumer(kafka, "g-lat")
+    c.assign([TopicPartition(topic_name, 0, 0)])
+    (m,) = consume_all(c, 1)
+    c.close()
+    kind, ts = m.timestamp()
+    assert kind == TIMESTAMP_LOG_APPEND_TIME
+    assert before - 1000 <= ts <= int(time.time() * 1000) + 1000
