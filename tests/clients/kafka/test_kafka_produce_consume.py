@@ -200,3 +200,17 @@ def test_log_append_time(kafka, topic_name):
     kind, ts = m.timestamp()
     assert kind == TIMESTAMP_LOG_APPEND_TIME
     assert before - 1000 <= ts <= int(time.time() * 1000) + 1000
+
+
+@pytest.mark.parametrize("acks", ["0", "1"])
+def test_acks_zero_and_one(kafka, topic_name, acks):
+    create(kafka, topic_name)
+    delivered = produce(kafka, topic_name, [(None, f"a{i}".encode(), None, 0) for i in range(100)], acks=acks)
+    assert len(delivered) == 100
+    if acks == "1":
+        assert sorted(m.offset() for m in delivered) == list(range(100))
+    c = consumer(kafka, f"g-acks{acks}")
+    c.assign([TopicPartition(topic_name, 0, 0)])
+    got = consume_all(c, 100)
+    c.close()
+    assert [m.value() for m in got] == [f"a{i}".encode() for i in range(100)]
