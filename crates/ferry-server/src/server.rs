@@ -116,6 +116,10 @@ pub async fn run(
         let app = crate::aws::router(aws_door.clone());
         let mut aws_stopped = stop_http.subscribe();
         async move {
+            // Small request/response exchanges: do not let Nagle hold back the last segment.
+            let aws_listener = axum::serve::ListenerExt::tap_io(aws_listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(
                 aws_listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -179,39 +179,51 @@ fn decode(ctx: &Ctx, e: &Input, q: &QueueAttributes) -> Result<SendMessage, AwsE
     Ok(m)
 }
 
-/// The checksums and ids SQS returns for an accepted message.
-fn result(m: &SendMessage, o: &SendOutcome) -> Vec<(&'static str, Option<Value>)> {
-    vec![
-        ("MessageId", Some(Value::String(o.message_id.clone()))),
-        (
-            "MD5OfMessageBody",
-            Some(Value::String(md5::of_bytes(&m.body))),
-        ),
-        (
-            "MD5OfMessageAttributes",
-            (!m.attributes.is_empty()).then(|| Value::String(md5::of_attributes(&m.attributes))),
-        ),
-        (
-            "MD5OfMessageSystemAttributes",
-            (!m.system_attributes.is_empty())
-                .then(|| Value::String(md5::of_attributes(&m.system_attributes))),
-        ),
-        (
-            "SequenceNumber",
-            o.sequence_number.map(|s| Value::String(format!("{s:020}"))),
-        ),
-    ]
+/// The checksums SQS returns for a message, computed before the message moves to the broker.
+struct Checksums {
+    body: String,
+    attributes: Option<String>,
+    system_attributes: Option<String>,
+}
+
+impl Checksums {
+    fn of(m: &SendMessage) -> Checksums {
+        Checksums {
+            body: md5::of_bytes(&m.body),
+            attributes: (!m.attributes.is_empty()).then(|| md5::of_attributes(&m.attributes)),
+            system_attributes: (!m.system_attributes.is_empty())
+                .then(|| md5::of_attributes(&m.system_attributes)),
+        }
+    }
+
+    /// The result of an accepted send: ids and checksums.
+    fn result(self, o: SendOutcome) -> Vec<(&'static str, Option<Value>)> {
+        vec![
+            ("MessageId", Some(Value::String(o.message_id))),
+            ("MD5OfMessageBody", Some(Value::String(self.body))),
+            ("MD5OfMessageAttributes", self.attributes.map(Value::String)),
+            (
+                "MD5OfMessageSystemAttributes",
+                self.system_attributes.map(Value::String),
+            ),
+            (
+                "SequenceNumber",
+                o.sequence_number.map(|s| Value::String(format!("{s:020}"))),
+            ),
+        ]
+    }
 }
 
 pub async fn send_one(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     let name = ctx.queue(i)?;
     let q = ctx.broker.get_queue(&name)?.attributes;
     let m = decode(ctx, i, &q)?;
-    let mut outcomes = ctx.broker.send(&name, vec![m.clone()]).await?;
+    let sums = Checksums::of(&m);
+    let mut outcomes = ctx.broker.send(&name, vec![m]).await?;
     let o = outcomes.pop().ok_or_else(|| {
         AwsError::new(ErrorKind::InternalFailure, "the broker returned no outcome")
     })??;
-    Ok(super::object(result(&m, &o)))
+    Ok(super::object(sums.result(o)))
 }
 
 pub async fn send_batch(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
@@ -242,20 +254,23 @@ pub async fn send_batch(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     }
     let mut successful = Vec::new();
     if !accepted.is_empty() {
-        let outcomes = ctx
-            .broker
-            .send(&name, accepted.iter().map(|(_, m)| m.clone()).collect())
-            .await?;
-        for ((id, m), o) in accepted.iter().zip(outcomes) {
+        let mut sent = Vec::with_capacity(accepted.len());
+        let mut messages = Vec::with_capacity(accepted.len());
+        for (id, m) in accepted {
+            sent.push((id, Checksums::of(&m)));
+            messages.push(m);
+        }
+        let outcomes = ctx.broker.send(&name, messages).await?;
+        for ((id, sums), o) in sent.into_iter().zip(outcomes) {
             match o {
                 Ok(o) => {
-                    let mut r = super::object(result(m, &o));
+                    let mut r = super::object(sums.result(o));
                     if let Value::Object(map) = &mut r {
                         map.insert("Id".into(), Value::String(id.clone()));
                     }
                     successful.push(r);
                 }
-                Err(e) => failed.push(failed_entry(id, &e.into())),
+                Err(e) => failed.push(failed_entry(&id, &e.into())),
             }
         }
     }
