@@ -33,7 +33,6 @@ pub mod retention;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ferry_log::{Durability, LogConfig, LogError};
@@ -391,11 +390,22 @@ pub struct StreamInfo {
 }
 
 /// Settings of the streams domain.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StreamsConfig {
     /// `<data_dir>/streams`.
     pub dir: PathBuf,
     pub default_durability: Durability,
+    /// Where time comes from (timestamps, retention, group timeouts).
+    pub clock: Arc<dyn crate::Clock>,
+}
+
+impl std::fmt::Debug for StreamsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsConfig")
+            .field("dir", &self.dir)
+            .field("default_durability", &self.default_durability)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StreamsConfig {
@@ -403,6 +413,7 @@ impl StreamsConfig {
         StreamsConfig {
             dir: data_dir.as_ref().join("streams"),
             default_durability: Durability::Always,
+            clock: Arc::new(crate::SystemClock),
         }
     }
 }
@@ -421,14 +432,6 @@ struct Inner {
     producer_ids: producer::ProducerIds,
     /// Bumped whenever new records become durable (fetch long polls wait on it).
     appended: watch::Sender<u64>,
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 pub fn validate_name(name: &str) -> Result<(), StreamError> {
@@ -539,7 +542,7 @@ impl Streams {
         let stream = Arc::new(Stream {
             name: name.to_string(),
             dir,
-            created_ms: now_ms(),
+            created_ms: self.now_ms(),
             config: RwLock::new(config),
             partitions: RwLock::new(parts),
         });
@@ -563,7 +566,7 @@ impl Streams {
         }
         let trash = self.inner.config.dir.join("trash");
         std::fs::create_dir_all(&trash).map_err(|e| StreamError::io(&trash, e))?;
-        let target = trash.join(format!("{name}.{}", now_ms()));
+        let target = trash.join(format!("{name}.{}", self.now_ms()));
         std::fs::rename(&stream.dir, &target).map_err(|e| StreamError::io(&stream.dir, e))?;
         if let Ok(d) = std::fs::File::open(self.inner.config.dir.join("topics")) {
             let _ = d.sync_all();
@@ -690,9 +693,14 @@ impl Streams {
             records,
             config.timestamp_type,
             config.max_message_bytes as usize,
-            now_ms(),
+            self.now_ms(),
         )?;
         Ok((part, appended))
+    }
+
+    /// Milliseconds since the Unix epoch, from the configured clock.
+    pub fn now_ms(&self) -> i64 {
+        self.inner.config.clock.now_ms() as i64
     }
 
     /// Wakes fetch long polls (call after an append became durable).

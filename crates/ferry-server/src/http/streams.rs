@@ -33,7 +33,7 @@ use axum::Json;
 use base64::Engine;
 use bytes::Bytes;
 use ferry_broker::stream::batch::{decode_records, encode_records, NewRecord, StreamRecord};
-use ferry_broker::stream::{now_ms, StreamError, StreamInfo, Streams};
+use ferry_broker::stream::{StreamError, StreamInfo, Streams};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -405,7 +405,7 @@ pub async fn produce(
         ));
     }
     let count = streams.get(&name)?.partition_count();
-    let now = now_ms();
+    let now = streams.now_ms();
     // Records grouped by partition, remembering each one's index in the request.
     let mut by_partition: BTreeMap<u32, Vec<(usize, NewRecord)>> = BTreeMap::new();
     for (i, r) in req.records.iter().enumerate() {
@@ -770,7 +770,7 @@ pub async fn compact(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<CompactResponse>, ApiError> {
     let streams = state.streams()?;
-    let done = tokio::task::spawn_blocking(move || streams.compact(&name, now_ms()))
+    let done = tokio::task::spawn_blocking(move || streams.compact(&name, streams.now_ms()))
         .await
         .map_err(|e| {
             ApiError::new(

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use ferry_broker::stream::group::JoinRequest;
-use ferry_broker::stream::{now_ms, GroupError};
+use ferry_broker::stream::GroupError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -22,8 +22,8 @@ use super::{code, error_code, group_error_code, str_bytes, Conn, NODE_ID};
 /// Key type of a transactional coordinator lookup (not supported).
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-fn now() -> u64 {
-    now_ms().max(0) as u64
+fn now(conn: &Conn) -> u64 {
+    conn.streams().now_ms().max(0) as u64
 }
 
 pub fn find_coordinator(
@@ -67,7 +67,7 @@ pub async fn join(conn: &Conn, req: JoinGroupRequest) -> JoinGroupResponse {
             .map(|p| (p.name.to_string(), p.metadata))
             .collect(),
     };
-    let waiter = match conn.streams().coordinator().join(domain, now()) {
+    let waiter = match conn.streams().coordinator().join(domain, now(conn)) {
         Ok(w) => w,
         Err(e) => {
             r.error_code = group_error_code(e);
@@ -112,7 +112,7 @@ pub async fn sync(conn: &Conn, req: SyncGroupRequest) -> SyncGroupResponse {
         req.generation_id,
         &req.member_id,
         assignments,
-        now(),
+        now(conn),
     ) {
         Ok(w) => w,
         Err(e) => {
@@ -140,7 +140,7 @@ pub fn heartbeat(conn: &Conn, req: HeartbeatRequest) -> HeartbeatResponse {
         &req.group_id,
         req.generation_id,
         &req.member_id,
-        now(),
+        now(conn),
     ) {
         r.error_code = group_error_code(e);
     }
@@ -160,7 +160,7 @@ pub fn leave(conn: &Conn, req: LeaveGroupRequest, version: i16) -> LeaveGroupRes
     let results = conn
         .streams()
         .coordinator()
-        .leave(&req.group_id, &ids, now());
+        .leave(&req.group_id, &ids, now(conn));
     if version >= 3 {
         r.members = ids
             .iter()

@@ -595,15 +595,13 @@ pub async fn start(
             let mut last_retention = std::time::Instant::now();
             loop {
                 interval.tick().await;
-                let now = ferry_broker::stream::now_ms().max(0) as u64;
+                let now = streams.now_ms().max(0) as u64;
                 streams.coordinator().tick(now);
                 if last_retention.elapsed() >= RETENTION_INTERVAL {
                     last_retention = std::time::Instant::now();
                     let s = streams.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        s.enforce_retention(ferry_broker::stream::now_ms())
-                    })
-                    .await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || s.enforce_retention(s.now_ms())).await;
                 }
             }
         }

@@ -4,7 +4,6 @@
 //! `UNKNOWN_MEMBER_ID`, `REBALANCE_IN_PROGRESS`); generation -1 is a standalone commit
 //! (no group membership, as `assign()`-based consumers do).
 
-use ferry_broker::stream::now_ms;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -22,7 +21,7 @@ pub async fn commit(conn: &Conn, req: OffsetCommitRequest) -> OffsetCommitRespon
         &group,
         req.generation_id_or_member_epoch,
         &req.member_id,
-        now_ms().max(0) as u64,
+        streams.now_ms().max(0) as u64,
     );
     let mut commits = Vec::new();
     let mut topics = Vec::new();
@@ -52,7 +51,11 @@ pub async fn commit(conn: &Conn, req: OffsetCommitRequest) -> OffsetCommitRespon
         }
         topics.push(tr);
     }
-    if let Err(e) = streams.offsets().commit(&group, &commits, now_ms()).await {
+    if let Err(e) = streams
+        .offsets()
+        .commit(&group, &commits, streams.now_ms())
+        .await
+    {
         let c = error_code(&e);
         for t in &mut topics {
             for p in &mut t.partitions {
