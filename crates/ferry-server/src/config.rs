@@ -258,8 +258,12 @@ impl Layer {
             http_addr: over.http_addr.or(self.http_addr),
             aws_addr: over.aws_addr.or(self.aws_addr),
             kafka_addr: over.kafka_addr.or(self.kafka_addr),
-            kafka_auto_create_topics: over.kafka_auto_create_topics.or(self.kafka_auto_create_topics),
-            kafka_default_partitions: over.kafka_default_partitions.or(self.kafka_default_partitions),
+            kafka_auto_create_topics: over
+                .kafka_auto_create_topics
+                .or(self.kafka_auto_create_topics),
+            kafka_default_partitions: over
+                .kafka_default_partitions
+                .or(self.kafka_default_partitions),
             aws: over.aws.or(self.aws),
             durability: over.durability.or(self.durability),
             log_format: over.log_format.or(self.log_format),
@@ -311,8 +315,14 @@ impl ServerConfig {
             http_addr: flag(&args.http_addr, "http-addr"),
             aws_addr: flag(&args.aws_addr, "aws-addr"),
             kafka_addr: flag(&args.kafka_addr, "kafka-addr"),
-            kafka_auto_create_topics: flag(&args.kafka_auto_create_topics, "kafka-auto-create-topics"),
-            kafka_default_partitions: flag(&args.kafka_default_partitions, "kafka-default-partitions"),
+            kafka_auto_create_topics: flag(
+                &args.kafka_auto_create_topics,
+                "kafka-auto-create-topics",
+            ),
+            kafka_default_partitions: flag(
+                &args.kafka_default_partitions,
+                "kafka-default-partitions",
+            ),
             aws: None,
             durability: flag(&args.durability, "durability"),
             log_format: flag(&args.log_format, "log-format"),
@@ -368,7 +378,10 @@ impl ServerConfig {
         let kafka_default_partitions = match layer.kafka_default_partitions {
             Some(s) => check(&s, |v| match v.parse::<u32>() {
                 Ok(n) if (1..=ferry_broker::stream::MAX_PARTITIONS).contains(&n) => Ok(n),
-                _ => Err(format!("expected 1 to {}", ferry_broker::stream::MAX_PARTITIONS)),
+                _ => Err(format!(
+                    "expected 1 to {}",
+                    ferry_broker::stream::MAX_PARTITIONS
+                )),
             })?,
             None => DEFAULT_KAFKA_PARTITIONS,
         };
@@ -453,8 +466,14 @@ fn read_file_layer(path: &Path) -> Result<Layer, ConfigError> {
         http_addr: key(file.http_addr, "http_addr"),
         aws_addr: key(file.aws_addr, "aws_addr"),
         kafka_addr: key(file.kafka_addr, "kafka_addr"),
-        kafka_auto_create_topics: key(file.kafka_auto_create_topics.map(|b| b.to_string()), "kafka_auto_create_topics"),
-        kafka_default_partitions: key(file.kafka_default_partitions.map(|n| n.to_string()), "kafka_default_partitions"),
+        kafka_auto_create_topics: key(
+            file.kafka_auto_create_topics.map(|b| b.to_string()),
+            "kafka_auto_create_topics",
+        ),
+        kafka_default_partitions: key(
+            file.kafka_default_partitions.map(|n| n.to_string()),
+            "kafka_default_partitions",
+        ),
         aws: file.aws.map(|a| (a, path.display().to_string())),
         durability: key(file.durability, "durability"),
         log_format: key(file.log_format, "log_format"),
@@ -694,12 +713,18 @@ mod tests {
         assert_eq!(config.aws.credentials[0].access_key_id, "AKID");
         assert!(!format!("{config:?}").contains("sekrit-value"));
         let env = |k: &str| (k == "FERRY_AWS_ADDR").then(|| "127.0.0.1:2".to_string());
-        assert_eq!(ServerConfig::load(&args, env).unwrap().aws_addr, "127.0.0.1:2");
+        assert_eq!(
+            ServerConfig::load(&args, env).unwrap().aws_addr,
+            "127.0.0.1:2"
+        );
         let flagged = ServeArgs {
             aws_addr: Some("127.0.0.1:3".into()),
             ..args
         };
-        assert_eq!(ServerConfig::load(&flagged, env).unwrap().aws_addr, "127.0.0.1:3");
+        assert_eq!(
+            ServerConfig::load(&flagged, env).unwrap().aws_addr,
+            "127.0.0.1:3"
+        );
         assert_eq!(ServerConfig::default().aws_addr, DEFAULT_AWS_ADDR);
         assert!(ServerConfig::default().aws.credentials.is_empty());
 
@@ -722,5 +747,52 @@ mod tests {
             ServerConfig::load(&args, no_env),
             Err(ConfigError::ReadFile { .. })
         ));
+    }
+
+    #[test]
+    fn kafka_settings_from_every_layer_and_validated() {
+        let defaults = ServerConfig::load(&ServeArgs::default(), no_env).unwrap();
+        assert_eq!(defaults.kafka_addr, DEFAULT_KAFKA_ADDR);
+        assert!(defaults.kafka_auto_create_topics);
+        assert_eq!(defaults.kafka_default_partitions, DEFAULT_KAFKA_PARTITIONS);
+        let (_dir, path) = write_config(
+            "kafka_addr = \"127.0.0.1:1\"\nkafka_auto_create_topics = false\nkafka_default_partitions = 3\n",
+        );
+        let args = ServeArgs {
+            config: Some(path),
+            kafka_addr: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let env = |k: &str| (k == "FERRY_KAFKA_DEFAULT_PARTITIONS").then(|| "5".to_string());
+        let config = ServerConfig::load(&args, env).unwrap();
+        assert_eq!(config.kafka_addr, "127.0.0.1:0");
+        assert!(!config.kafka_auto_create_topics);
+        assert_eq!(config.kafka_default_partitions, 5);
+        for (args, needle) in [
+            (
+                ServeArgs {
+                    kafka_addr: Some("nope".into()),
+                    ..Default::default()
+                },
+                "--kafka-addr",
+            ),
+            (
+                ServeArgs {
+                    kafka_auto_create_topics: Some("yes".into()),
+                    ..Default::default()
+                },
+                "--kafka-auto-create-topics",
+            ),
+            (
+                ServeArgs {
+                    kafka_default_partitions: Some("0".into()),
+                    ..Default::default()
+                },
+                "--kafka-default-partitions",
+            ),
+        ] {
+            let err = ServerConfig::load(&args, no_env).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
     }
 }
