@@ -1,6 +1,8 @@
 """Helpers shared by the Kafka suites (a module of its own: `conftest` is ambiguous across suites)."""
 
+import os
 import time
+from pathlib import Path
 
 
 def wait_for(predicate, timeout=30.0, interval=0.05, what="condition"):
@@ -27,3 +29,8 @@ def consume_all(consumer, expected, timeout=30.0):
         out.append(msg)
     assert len(out) >= expected, f"got {len(out)} of {expected} records"
     return out
+
+
+def ferry_binary():
+    """The binary under test ($FERRY_BIN, as the shared fixture uses)."""
+    return os.environ.get("FERRY_BIN", str(Path(__file__).resolve().parents[3] / "target" / "debug" / "ferry"))
