@@ -39,7 +39,10 @@ struct Args {
 fn parse_args() -> Args {
     let mut a = Args {
         mode: "throughput".into(),
-        seconds: std::env::var("FERRY_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10),
+        seconds: std::env::var("FERRY_BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10),
         messages: 10_000_000,
         body_bytes: 1024,
         producers: 8,
@@ -50,7 +53,9 @@ fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         let num = |it: &mut dyn Iterator<Item = String>| -> u64 {
-            it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{x} needs a number"))
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{x} needs a number"))
         };
         match x.as_str() {
             "--seconds" => a.seconds = num(&mut it),
@@ -64,7 +69,9 @@ fn parse_args() -> Args {
                     Some("always") => ferry_log::Durability::Always,
                     Some("never") => ferry_log::Durability::Never,
                     Some(ms) => ferry_log::Durability::Interval(Duration::from_millis(
-                        ms.trim_start_matches("interval:").parse().expect("--durability always|never|interval:MS"),
+                        ms.trim_start_matches("interval:")
+                            .parse()
+                            .expect("--durability always|never|interval:MS"),
                     )),
                     None => panic!("--durability needs a value"),
                 }
@@ -100,7 +107,8 @@ fn body(n: usize) -> Bytes {
 
 async fn throughput(a: &Args, dir: &Path) {
     let b = open(dir, a.durability);
-    b.create_queue("bench", QueueAttributes::default(), BTreeMap::new()).unwrap();
+    b.create_queue("bench", QueueAttributes::default(), BTreeMap::new())
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
@@ -110,7 +118,12 @@ async fn throughput(a: &Args, dir: &Path) {
         let (b, stop, sent, payload) = (b.clone(), stop.clone(), sent.clone(), payload.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let batch = (0..10).map(|_| SendMessage { body: payload.clone(), ..Default::default() }).collect();
+                let batch = (0..10)
+                    .map(|_| SendMessage {
+                        body: payload.clone(),
+                        ..Default::default()
+                    })
+                    .collect();
                 let r = b.send("bench", batch).await.unwrap();
                 sent.fetch_add(r.len() as u64, Ordering::Relaxed);
             }
@@ -121,7 +134,14 @@ async fn throughput(a: &Args, dir: &Path) {
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let got = b
-                    .receive("bench", ReceiveRequest { max_messages: 10, wait_seconds: Some(1), ..Default::default() })
+                    .receive(
+                        "bench",
+                        ReceiveRequest {
+                            max_messages: 10,
+                            wait_seconds: Some(1),
+                            ..Default::default()
+                        },
+                    )
                     .await
                     .unwrap();
                 if got.is_empty() {
@@ -136,7 +156,11 @@ async fn throughput(a: &Args, dir: &Path) {
     }
     // Warm up 1 s, then measure.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (s0, a0, t0) = (sent.load(Ordering::Relaxed), acked.load(Ordering::Relaxed), Instant::now());
+    let (s0, a0, t0) = (
+        sent.load(Ordering::Relaxed),
+        acked.load(Ordering::Relaxed),
+        Instant::now(),
+    );
     for i in 0..a.seconds {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let el = t0.elapsed().as_secs_f64();
@@ -159,14 +183,18 @@ async fn throughput(a: &Args, dir: &Path) {
         a.producers, a.consumers, a.body_bytes, a.durability, el
     );
     println!("  sent              {:>10.0} msgs/s", (s1 - s0) as f64 / el);
-    println!("  fully acknowledged {:>9.0} msgs/s (received and deleted)", (a1 - a0) as f64 / el);
+    println!(
+        "  fully acknowledged {:>9.0} msgs/s (received and deleted)",
+        (a1 - a0) as f64 / el
+    );
     println!("  backlog at end    {:>10}", st.visible + st.in_flight);
     b.shutdown().await.unwrap();
 }
 
 async fn latency(a: &Args, dir: &Path) {
     let b = open(dir, a.durability);
-    b.create_queue("lat", QueueAttributes::default(), BTreeMap::new()).unwrap();
+    b.create_queue("lat", QueueAttributes::default(), BTreeMap::new())
+        .unwrap();
     let payload = body(a.body_bytes);
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let total = a.seconds * 1000;
@@ -178,13 +206,24 @@ async fn latency(a: &Args, dir: &Path) {
             tokio::time::sleep(due - now).await;
         }
         let t = Instant::now();
-        b.send("lat", vec![SendMessage { body: payload.clone(), ..Default::default() }]).await.unwrap();
+        b.send(
+            "lat",
+            vec![SendMessage {
+                body: payload.clone(),
+                ..Default::default()
+            }],
+        )
+        .await
+        .unwrap();
         h.record(t.elapsed().as_micros() as u64).unwrap();
         if i % 10_000 == 9_999 {
             b.purge("lat").await.unwrap();
         }
     }
-    println!("latency: {} sends paced at 1,000/s, one {} B message per call, {:?}", total, a.body_bytes, a.durability);
+    println!(
+        "latency: {} sends paced at 1,000/s, one {} B message per call, {:?}",
+        total, a.body_bytes, a.durability
+    );
     println!(
         "  p50 {} us  p90 {} us  p99 {} us  p99.9 {} us  max {} us",
         h.value_at_quantile(0.5),
@@ -204,12 +243,21 @@ async fn fill(b: &Broker, queue: &str, n: u64, body_bytes: usize) -> f64 {
     let mut tasks = Vec::new();
     for w in 0..workers {
         let (b, payload, queue) = (b.clone(), payload.clone(), queue.to_string());
-        let count = if w == workers - 1 { n - per * (workers - 1) } else { per };
+        let count = if w == workers - 1 {
+            n - per * (workers - 1)
+        } else {
+            per
+        };
         tasks.push(tokio::spawn(async move {
             let mut left = count;
             while left > 0 {
                 let k = left.min(100);
-                let batch = (0..k).map(|_| SendMessage { body: payload.clone(), ..Default::default() }).collect();
+                let batch = (0..k)
+                    .map(|_| SendMessage {
+                        body: payload.clone(),
+                        ..Default::default()
+                    })
+                    .collect();
                 b.send(&queue, batch).await.unwrap();
                 left -= k;
             }
@@ -222,12 +270,16 @@ async fn fill(b: &Broker, queue: &str, n: u64, body_bytes: usize) -> f64 {
 }
 
 async fn memory(a: &Args, dir: &Path) {
-    println!("memory: Durability::Never for filling; {} B bodies", a.body_bytes);
+    println!(
+        "memory: Durability::Never for filling; {} B bodies",
+        a.body_bytes
+    );
     let rss0 = rss_kib();
     for (n, name) in [(a.messages, "big"), (1_000_000u64, "onem")] {
         let sub = dir.join(name);
         let mut b = open(&sub, ferry_log::Durability::Never);
-        b.create_queue("fill", QueueAttributes::default(), BTreeMap::new()).unwrap();
+        b.create_queue("fill", QueueAttributes::default(), BTreeMap::new())
+            .unwrap();
         let secs = fill(&b, "fill", n, a.body_bytes).await;
         let rss = rss_kib();
         let st = b.get_queue("fill").unwrap().stats;
@@ -243,14 +295,19 @@ async fn memory(a: &Args, dir: &Path) {
         );
         let t = Instant::now();
         b.checkpoint_all().unwrap();
-        println!("  checkpoint (encode + write + fsync) {:.2} s", t.elapsed().as_secs_f64());
+        println!(
+            "  checkpoint (encode + write + fsync) {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
         if name == "onem" {
             // Crash-like reopen: drop without shutdown (no final checkpoint), then replay the
             // log tail after the last periodic checkpoint.
             drop(b);
             let t = Instant::now();
             let sub2 = sub.clone();
-            let b2 = tokio::task::spawn_blocking(move || open(&sub2, ferry_log::Durability::Never)).await.unwrap();
+            let b2 = tokio::task::spawn_blocking(move || open(&sub2, ferry_log::Durability::Never))
+                .await
+                .unwrap();
             println!(
                 "  reopen without shutdown (last periodic checkpoint + log tail) with {} messages: {:.2} s",
                 b2.get_queue("fill").unwrap().stats.visible,
@@ -263,7 +320,9 @@ async fn memory(a: &Args, dir: &Path) {
             }
             let t = Instant::now();
             let sub2 = sub.clone();
-            let b2 = tokio::task::spawn_blocking(move || open(&sub2, ferry_log::Durability::Never)).await.unwrap();
+            let b2 = tokio::task::spawn_blocking(move || open(&sub2, ferry_log::Durability::Never))
+                .await
+                .unwrap();
             println!(
                 "  reopen replaying the whole log (checkpoint deleted) with {} messages: {:.2} s",
                 b2.get_queue("fill").unwrap().stats.visible,
@@ -273,16 +332,33 @@ async fn memory(a: &Args, dir: &Path) {
         }
         let t = Instant::now();
         b.shutdown().await.unwrap();
-        println!("  shutdown (checkpoint + close) {:.2} s", t.elapsed().as_secs_f64());
+        println!(
+            "  shutdown (checkpoint + close) {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
         drop(b);
         let t = Instant::now();
         let sub2 = sub.clone();
-        let b = tokio::task::spawn_blocking(move || open(&sub2, ferry_log::Durability::Never)).await.unwrap();
+        let b = tokio::task::spawn_blocking(move || open(&sub2, ferry_log::Durability::Never))
+            .await
+            .unwrap();
         let el = t.elapsed().as_secs_f64();
         let st = b.get_queue("fill").unwrap().stats;
-        println!("  reopen with {} messages: {el:.2} s (from checkpoint)", st.visible);
+        println!(
+            "  reopen with {} messages: {el:.2} s (from checkpoint)",
+            st.visible
+        );
         // One receive proves the reopened queue serves.
-        let got = b.receive("fill", ReceiveRequest { max_messages: 10, ..Default::default() }).await.unwrap();
+        let got = b
+            .receive(
+                "fill",
+                ReceiveRequest {
+                    max_messages: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(got.len(), 10);
         b.shutdown().await.unwrap();
         drop(b);
@@ -300,9 +376,16 @@ fn main() {
             tmp.path().to_path_buf()
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let modes: Vec<&str> = if a.mode == "all" { vec!["throughput", "latency", "memory"] } else { vec![a.mode.as_str()] };
+        let modes: Vec<&str> = if a.mode == "all" {
+            vec!["throughput", "latency", "memory"]
+        } else {
+            vec![a.mode.as_str()]
+        };
         for m in modes {
             let sub = dir.join(m);
             match m {

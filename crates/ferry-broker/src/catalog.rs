@@ -49,7 +49,12 @@ pub struct Catalog {
 
 impl Default for Catalog {
     fn default() -> Self {
-        Catalog { version: CATALOG_VERSION, next_incarnation: 1, queues: BTreeMap::new(), move_tasks: Vec::new() }
+        Catalog {
+            version: CATALOG_VERSION,
+            next_incarnation: 1,
+            queues: BTreeMap::new(),
+            move_tasks: Vec::new(),
+        }
     }
 }
 
@@ -62,8 +67,9 @@ impl Catalog {
         let path = dir.join(CATALOG_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let c: Catalog = serde_json::from_slice(&bytes)
-                    .map_err(|e| BrokerError::Storage(format!("catalog {} is corrupt: {e}", path.display())))?;
+                let c: Catalog = serde_json::from_slice(&bytes).map_err(|e| {
+                    BrokerError::Storage(format!("catalog {} is corrupt: {e}", path.display()))
+                })?;
                 if c.version != CATALOG_VERSION {
                     return Err(BrokerError::Storage(format!(
                         "catalog {} has unknown version {}",
@@ -99,7 +105,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
 
 pub fn sync_dir(dir: &Path) -> Result<(), BrokerError> {
     let d = std::fs::File::open(dir).map_err(|e| io_err(dir, "opening directory", e))?;
-    d.sync_all().map_err(|e| io_err(dir, "syncing directory", e))
+    d.sync_all()
+        .map_err(|e| io_err(dir, "syncing directory", e))
 }
 
 #[cfg(test)]
@@ -124,6 +131,9 @@ mod tests {
         c.save(dir.path()).unwrap();
         assert_eq!(Catalog::load(dir.path()).unwrap(), c);
         std::fs::write(dir.path().join(CATALOG_FILE), b"{not json").unwrap();
-        assert!(matches!(Catalog::load(dir.path()), Err(BrokerError::Storage(_))));
+        assert!(matches!(
+            Catalog::load(dir.path()),
+            Err(BrokerError::Storage(_))
+        ));
     }
 }

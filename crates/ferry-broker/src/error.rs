@@ -21,7 +21,9 @@ pub enum BrokerError {
     MessageNotInflight,
     #[error("queue {queue:?} is full ({max_length} messages) and its overflow policy rejects new messages")]
     QueueFull { queue: String, max_length: u64 },
-    #[error("queue {0:?} is a dead-letter target and its redrive allow policy refuses this source")]
+    #[error(
+        "queue {0:?} is a dead-letter target and its redrive allow policy refuses this source"
+    )]
     RedriveNotAllowed(String),
     #[error("message move task {0:?} does not exist")]
     MoveTaskNotFound(String),

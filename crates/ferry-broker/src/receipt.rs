@@ -37,7 +37,9 @@ impl ReceiptHandle {
         if text.len() > MAX_HANDLE_CHARS {
             return None;
         }
-        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .ok()?;
         if b.len() != LEN || b[0] != VERSION {
             return None;
         }
@@ -59,13 +61,20 @@ mod tests {
 
     #[test]
     fn roundtrip_and_garbage() {
-        let h = ReceiptHandle { incarnation: 3, number: 99, receive_count: 2 };
+        let h = ReceiptHandle {
+            incarnation: 3,
+            number: 99,
+            receive_count: 2,
+        };
         let t = h.encode();
         assert_eq!(ReceiptHandle::decode(&t), Some(h));
         assert_eq!(ReceiptHandle::decode("garbage"), None);
         assert_eq!(ReceiptHandle::decode(""), None);
         let mut bad = t.into_bytes();
         bad[5] = if bad[5] == b'A' { b'B' } else { b'A' };
-        assert_eq!(ReceiptHandle::decode(std::str::from_utf8(&bad).unwrap()), None);
+        assert_eq!(
+            ReceiptHandle::decode(std::str::from_utf8(&bad).unwrap()),
+            None
+        );
     }
 }

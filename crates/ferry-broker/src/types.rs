@@ -14,7 +14,11 @@ pub struct RedrivePolicy {
 
 /// Which source queues may use this queue as their dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "permission", content = "source_queues", rename_all = "snake_case")]
+#[serde(
+    tag = "permission",
+    content = "source_queues",
+    rename_all = "snake_case"
+)]
 pub enum RedriveAllowPolicy {
     AllowAll,
     DenyAll,

@@ -3,8 +3,8 @@
 
 use crate::error::BrokerError;
 use crate::types::{
-    DeduplicationScope, FifoThroughputLimit, MessageAttributeValue, QueueAttributes, QueueDurability,
-    RedriveAllowPolicy, SendMessage,
+    DeduplicationScope, FifoThroughputLimit, MessageAttributeValue, QueueAttributes,
+    QueueDurability, RedriveAllowPolicy, SendMessage,
 };
 use std::collections::BTreeMap;
 
@@ -39,22 +39,37 @@ pub const MAX_OPAQUE_ATTRIBUTES: usize = 64;
 pub const MAX_OPAQUE_VALUE_BYTES: usize = 20_480;
 
 fn attr_err(attribute: &str, reason: impl Into<String>) -> BrokerError {
-    BrokerError::InvalidAttributeValue { attribute: attribute.to_string(), reason: reason.into() }
+    BrokerError::InvalidAttributeValue {
+        attribute: attribute.to_string(),
+        reason: reason.into(),
+    }
 }
 fn param_err(parameter: &str, reason: impl Into<String>) -> BrokerError {
-    BrokerError::InvalidParameter { parameter: parameter.to_string(), reason: reason.into() }
+    BrokerError::InvalidParameter {
+        parameter: parameter.to_string(),
+        reason: reason.into(),
+    }
 }
 
 pub fn queue_name(name: &str, fifo: bool) -> Result<(), BrokerError> {
-    let bad = |reason: &str| BrokerError::InvalidQueueName { name: name.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| BrokerError::InvalidQueueName {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
     if name.is_empty() || name.chars().count() > MAX_QUEUE_NAME_CHARS {
         return Err(bad("must be 1 to 80 characters"));
     }
     let stem = name.strip_suffix(".fifo");
-    let chars_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let chars_ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
     match (fifo, stem) {
         (true, Some(stem)) if chars_ok(stem) => Ok(()),
-        (true, _) => Err(bad("a FIFO queue name must end in .fifo, other characters A-Z a-z 0-9 - _")),
+        (true, _) => Err(bad(
+            "a FIFO queue name must end in .fifo, other characters A-Z a-z 0-9 - _",
+        )),
         (false, Some(_)) => Err(bad("only FIFO queues may end in .fifo")),
         (false, None) if chars_ok(name) => Ok(()),
         (false, None) => Err(bad("may contain only A-Z a-z 0-9 - _")),
@@ -71,58 +86,120 @@ fn range(attribute: &str, v: u32, lo: u32, hi: u32) -> Result<(), BrokerError> {
 /// Checks the attributes on their own (cross-queue checks such as the dead-letter queue's
 /// existence are done by the broker).
 pub fn attributes(a: &QueueAttributes) -> Result<(), BrokerError> {
-    range("VisibilityTimeout", a.visibility_timeout_seconds, 0, MAX_VISIBILITY_TIMEOUT_SECONDS)?;
+    range(
+        "VisibilityTimeout",
+        a.visibility_timeout_seconds,
+        0,
+        MAX_VISIBILITY_TIMEOUT_SECONDS,
+    )?;
     range("DelaySeconds", a.delay_seconds, 0, MAX_DELAY_SECONDS)?;
-    range("MessageRetentionPeriod", a.message_retention_seconds, MIN_RETENTION_SECONDS, MAX_RETENTION_SECONDS)?;
-    range("MaximumMessageSize", a.maximum_message_size, MIN_MESSAGE_SIZE_LIMIT, MAX_MESSAGE_SIZE_LIMIT)?;
-    range("ReceiveMessageWaitTimeSeconds", a.receive_message_wait_seconds, 0, MAX_WAIT_SECONDS)?;
+    range(
+        "MessageRetentionPeriod",
+        a.message_retention_seconds,
+        MIN_RETENTION_SECONDS,
+        MAX_RETENTION_SECONDS,
+    )?;
+    range(
+        "MaximumMessageSize",
+        a.maximum_message_size,
+        MIN_MESSAGE_SIZE_LIMIT,
+        MAX_MESSAGE_SIZE_LIMIT,
+    )?;
+    range(
+        "ReceiveMessageWaitTimeSeconds",
+        a.receive_message_wait_seconds,
+        0,
+        MAX_WAIT_SECONDS,
+    )?;
     if let Some(r) = &a.redrive_policy {
-        range("RedrivePolicy", r.max_receive_count, 1, MAX_MAX_RECEIVE_COUNT)
-            .map_err(|_| attr_err("RedrivePolicy", format!("maxReceiveCount {} is outside 1..=1000", r.max_receive_count)))?;
+        range(
+            "RedrivePolicy",
+            r.max_receive_count,
+            1,
+            MAX_MAX_RECEIVE_COUNT,
+        )
+        .map_err(|_| {
+            attr_err(
+                "RedrivePolicy",
+                format!(
+                    "maxReceiveCount {} is outside 1..=1000",
+                    r.max_receive_count
+                ),
+            )
+        })?;
         if r.dead_letter_queue.is_empty() {
             return Err(attr_err("RedrivePolicy", "deadLetterTargetArn is empty"));
         }
     }
     if let Some(RedriveAllowPolicy::ByQueue(list)) = &a.redrive_allow_policy {
         if list.is_empty() || list.len() > MAX_REDRIVE_ALLOW_SOURCES {
-            return Err(attr_err("RedriveAllowPolicy", "byQueue needs 1 to 10 source queues"));
+            return Err(attr_err(
+                "RedriveAllowPolicy",
+                "byQueue needs 1 to 10 source queues",
+            ));
         }
     }
     if !a.fifo {
         if a.content_based_deduplication {
-            return Err(attr_err("ContentBasedDeduplication", "only FIFO queues deduplicate"));
+            return Err(attr_err(
+                "ContentBasedDeduplication",
+                "only FIFO queues deduplicate",
+            ));
         }
         if a.deduplication_scope != DeduplicationScope::Queue {
-            return Err(attr_err("DeduplicationScope", "only FIFO queues deduplicate"));
+            return Err(attr_err(
+                "DeduplicationScope",
+                "only FIFO queues deduplicate",
+            ));
         }
         if a.fifo_throughput_limit != FifoThroughputLimit::PerQueue {
-            return Err(attr_err("FifoThroughputLimit", "only FIFO queues have a throughput limit"));
+            return Err(attr_err(
+                "FifoThroughputLimit",
+                "only FIFO queues have a throughput limit",
+            ));
         }
     } else if a.fifo_throughput_limit == FifoThroughputLimit::PerMessageGroupId
         && a.deduplication_scope != DeduplicationScope::MessageGroup
     {
-        return Err(attr_err("FifoThroughputLimit", "perMessageGroupId requires DeduplicationScope messageGroup"));
+        return Err(attr_err(
+            "FifoThroughputLimit",
+            "perMessageGroupId requires DeduplicationScope messageGroup",
+        ));
     }
     if let Some(m) = a.max_length {
         if m == 0 || m > MAX_MAX_LENGTH {
-            return Err(attr_err("MaxLength", format!("{m} is outside 1..={MAX_MAX_LENGTH}")));
+            return Err(attr_err(
+                "MaxLength",
+                format!("{m} is outside 1..={MAX_MAX_LENGTH}"),
+            ));
         }
     }
     if let Some(t) = a.message_ttl_seconds {
         range("MessageTtl", t, 1, MAX_TTL_SECONDS)?;
     }
     if let Some(t) = a.idle_delete_seconds {
-        range("IdleDeleteSeconds", t, MIN_IDLE_DELETE_SECONDS, MAX_IDLE_DELETE_SECONDS)?;
+        range(
+            "IdleDeleteSeconds",
+            t,
+            MIN_IDLE_DELETE_SECONDS,
+            MAX_IDLE_DELETE_SECONDS,
+        )?;
     }
     if let Some(QueueDurability::IntervalMs(ms)) = a.durability {
         range("Durability", ms, 1, MAX_DURABILITY_INTERVAL_MS)?;
     }
     if a.opaque.len() > MAX_OPAQUE_ATTRIBUTES {
-        return Err(attr_err("opaque", format!("at most {MAX_OPAQUE_ATTRIBUTES} opaque attributes")));
+        return Err(attr_err(
+            "opaque",
+            format!("at most {MAX_OPAQUE_ATTRIBUTES} opaque attributes"),
+        ));
     }
     for (k, v) in &a.opaque {
         if v.len() > MAX_OPAQUE_VALUE_BYTES {
-            return Err(attr_err(k, format!("value longer than {MAX_OPAQUE_VALUE_BYTES} bytes")));
+            return Err(attr_err(
+                k,
+                format!("value longer than {MAX_OPAQUE_VALUE_BYTES} bytes"),
+            ));
         }
     }
     Ok(())
@@ -134,10 +211,16 @@ pub fn tags(tags: &BTreeMap<String, String>) -> Result<(), BrokerError> {
     }
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > MAX_TAG_KEY_CHARS {
-            return Err(param_err("Tags", format!("tag key {k:?} must be 1 to 128 characters")));
+            return Err(param_err(
+                "Tags",
+                format!("tag key {k:?} must be 1 to 128 characters"),
+            ));
         }
         if v.chars().count() > MAX_TAG_VALUE_CHARS {
-            return Err(param_err("Tags", format!("value of tag {k:?} is longer than 256 characters")));
+            return Err(param_err(
+                "Tags",
+                format!("value of tag {k:?} is longer than 256 characters"),
+            ));
         }
     }
     Ok(())
@@ -150,7 +233,10 @@ fn id_chars_ok(s: &str) -> bool {
 
 pub fn id(parameter: &str, s: &str) -> Result<(), BrokerError> {
     if !id_chars_ok(s) {
-        return Err(param_err(parameter, "must be 1 to 128 printable ASCII characters"));
+        return Err(param_err(
+            parameter,
+            "must be 1 to 128 printable ASCII characters",
+        ));
     }
     Ok(())
 }
@@ -160,11 +246,16 @@ fn attribute_name(name: &str) -> Result<(), BrokerError> {
     if name.is_empty() || name.chars().count() > MAX_ATTRIBUTE_NAME_CHARS {
         return Err(p("must be 1 to 256 characters"));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
         return Err(p("may contain only A-Z a-z 0-9 _ - ."));
     }
     if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
-        return Err(p("must not start or end with a period or contain two in a row"));
+        return Err(p(
+            "must not start or end with a period or contain two in a row",
+        ));
     }
     let lower = name.to_ascii_lowercase();
     if lower.starts_with("aws.") || lower.starts_with("amazon.") {
@@ -181,7 +272,10 @@ fn attribute_value(name: &str, v: &MessageAttributeValue) -> Result<(), BrokerEr
     let base = v.data_type.split('.').next().unwrap_or("");
     match base {
         "String" | "Number" => {
-            let s = v.string_value.as_deref().ok_or_else(|| p("String and Number attributes need a string value"))?;
+            let s = v
+                .string_value
+                .as_deref()
+                .ok_or_else(|| p("String and Number attributes need a string value"))?;
             if v.binary_value.is_some() {
                 return Err(p("String and Number attributes take no binary value"));
             }
@@ -197,7 +291,11 @@ fn attribute_value(name: &str, v: &MessageAttributeValue) -> Result<(), BrokerEr
                 return Err(p("Binary attributes need a binary value only"));
             }
         }
-        _ => return Err(p("data type must be String, Number or Binary, optionally with a .suffix")),
+        _ => {
+            return Err(p(
+                "data type must be String, Number or Binary, optionally with a .suffix",
+            ))
+        }
     }
     Ok(())
 }
@@ -223,10 +321,16 @@ pub fn message(m: &SendMessage, a: &QueueAttributes) -> Result<(), BrokerError> 
     }
     let size = message_size(m);
     if size > a.maximum_message_size as usize {
-        return Err(BrokerError::MessageTooLarge { size, max: a.maximum_message_size as usize });
+        return Err(BrokerError::MessageTooLarge {
+            size,
+            max: a.maximum_message_size as usize,
+        });
     }
     if m.attributes.len() > MAX_MESSAGE_ATTRIBUTES {
-        return Err(param_err("MessageAttributes", format!("at most {MAX_MESSAGE_ATTRIBUTES} attributes")));
+        return Err(param_err(
+            "MessageAttributes",
+            format!("at most {MAX_MESSAGE_ATTRIBUTES} attributes"),
+        ));
     }
     for (k, v) in &m.attributes {
         attribute_name(k)?;
@@ -234,18 +338,30 @@ pub fn message(m: &SendMessage, a: &QueueAttributes) -> Result<(), BrokerError> 
     }
     for (k, v) in &m.system_attributes {
         if k != "AWSTraceHeader" {
-            return Err(param_err("MessageSystemAttributes", format!("unknown system attribute {k:?}")));
+            return Err(param_err(
+                "MessageSystemAttributes",
+                format!("unknown system attribute {k:?}"),
+            ));
         }
         if v.data_type != "String" || v.string_value.is_none() {
-            return Err(param_err("MessageSystemAttributes", "AWSTraceHeader must be a String"));
+            return Err(param_err(
+                "MessageSystemAttributes",
+                "AWSTraceHeader must be a String",
+            ));
         }
         if v.string_value.as_ref().map_or(0, |s| s.len()) > 16 * 1024 {
-            return Err(param_err("MessageSystemAttributes", "AWSTraceHeader too long"));
+            return Err(param_err(
+                "MessageSystemAttributes",
+                "AWSTraceHeader too long",
+            ));
         }
     }
     if let Some(d) = m.delay_seconds {
         if a.fifo {
-            return Err(param_err("DelaySeconds", "FIFO queues take no per-message delay; set the queue's DelaySeconds"));
+            return Err(param_err(
+                "DelaySeconds",
+                "FIFO queues take no per-message delay; set the queue's DelaySeconds",
+            ));
         }
         if d > MAX_DELAY_SECONDS {
             return Err(param_err("DelaySeconds", format!("{d} is outside 0..=900")));
@@ -253,12 +369,18 @@ pub fn message(m: &SendMessage, a: &QueueAttributes) -> Result<(), BrokerError> 
     }
     if let Some(t) = m.ttl_seconds {
         if t == 0 || t > MAX_TTL_SECONDS {
-            return Err(param_err("TimeToLive", format!("{t} is outside 1..={MAX_TTL_SECONDS}")));
+            return Err(param_err(
+                "TimeToLive",
+                format!("{t} is outside 1..={MAX_TTL_SECONDS}"),
+            ));
         }
     }
     if let Some(p) = m.priority {
         if a.fifo {
-            return Err(param_err("Priority", "FIFO queues order by group; priorities apply to standard queues"));
+            return Err(param_err(
+                "Priority",
+                "FIFO queues order by group; priorities apply to standard queues",
+            ));
         }
         if p > MAX_PRIORITY {
             return Err(param_err("Priority", format!("{p} is outside 0..=9")));
@@ -291,7 +413,10 @@ pub fn message(m: &SendMessage, a: &QueueAttributes) -> Result<(), BrokerError> 
             id("MessageGroupId", g)?;
         }
         if m.deduplication_id.is_some() {
-            return Err(param_err("MessageDeduplicationId", "only FIFO queues deduplicate"));
+            return Err(param_err(
+                "MessageDeduplicationId",
+                "only FIFO queues deduplicate",
+            ));
         }
     }
     Ok(())
@@ -322,24 +447,46 @@ mod tests {
             let mut a = QueueAttributes::default();
             f(&mut a);
             match attributes(&a) {
-                Err(BrokerError::InvalidAttributeValue { attribute, .. }) => assert_eq!(attribute, name),
+                Err(BrokerError::InvalidAttributeValue { attribute, .. }) => {
+                    assert_eq!(attribute, name)
+                }
                 other => panic!("{name}: {other:?}"),
             }
         };
-        check(&|a| a.visibility_timeout_seconds = 43_201, "VisibilityTimeout");
+        check(
+            &|a| a.visibility_timeout_seconds = 43_201,
+            "VisibilityTimeout",
+        );
         check(&|a| a.delay_seconds = 901, "DelaySeconds");
-        check(&|a| a.message_retention_seconds = 59, "MessageRetentionPeriod");
-        check(&|a| a.message_retention_seconds = 1_209_601, "MessageRetentionPeriod");
+        check(
+            &|a| a.message_retention_seconds = 59,
+            "MessageRetentionPeriod",
+        );
+        check(
+            &|a| a.message_retention_seconds = 1_209_601,
+            "MessageRetentionPeriod",
+        );
         check(&|a| a.maximum_message_size = 1023, "MaximumMessageSize");
-        check(&|a| a.maximum_message_size = 1_048_577, "MaximumMessageSize");
-        check(&|a| a.receive_message_wait_seconds = 21, "ReceiveMessageWaitTimeSeconds");
-        check(&|a| a.content_based_deduplication = true, "ContentBasedDeduplication");
+        check(
+            &|a| a.maximum_message_size = 1_048_577,
+            "MaximumMessageSize",
+        );
+        check(
+            &|a| a.receive_message_wait_seconds = 21,
+            "ReceiveMessageWaitTimeSeconds",
+        );
+        check(
+            &|a| a.content_based_deduplication = true,
+            "ContentBasedDeduplication",
+        );
         check(&|a| a.max_length = Some(0), "MaxLength");
         check(&|a| a.message_ttl_seconds = Some(0), "MessageTtl");
         check(
             &|a| {
-                a.redrive_policy =
-                    Some(crate::types::RedrivePolicy { dead_letter_queue: "d".into(), max_receive_count: 0 })
+                a.redrive_policy = Some(crate::types::RedrivePolicy {
+                    dead_letter_queue: "d".into(),
+                    max_receive_count: 0,
+                })
             },
             "RedrivePolicy",
         );
@@ -348,26 +495,63 @@ mod tests {
 
     #[test]
     fn message_checks() {
-        let a = QueueAttributes { maximum_message_size: 1024, ..Default::default() };
-        let m = SendMessage { body: Bytes::from(vec![b'x'; 1024]), ..Default::default() };
+        let a = QueueAttributes {
+            maximum_message_size: 1024,
+            ..Default::default()
+        };
+        let m = SendMessage {
+            body: Bytes::from(vec![b'x'; 1024]),
+            ..Default::default()
+        };
         assert!(message(&m, &a).is_ok());
         let mut big = m.clone();
         big.attributes.insert(
             "k".into(),
-            MessageAttributeValue { data_type: "String".into(), string_value: Some("v".into()), binary_value: None },
+            MessageAttributeValue {
+                data_type: "String".into(),
+                string_value: Some("v".into()),
+                binary_value: None,
+            },
         );
-        assert_eq!(message(&big, &a), Err(BrokerError::MessageTooLarge { size: 1024 + 1 + 6 + 1, max: 1024 }));
+        assert_eq!(
+            message(&big, &a),
+            Err(BrokerError::MessageTooLarge {
+                size: 1024 + 1 + 6 + 1,
+                max: 1024
+            })
+        );
         let empty = SendMessage::default();
-        assert!(matches!(message(&empty, &a), Err(BrokerError::InvalidParameter { .. })));
-        let mut bad_num = SendMessage { body: Bytes::from_static(b"x"), ..Default::default() };
+        assert!(matches!(
+            message(&empty, &a),
+            Err(BrokerError::InvalidParameter { .. })
+        ));
+        let mut bad_num = SendMessage {
+            body: Bytes::from_static(b"x"),
+            ..Default::default()
+        };
         bad_num.attributes.insert(
             "n".into(),
-            MessageAttributeValue { data_type: "Number".into(), string_value: Some("abc".into()), binary_value: None },
+            MessageAttributeValue {
+                data_type: "Number".into(),
+                string_value: Some("abc".into()),
+                binary_value: None,
+            },
         );
-        assert!(matches!(message(&bad_num, &a), Err(BrokerError::InvalidParameter { .. })));
-        let fifo = QueueAttributes { fifo: true, ..Default::default() };
-        let no_group = SendMessage { body: Bytes::from_static(b"x"), ..Default::default() };
-        assert!(matches!(message(&no_group, &fifo), Err(BrokerError::InvalidParameter { ref parameter, .. }) if parameter == "MessageGroupId"));
+        assert!(matches!(
+            message(&bad_num, &a),
+            Err(BrokerError::InvalidParameter { .. })
+        ));
+        let fifo = QueueAttributes {
+            fifo: true,
+            ..Default::default()
+        };
+        let no_group = SendMessage {
+            body: Bytes::from_static(b"x"),
+            ..Default::default()
+        };
+        assert!(
+            matches!(message(&no_group, &fifo), Err(BrokerError::InvalidParameter { ref parameter, .. }) if parameter == "MessageGroupId")
+        );
         let delayed = SendMessage {
             body: Bytes::from_static(b"x"),
             group_id: Some("g".into()),
@@ -375,6 +559,8 @@ mod tests {
             delay_seconds: Some(1),
             ..Default::default()
         };
-        assert!(matches!(message(&delayed, &fifo), Err(BrokerError::InvalidParameter { ref parameter, .. }) if parameter == "DelaySeconds"));
+        assert!(
+            matches!(message(&delayed, &fifo), Err(BrokerError::InvalidParameter { ref parameter, .. }) if parameter == "DelaySeconds")
+        );
     }
 }

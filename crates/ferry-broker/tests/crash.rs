@@ -20,7 +20,9 @@ const ROUNDS: usize = 6;
 fn body_for(tag: &str) -> Bytes {
     // Self-checking body: the tag followed by a pattern derived from it.
     let mut b = format!("{tag}|").into_bytes();
-    let seed = tag.bytes().fold(7u8, |a, c| a.wrapping_mul(31).wrapping_add(c));
+    let seed = tag
+        .bytes()
+        .fold(7u8, |a, c| a.wrapping_mul(31).wrapping_add(c));
     for i in 0..(200 + (seed as usize % 300)) {
         b.push(b'a' + ((seed as usize + i) % 26) as u8);
     }
@@ -37,12 +39,24 @@ fn out(line: String) {
 /// The child's workload. Runs only when re-executed by `crash_survives_sigkill`.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var("FERRY_CRASH_DIR") else { return };
-    let round: usize = std::env::var("FERRY_CRASH_ROUND").ok().and_then(|r| r.parse().ok()).unwrap_or(0);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let Ok(dir) = std::env::var("FERRY_CRASH_DIR") else {
+        return;
+    };
+    let round: usize = std::env::var("FERRY_CRASH_ROUND")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let b = Broker::open(BrokerConfig::new(&dir)).unwrap();
-        let attrs = QueueAttributes { visibility_timeout_seconds: 2, ..Default::default() };
+        let attrs = QueueAttributes {
+            visibility_timeout_seconds: 2,
+            ..Default::default()
+        };
         b.create_queue(QUEUE, attrs, BTreeMap::new()).unwrap();
         out("READY".into());
         let mut tasks = Vec::new();
@@ -50,8 +64,15 @@ fn crash_child() {
             let b = b.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0u64.. {
-                    let tags: Vec<String> = (0..5).map(|k| format!("r{round}p{p}i{i}k{k}")).collect();
-                    let msgs = tags.iter().map(|t| SendMessage { body: body_for(t), ..Default::default() }).collect();
+                    let tags: Vec<String> =
+                        (0..5).map(|k| format!("r{round}p{p}i{i}k{k}")).collect();
+                    let msgs = tags
+                        .iter()
+                        .map(|t| SendMessage {
+                            body: body_for(t),
+                            ..Default::default()
+                        })
+                        .collect();
                     let res = b.send(QUEUE, msgs).await.unwrap();
                     for (t, r) in tags.iter().zip(res) {
                         out(format!("SENT {} {t}", r.unwrap().message_id));
@@ -64,11 +85,23 @@ fn crash_child() {
             tasks.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 loop {
-                    let got = b.receive(QUEUE, ReceiveRequest { max_messages: 10, ..Default::default() }).await.unwrap();
+                    let got = b
+                        .receive(
+                            QUEUE,
+                            ReceiveRequest {
+                                max_messages: 10,
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .unwrap();
                     let mut del = Vec::new();
                     let mut ids = Vec::new();
                     for r in got {
-                        out(format!("RECV {} {}", r.message.message_id, r.message.receive_count));
+                        out(format!(
+                            "RECV {} {}",
+                            r.message.message_id, r.message.receive_count
+                        ));
                         n += 1;
                         // Delete two thirds; the rest come back after their lease.
                         if !n.is_multiple_of(3) {
@@ -138,7 +171,10 @@ fn crash_survives_sigkill() {
         let lines = reader.join().unwrap();
         history.push(format!("ROUND {round}"));
         history.extend(lines.iter().cloned());
-        assert!(lines.iter().any(|l| l.ends_with("READY")), "round {round}: child never got ready");
+        assert!(
+            lines.iter().any(|l| l.ends_with("READY")),
+            "round {round}: child never got ready"
+        );
         let mut seen_this_round: HashSet<String> = HashSet::new();
         for l in &lines {
             let parts: Vec<&str> = l.split(' ').collect();
@@ -152,10 +188,16 @@ fn crash_survives_sigkill() {
                     if !seen_this_round.contains(*id) {
                         // First delivery of this message in this process: its count must be
                         // above everything acknowledged before the crash.
-                        assert!(rc > prev, "round {round}: {id} delivered with count {rc} after {prev}");
+                        assert!(
+                            rc > prev,
+                            "round {round}: {id} delivered with count {rc} after {prev}"
+                        );
                         seen_this_round.insert(id.to_string());
                     }
-                    assert!(!deleted.contains(*id), "round {round}: deleted message {id} delivered again");
+                    assert!(
+                        !deleted.contains(*id),
+                        "round {round}: deleted message {id} delivered again"
+                    );
                     max_rc.insert(id.to_string(), prev.max(rc));
                 }
                 ["DELREQ", id] => {
@@ -168,16 +210,31 @@ fn crash_survives_sigkill() {
             }
         }
     }
-    assert!(sent.len() > 50, "the child acknowledged too few sends ({})", sent.len());
+    assert!(
+        sent.len() > 50,
+        "the child acknowledged too few sends ({})",
+        sent.len()
+    );
     // Final check: reopen, let leases lapse, drain everything.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
         tokio::time::sleep(Duration::from_millis(2100)).await;
         let mut present: HashMap<String, u32> = HashMap::new();
         loop {
             let got = b
-                .receive(QUEUE, ReceiveRequest { max_messages: 1000, visibility_timeout_seconds: Some(600), ..Default::default() })
+                .receive(
+                    QUEUE,
+                    ReceiveRequest {
+                        max_messages: 1000,
+                        visibility_timeout_seconds: Some(600),
+                        ..Default::default()
+                    },
+                )
                 .await
                 .unwrap();
             if got.is_empty() {
@@ -185,21 +242,41 @@ fn crash_survives_sigkill() {
             }
             for r in got {
                 let id = r.message.message_id.clone();
-                assert!(!deleted.contains(&id), "acknowledged-deleted message {id} reappeared");
+                assert!(
+                    !deleted.contains(&id),
+                    "acknowledged-deleted message {id} reappeared"
+                );
                 if let Some(tag) = sent.get(&id) {
                     assert_eq!(r.message.body, body_for(tag), "body of {id} corrupted");
                 }
                 let prev = max_rc.get(&id).copied().unwrap_or(0);
-                assert!(r.message.receive_count > prev, "{id}: receive count {} after {prev}", r.message.receive_count);
-                assert!(present.insert(id, r.message.receive_count).is_none(), "message delivered twice in the drain");
+                assert!(
+                    r.message.receive_count > prev,
+                    "{id}: receive count {} after {prev}",
+                    r.message.receive_count
+                );
+                assert!(
+                    present.insert(id, r.message.receive_count).is_none(),
+                    "message delivered twice in the drain"
+                );
             }
         }
         let stats = b.get_queue(QUEUE).unwrap().stats;
         assert_eq!(stats.visible + stats.delayed, 0);
-        let lost: Vec<&String> = sent.keys().filter(|id| !deleted.contains(*id) && !maybe_deleted.contains(*id) && !present.contains_key(*id)).collect();
+        let lost: Vec<&String> = sent
+            .keys()
+            .filter(|id| {
+                !deleted.contains(*id) && !maybe_deleted.contains(*id) && !present.contains_key(*id)
+            })
+            .collect();
         if let Some(id) = lost.first() {
             let hist: Vec<&String> = history.iter().filter(|l| l.contains(id.as_str())).collect();
-            panic!("{} acknowledged sends lost (of {}), e.g. {id} ({}): {hist:?}; stats {stats:?}", lost.len(), sent.len(), sent[*id]);
+            panic!(
+                "{} acknowledged sends lost (of {}), e.g. {id} ({}): {hist:?}; stats {stats:?}",
+                lost.len(),
+                sent.len(),
+                sent[*id]
+            );
         }
         b.shutdown().await.unwrap();
     });

@@ -65,13 +65,38 @@ fn open(dir: &Path, clock: &Arc<ManualClock>) -> Broker {
 
 fn create(b: &Broker) {
     let vis = (VIS_MS / 1000) as u32;
-    b.create_queue("dl", QueueAttributes { visibility_timeout_seconds: vis, ..Default::default() }, BTreeMap::new()).unwrap();
-    b.create_queue("dl.fifo", QueueAttributes { fifo: true, visibility_timeout_seconds: vis, ..Default::default() }, BTreeMap::new())
-        .unwrap();
-    let red = |d: &str| Some(RedrivePolicy { dead_letter_queue: d.into(), max_receive_count: MAX_RC });
+    b.create_queue(
+        "dl",
+        QueueAttributes {
+            visibility_timeout_seconds: vis,
+            ..Default::default()
+        },
+        BTreeMap::new(),
+    )
+    .unwrap();
+    b.create_queue(
+        "dl.fifo",
+        QueueAttributes {
+            fifo: true,
+            visibility_timeout_seconds: vis,
+            ..Default::default()
+        },
+        BTreeMap::new(),
+    )
+    .unwrap();
+    let red = |d: &str| {
+        Some(RedrivePolicy {
+            dead_letter_queue: d.into(),
+            max_receive_count: MAX_RC,
+        })
+    };
     b.create_queue(
         "s",
-        QueueAttributes { visibility_timeout_seconds: (VIS_MS / 1000) as u32, redrive_policy: red("dl"), ..Default::default() },
+        QueueAttributes {
+            visibility_timeout_seconds: (VIS_MS / 1000) as u32,
+            redrive_policy: red("dl"),
+            ..Default::default()
+        },
         BTreeMap::new(),
     )
     .unwrap();
@@ -88,12 +113,28 @@ fn create(b: &Broker) {
     .unwrap();
 }
 
-fn check_delivery(model: &mut Model, q: &str, r: &ReceivedMessage, now: u64, inflight_groups: &mut HashSet<String>) {
+fn check_delivery(
+    model: &mut Model,
+    q: &str,
+    r: &ReceivedMessage,
+    now: u64,
+    inflight_groups: &mut HashSet<String>,
+) {
     let id = &r.message.message_id;
-    let m = model.msgs.get_mut(id).unwrap_or_else(|| panic!("unknown message {id} delivered from {q}"));
-    assert!(!m.deleted, "message {id} deleted with its current handle came back from {q}");
+    let m = model
+        .msgs
+        .get_mut(id)
+        .unwrap_or_else(|| panic!("unknown message {id} delivered from {q}"));
+    assert!(
+        !m.deleted,
+        "message {id} deleted with its current handle came back from {q}"
+    );
     assert_eq!(r.message.body.to_vec(), m.body, "body of {id}");
-    assert!(now >= m.leased_until, "{q}: message {id} delivered at {now} during a lease until {}", m.leased_until);
+    assert!(
+        now >= m.leased_until,
+        "{q}: message {id} delivered at {now} during a lease until {}",
+        m.leased_until
+    );
     assert!(
         r.message.receive_count == m.rc + 1,
         "receive count of {id}: was {}, now {} (from {q})",
@@ -101,14 +142,26 @@ fn check_delivery(model: &mut Model, q: &str, r: &ReceivedMessage, now: u64, inf
         r.message.receive_count
     );
     if q.starts_with("dl") {
-        assert!(m.rc >= MAX_RC, "message {id} dead-lettered after only {} receives", m.rc);
-        assert_eq!(r.message.dead_letter_source.as_deref(), Some(if q == "dl" { "s" } else { "f.fifo" }));
+        assert!(
+            m.rc >= MAX_RC,
+            "message {id} dead-lettered after only {} receives",
+            m.rc
+        );
+        assert_eq!(
+            r.message.dead_letter_source.as_deref(),
+            Some(if q == "dl" { "s" } else { "f.fifo" })
+        );
     }
     if q == "f.fifo" {
         let g = m.group.clone().unwrap();
         if !m.first_delivered {
             let last = model.group_first.entry(g.clone()).or_insert(0);
-            assert!(m.seq > *last, "group {g}: first delivery of seq {} after {}", m.seq, *last);
+            assert!(
+                m.seq > *last,
+                "group {g}: first delivery of seq {} after {}",
+                m.seq,
+                *last
+            );
             *last = m.seq;
         }
         inflight_groups.insert(g);
@@ -126,7 +179,11 @@ async fn run(seed: u64) {
     let clock = Arc::new(ManualClock::new(T0));
     let mut b = open(dir.path(), &clock);
     create(&b);
-    let mut model = Model { msgs: HashMap::new(), dedup: HashMap::new(), group_first: HashMap::new() };
+    let mut model = Model {
+        msgs: HashMap::new(),
+        dedup: HashMap::new(),
+        group_first: HashMap::new(),
+    };
     let mut counter = 0u64;
     let steps = 250;
     for _step in 0..steps {
@@ -139,8 +196,15 @@ async fn run(seed: u64) {
                 let mut batch = Vec::new();
                 for _ in 0..n {
                     counter += 1;
-                    let body = format!("seed{seed}-m{counter}-{}", "x".repeat(rng.gen_range(0..300))).into_bytes();
-                    let mut m = SendMessage { body: Bytes::from(body), ..Default::default() };
+                    let body = format!(
+                        "seed{seed}-m{counter}-{}",
+                        "x".repeat(rng.gen_range(0..300))
+                    )
+                    .into_bytes();
+                    let mut m = SendMessage {
+                        body: Bytes::from(body),
+                        ..Default::default()
+                    };
                     if fifo {
                         m.group_id = Some(format!("g{}", rng.gen_range(0..3)));
                         m.deduplication_id = Some(format!("d{}", rng.gen_range(0..40)));
@@ -159,7 +223,10 @@ async fn run(seed: u64) {
                                 continue;
                             }
                             _ => {
-                                assert!(!r.deduplicated, "seed {seed}: {d} deduplicated outside the window");
+                                assert!(
+                                    !r.deduplicated,
+                                    "seed {seed}: {d} deduplicated outside the window"
+                                );
                                 model.dedup.insert(d, (r.message_id.clone(), now));
                             }
                         }
@@ -184,7 +251,16 @@ async fn run(seed: u64) {
             30..=59 => {
                 let q = QUEUES[rng.gen_range(0..QUEUES.len())];
                 let max = rng.gen_range(1..=5);
-                let got = b.receive(q, ReceiveRequest { max_messages: max, ..Default::default() }).await.unwrap();
+                let got = b
+                    .receive(
+                        q,
+                        ReceiveRequest {
+                            max_messages: max,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
                 assert!(got.len() <= max as usize);
                 let mut groups = HashSet::new();
                 if q == "f.fifo" {
@@ -198,7 +274,10 @@ async fn run(seed: u64) {
                                 && m.leased_until > now
                                 && !got.iter().any(|x| &x.message.message_id == id)
                             {
-                                panic!("seed {seed}: group {g} delivered {} while {id} is in flight", r.message.message_id);
+                                panic!(
+                                    "seed {seed}: group {g} delivered {} while {id} is in flight",
+                                    r.message.message_id
+                                );
                             }
                         }
                     }
@@ -212,13 +291,21 @@ async fn run(seed: u64) {
             }
             60..=74 => {
                 // Delete some known handles (current or stale).
-                let ids: Vec<String> = model.msgs.iter().filter(|(_, m)| m.handle.is_some() && !m.deleted).map(|(k, _)| k.clone()).collect();
+                let ids: Vec<String> = model
+                    .msgs
+                    .iter()
+                    .filter(|(_, m)| m.handle.is_some() && !m.deleted)
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 if ids.is_empty() {
                     continue;
                 }
                 let id = ids[rng.gen_range(0..ids.len())].clone();
                 let m = model.msgs[&id].clone();
-                let res = b.delete_messages(&m.queue, vec![m.handle.clone().unwrap()]).await.unwrap();
+                let res = b
+                    .delete_messages(&m.queue, vec![m.handle.clone().unwrap()])
+                    .await
+                    .unwrap();
                 res[0].clone().unwrap();
                 let mm = model.msgs.get_mut(&id).unwrap();
                 if m.leased_until > now {
@@ -228,25 +315,46 @@ async fn run(seed: u64) {
                 }
             }
             75..=82 => {
-                let ids: Vec<String> = model.msgs.iter().filter(|(_, m)| m.handle.is_some() && !m.deleted).map(|(k, _)| k.clone()).collect();
+                let ids: Vec<String> = model
+                    .msgs
+                    .iter()
+                    .filter(|(_, m)| m.handle.is_some() && !m.deleted)
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 if ids.is_empty() {
                     continue;
                 }
                 let id = ids[rng.gen_range(0..ids.len())].clone();
                 let m = model.msgs[&id].clone();
-                let secs = if rng.gen_bool(0.5) { 0 } else { rng.gen_range(1..60) };
+                let secs = if rng.gen_bool(0.5) {
+                    0
+                } else {
+                    rng.gen_range(1..60)
+                };
                 let res = b
-                    .change_visibility(&m.queue, vec![VisibilityChange { receipt_handle: m.handle.clone().unwrap(), visibility_timeout_seconds: secs }])
+                    .change_visibility(
+                        &m.queue,
+                        vec![VisibilityChange {
+                            receipt_handle: m.handle.clone().unwrap(),
+                            visibility_timeout_seconds: secs,
+                        }],
+                    )
                     .await
                     .unwrap();
                 let leased = m.leased_until > now;
                 match &res[0] {
                     Ok(()) => {
-                        assert!(leased, "seed {seed}: visibility change accepted for {id} outside its lease");
+                        assert!(
+                            leased,
+                            "seed {seed}: visibility change accepted for {id} outside its lease"
+                        );
                         model.msgs.get_mut(&id).unwrap().leased_until = now + secs as u64 * 1000;
                     }
                     Err(BrokerError::MessageNotInflight) => {
-                        assert!(!leased, "seed {seed}: visibility change refused for {id} during its lease");
+                        assert!(
+                            !leased,
+                            "seed {seed}: visibility change refused for {id} during its lease"
+                        );
                     }
                     Err(e) => panic!("seed {seed}: {e}"),
                 }
@@ -266,7 +374,16 @@ async fn run(seed: u64) {
         for q in QUEUES {
             loop {
                 let now = clock.now_ms();
-                let got = b.receive(q, ReceiveRequest { max_messages: 10, ..Default::default() }).await.unwrap();
+                let got = b
+                    .receive(
+                        q,
+                        ReceiveRequest {
+                            max_messages: 10,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
                 if got.is_empty() {
                     break;
                 }
@@ -295,19 +412,37 @@ async fn run(seed: u64) {
         }
         clock.advance(VIS_MS + 1);
     }
-    let lost: Vec<&String> = model.msgs.iter().filter(|(_, m)| !m.deleted && !m.maybe_deleted).map(|(k, _)| k).collect();
-    assert!(lost.is_empty(), "seed {seed}: acknowledged messages lost: {lost:?}");
+    let lost: Vec<&String> = model
+        .msgs
+        .iter()
+        .filter(|(_, m)| !m.deleted && !m.maybe_deleted)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "seed {seed}: acknowledged messages lost: {lost:?}"
+    );
     for q in QUEUES {
         let s = b.get_queue(q).unwrap().stats;
-        assert_eq!((s.visible, s.in_flight, s.delayed), (0, 0, 0), "seed {seed}: {q} not empty: {s:?}");
+        assert_eq!(
+            (s.visible, s.in_flight, s.delayed),
+            (0, 0, 0),
+            "seed {seed}: {q} not empty: {s:?}"
+        );
     }
     b.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulation_many_seeds() {
-    let seeds: u64 = std::env::var("FERRY_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(24);
-    let base: u64 = std::env::var("FERRY_SIM_BASE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let seeds: u64 = std::env::var("FERRY_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(24);
+    let base: u64 = std::env::var("FERRY_SIM_BASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     for seed in base..base + seeds {
         run(seed).await;
     }

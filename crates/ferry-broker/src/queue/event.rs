@@ -85,10 +85,23 @@ pub struct Enqueued {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Enqueued(Box<Enqueued>),
-    Received { number: u64, receive_count: u32, visible_at_ms: u64, first_receive_ms: u64 },
-    Visibility { number: u64, visible_at_ms: u64 },
-    Deleted { number: u64 },
-    Removed { number: u64, reason: RemoveReason },
+    Received {
+        number: u64,
+        receive_count: u32,
+        visible_at_ms: u64,
+        first_receive_ms: u64,
+    },
+    Visibility {
+        number: u64,
+        visible_at_ms: u64,
+    },
+    Deleted {
+        number: u64,
+    },
+    Removed {
+        number: u64,
+        reason: RemoveReason,
+    },
     Purged,
 }
 
@@ -101,7 +114,9 @@ pub fn encode_record(events: &[Event]) -> Bytes {
     let mut size = 5;
     for e in events {
         size += match e {
-            Event::Enqueued(m) => 128 + m.body.len() + attrs_size(&m.attributes) + attrs_size(&m.system_attributes),
+            Event::Enqueued(m) => {
+                128 + m.body.len() + attrs_size(&m.attributes) + attrs_size(&m.system_attributes)
+            }
             _ => 32,
         };
     }
@@ -178,14 +193,22 @@ fn encode_event(b: &mut BytesMut, e: &Event) {
             b.put_u32_le(m.body.len() as u32);
             b.put_slice(&m.body);
         }
-        Event::Received { number, receive_count, visible_at_ms, first_receive_ms } => {
+        Event::Received {
+            number,
+            receive_count,
+            visible_at_ms,
+            first_receive_ms,
+        } => {
             b.put_u8(2);
             b.put_u64_le(*number);
             b.put_u32_le(*receive_count);
             b.put_u64_le(*visible_at_ms);
             b.put_u64_le(*first_receive_ms);
         }
-        Event::Visibility { number, visible_at_ms } => {
+        Event::Visibility {
+            number,
+            visible_at_ms,
+        } => {
             b.put_u8(3);
             b.put_u64_le(*number);
             b.put_u64_le(*visible_at_ms);
@@ -218,7 +241,10 @@ impl<'a> Reader<'a> {
                 self.pos = end;
                 Ok(s)
             }
-            None => Err(DecodeError(format!("truncated at byte {} (need {n})", self.pos))),
+            None => Err(DecodeError(format!(
+                "truncated at byte {} (need {n})",
+                self.pos
+            ))),
         }
     }
     fn u8(&mut self) -> Result<u8, DecodeError> {
@@ -264,7 +290,14 @@ impl<'a> Reader<'a> {
                 1 => Some(self.bytes()?),
                 t => return Err(DecodeError(format!("bad option tag {t}"))),
             };
-            m.insert(name, MessageAttributeValue { data_type, string_value, binary_value });
+            m.insert(
+                name,
+                MessageAttributeValue {
+                    data_type,
+                    string_value,
+                    binary_value,
+                },
+            );
         }
         Ok(m)
     }
@@ -316,7 +349,10 @@ pub fn decode_record(buf: &Bytes) -> Result<Vec<Event>, DecodeError> {
                 visible_at_ms: r.u64()?,
                 first_receive_ms: r.u64()?,
             },
-            3 => Event::Visibility { number: r.u64()?, visible_at_ms: r.u64()? },
+            3 => Event::Visibility {
+                number: r.u64()?,
+                visible_at_ms: r.u64()?,
+            },
             4 => Event::Deleted { number: r.u64()? },
             5 => {
                 let number = r.u64()?;
@@ -353,7 +389,11 @@ mod tests {
         let mut attributes = BTreeMap::new();
         attributes.insert(
             "a".to_string(),
-            MessageAttributeValue { data_type: "String".into(), string_value: Some("x".into()), binary_value: None },
+            MessageAttributeValue {
+                data_type: "String".into(),
+                string_value: Some("x".into()),
+                binary_value: None,
+            },
         );
         attributes.insert(
             "b".to_string(),
@@ -388,10 +428,21 @@ mod tests {
     fn roundtrip_all_events() {
         let events = vec![
             Event::Enqueued(Box::new(sample())),
-            Event::Received { number: 1, receive_count: 2, visible_at_ms: 3, first_receive_ms: 4 },
-            Event::Visibility { number: 5, visible_at_ms: 6 },
+            Event::Received {
+                number: 1,
+                receive_count: 2,
+                visible_at_ms: 3,
+                first_receive_ms: 4,
+            },
+            Event::Visibility {
+                number: 5,
+                visible_at_ms: 6,
+            },
             Event::Deleted { number: 7 },
-            Event::Removed { number: 8, reason: RemoveReason::DeadLettered },
+            Event::Removed {
+                number: 8,
+                reason: RemoveReason::DeadLettered,
+            },
             Event::Purged,
         ];
         let rec = encode_record(&events);

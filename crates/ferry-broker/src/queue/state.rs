@@ -110,7 +110,8 @@ impl Slots {
             self.base = n - n % PAGE as u64;
         }
         while n >= self.base + (self.pages.len() * PAGE) as u64 {
-            self.pages.push_back(vec![Meta::default(); PAGE].into_boxed_slice());
+            self.pages
+                .push_back(vec![Meta::default(); PAGE].into_boxed_slice());
         }
     }
     /// Frees pages that hold only numbers below `head`.
@@ -295,7 +296,10 @@ impl QueueState {
 
     /// FIFO deduplication: the earlier message with this key, if within the window.
     pub fn dedup_lookup(&self, key: &str, now_ms: u64) -> Option<DedupEntry> {
-        self.dedup.get(key).filter(|e| e.expires_ms > now_ms).copied()
+        self.dedup
+            .get(key)
+            .filter(|e| e.expires_ms > now_ms)
+            .copied()
     }
 
     /// Numbers of up to `max` messages in delivery order (no state change).
@@ -394,7 +398,11 @@ impl QueueState {
         if self.meta(n).map(|m| m.state) == Some(MsgState::Moving) {
             let m = self.slots.get(n).copied().unwrap_or_default();
             if m.visible_at_ms > now_ms {
-                let st = if m.receive_count > 0 { MsgState::InFlight } else { MsgState::Delayed };
+                let st = if m.receive_count > 0 {
+                    MsgState::InFlight
+                } else {
+                    MsgState::Delayed
+                };
                 self.set_state(n, st);
                 self.timers.insert((m.visible_at_ms, n));
             } else {
@@ -405,40 +413,53 @@ impl QueueState {
 
     /// Picks up to `max` deliverable messages. Returns the `Received` events to append and the
     /// numbers that reached the redrive policy's receive count (now `Moving`, to dead-letter).
-    pub fn plan_receive(&mut self, max: usize, now_ms: u64, visibility_ms: u64, policy: &Policy) -> (Vec<Event>, Vec<u64>) {
+    pub fn plan_receive(
+        &mut self,
+        max: usize,
+        now_ms: u64,
+        visibility_ms: u64,
+        policy: &Policy,
+    ) -> (Vec<Event>, Vec<u64>) {
         let mut events = Vec::new();
         let mut dead = Vec::new();
         // A number can sit in more than one ready structure (lazy deletion), and its state only
         // changes when the events are applied: remember what this plan already took.
         let mut chosen = std::collections::HashSet::new();
-        let mut deliver = |s: &mut QueueState, n: u64, events: &mut Vec<Event>, dead: &mut Vec<u64>| -> bool {
-            let m = match s.slots.get(n) {
-                Some(m) if m.state == MsgState::Ready => *m,
-                _ => return false,
-            };
-            if !chosen.insert(n) {
-                return false;
-            }
-            if let Some(max_rc) = policy.max_receive_count {
-                if m.receive_count >= max_rc {
-                    s.set_state(n, MsgState::Moving);
-                    dead.push(n);
+        let mut deliver =
+            |s: &mut QueueState, n: u64, events: &mut Vec<Event>, dead: &mut Vec<u64>| -> bool {
+                let m = match s.slots.get(n) {
+                    Some(m) if m.state == MsgState::Ready => *m,
+                    _ => return false,
+                };
+                if !chosen.insert(n) {
                     return false;
                 }
-            }
-            let first = if m.receive_count == 0 { now_ms } else { m.first_receive_ms() };
-            events.push(Event::Received {
-                number: n,
-                receive_count: m.receive_count.saturating_add(1),
-                visible_at_ms: now_ms + visibility_ms,
-                first_receive_ms: first,
-            });
-            true
-        };
+                if let Some(max_rc) = policy.max_receive_count {
+                    if m.receive_count >= max_rc {
+                        s.set_state(n, MsgState::Moving);
+                        dead.push(n);
+                        return false;
+                    }
+                }
+                let first = if m.receive_count == 0 {
+                    now_ms
+                } else {
+                    m.first_receive_ms()
+                };
+                events.push(Event::Received {
+                    number: n,
+                    receive_count: m.receive_count.saturating_add(1),
+                    visible_at_ms: now_ms + visibility_ms,
+                    first_receive_ms: first,
+                });
+                true
+            };
         if self.fifo {
             let mut served = std::collections::HashSet::new();
             while events.len() < max {
-                let Some(g) = self.ready_groups.pop_front() else { break };
+                let Some(g) = self.ready_groups.pop_front() else {
+                    break;
+                };
                 let group = &mut self.groups[g as usize];
                 group.scheduled = false;
                 if group.blocked > 0 || !served.insert(g) {
@@ -490,7 +511,8 @@ impl QueueState {
             }
             self.timers.pop_first();
             if let Some(m) = self.meta(n) {
-                if matches!(m.state, MsgState::InFlight | MsgState::Delayed) && m.visible_at_ms == t {
+                if matches!(m.state, MsgState::InFlight | MsgState::Delayed) && m.visible_at_ms == t
+                {
                     self.make_ready(n);
                     woke = true;
                 }
@@ -507,7 +529,9 @@ impl QueueState {
         let mut seen = std::collections::HashSet::new();
         // Per-message TTL.
         while drop.len() + dead.len() < MAX_EXPIRIES_PER_TICK {
-            let Some(&(t, n)) = self.ttl.first() else { break };
+            let Some(&(t, n)) = self.ttl.first() else {
+                break;
+            };
             if t > now_ms {
                 break;
             }
@@ -519,7 +543,10 @@ impl QueueState {
                         self.set_state(n, MsgState::Moving);
                         dead.push(n);
                     } else if seen.insert(n) {
-                        drop.push(Event::Removed { number: n, reason: RemoveReason::Expired });
+                        drop.push(Event::Removed {
+                            number: n,
+                            reason: RemoveReason::Expired,
+                        });
                     }
                 }
             }
@@ -527,13 +554,18 @@ impl QueueState {
         // Retention: sent times grow with numbers, so scan from the oldest.
         let mut n = self.head;
         while n < self.next_number && drop.len() + dead.len() < MAX_EXPIRIES_PER_TICK {
-            let Some(m) = self.slots.get(n).copied() else { break };
+            let Some(m) = self.slots.get(n).copied() else {
+                break;
+            };
             if m.is_live() {
                 if m.sent_ms.saturating_add(policy.retention_ms) > now_ms {
                     break;
                 }
                 if m.state != MsgState::Moving && seen.insert(n) {
-                    drop.push(Event::Removed { number: n, reason: RemoveReason::Expired });
+                    drop.push(Event::Removed {
+                        number: n,
+                        reason: RemoveReason::Expired,
+                    });
                 }
             }
             n += 1;
@@ -577,7 +609,12 @@ impl QueueState {
     fn apply_event(&mut self, offset: u64, e: Event, now_ms: u64) {
         match e {
             Event::Enqueued(m) => self.apply_enqueued(offset, *m),
-            Event::Received { number, receive_count, visible_at_ms, first_receive_ms } => {
+            Event::Received {
+                number,
+                receive_count,
+                visible_at_ms,
+                first_receive_ms,
+            } => {
                 if let Some(m) = self.slots.get_mut(number).filter(|m| m.is_live()) {
                     m.receive_count = receive_count;
                     m.visible_at_ms = visible_at_ms;
@@ -589,7 +626,10 @@ impl QueueState {
                     }
                 }
             }
-            Event::Visibility { number, visible_at_ms } => {
+            Event::Visibility {
+                number,
+                visible_at_ms,
+            } => {
                 if let Some(m) = self.slots.get_mut(number).filter(|m| m.is_live()) {
                     m.visible_at_ms = visible_at_ms;
                     if !self.replaying {
@@ -652,7 +692,11 @@ impl QueueState {
         if e.relocated_from != 0 {
             if let Some(old) = self.meta(e.relocated_from).copied() {
                 if group != NO_GROUP {
-                    if let Some(pos) = self.groups[group as usize].msgs.iter().position(|&(_, x)| x == e.relocated_from) {
+                    if let Some(pos) = self.groups[group as usize]
+                        .msgs
+                        .iter()
+                        .position(|&(_, x)| x == e.relocated_from)
+                    {
                         self.groups[group as usize].msgs[pos].1 = n;
                     }
                 }
@@ -669,7 +713,11 @@ impl QueueState {
             }
             if let Some(id) = &e.dedup_id {
                 if self.fifo {
-                    let scope = if self.dedup_by_group { e.group.as_deref() } else { None };
+                    let scope = if self.dedup_by_group {
+                        e.group.as_deref()
+                    } else {
+                        None
+                    };
                     let key = dedup_key(scope, id);
                     self.dedup_insert(
                         key,
@@ -742,11 +790,17 @@ impl QueueState {
         }
         let g = match self.free_groups.pop() {
             Some(g) => {
-                self.groups[g as usize] = Group { name: name.to_string(), ..Group::default() };
+                self.groups[g as usize] = Group {
+                    name: name.to_string(),
+                    ..Group::default()
+                };
                 g
             }
             None => {
-                self.groups.push(Group { name: name.to_string(), ..Group::default() });
+                self.groups.push(Group {
+                    name: name.to_string(),
+                    ..Group::default()
+                });
                 (self.groups.len() - 1) as u32
             }
         };
@@ -756,7 +810,9 @@ impl QueueState {
 
     /// Removes a live message; false when it was not live.
     fn remove(&mut self, n: u64) -> bool {
-        let Some(m) = self.meta(n).copied() else { return false };
+        let Some(m) = self.meta(n).copied() else {
+            return false;
+        };
         if m.group != NO_GROUP {
             let g = m.group as usize;
             if let Some(pos) = self.groups[g].msgs.iter().position(|&(_, x)| x == n) {
@@ -781,7 +837,9 @@ impl QueueState {
     fn kill_slot(&mut self, n: u64, _state: MsgState) {
         self.set_state(n, MsgState::Dead);
         self.live -= 1;
-        while self.head < self.next_number && !self.slots.get(self.head).is_some_and(|m| m.is_live()) {
+        while self.head < self.next_number
+            && !self.slots.get(self.head).is_some_and(|m| m.is_live())
+        {
             self.head += 1;
         }
         self.slots.trim(self.head);
@@ -789,7 +847,9 @@ impl QueueState {
 
     /// Changes a message's state, keeping the counts and group blocking right.
     fn set_state(&mut self, n: u64, new: MsgState) {
-        let Some(m) = self.slots.get_mut(n) else { return };
+        let Some(m) = self.slots.get_mut(n) else {
+            return;
+        };
         let old = m.state;
         if old == new {
             return;
@@ -831,7 +891,9 @@ impl QueueState {
         if self.replaying {
             return;
         }
-        let Some(m) = self.slots.get(n).copied() else { return };
+        let Some(m) = self.slots.get(n).copied() else {
+            return;
+        };
         if m.group != NO_GROUP {
             self.schedule_group(m.group);
         } else {
@@ -848,11 +910,15 @@ impl QueueState {
         if self.replaying {
             return;
         }
-        let Some(group) = self.groups.get(g as usize) else { return };
+        let Some(group) = self.groups.get(g as usize) else {
+            return;
+        };
         if group.scheduled || group.blocked > 0 {
             return;
         }
-        let Some(&(_, head)) = group.msgs.front() else { return };
+        let Some(&(_, head)) = group.msgs.front() else {
+            return;
+        };
         if self.slots.get(head).map(|m| m.state) != Some(MsgState::Ready) {
             return;
         }
@@ -911,11 +977,23 @@ impl QueueState {
         b.extend_from_slice(b"FQCP");
         b.push(1);
         b.push(self.fifo as u8);
-        for v in [self.applied_offset, self.next_number, self.next_sequence, self.head] {
+        for v in [
+            self.applied_offset,
+            self.next_number,
+            self.next_sequence,
+            self.head,
+        ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         let c = &self.counters;
-        for v in [c.sent, c.received, c.deleted, c.expired, c.dead_lettered, c.dropped] {
+        for v in [
+            c.sent,
+            c.received,
+            c.deleted,
+            c.expired,
+            c.dead_lettered,
+            c.dropped,
+        ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&self.live.to_le_bytes());
@@ -931,7 +1009,11 @@ impl QueueState {
                 }
                 b.push(m.priority);
                 // A moving message is stored as ready: the move restarts after recovery.
-                let st = if m.state == MsgState::Moving { MsgState::Ready } else { m.state };
+                let st = if m.state == MsgState::Moving {
+                    MsgState::Ready
+                } else {
+                    m.state
+                };
                 b.push(st as u8);
                 written += 1;
             }
@@ -955,7 +1037,11 @@ impl QueueState {
                 b.extend_from_slice(&n.to_le_bytes());
             }
         }
-        let ttl: Vec<&(u64, u64)> = self.ttl.iter().filter(|(_, n)| self.meta(*n).is_some()).collect();
+        let ttl: Vec<&(u64, u64)> = self
+            .ttl
+            .iter()
+            .filter(|(_, n)| self.meta(*n).is_some())
+            .collect();
         b.extend_from_slice(&(ttl.len() as u64).to_le_bytes());
         for &&(t, n) in &ttl {
             b.extend_from_slice(&t.to_le_bytes());
@@ -1019,7 +1105,10 @@ impl QueueState {
                 },
             };
             if n < s.head || n >= s.next_number {
-                return Err(format!("message number {n} outside {}..{}", s.head, s.next_number));
+                return Err(format!(
+                    "message number {n} outside {}..{}",
+                    s.head, s.next_number
+                ));
             }
             metas.push((n, m));
         }
@@ -1039,7 +1128,12 @@ impl QueueState {
                 msgs.push_back((r.u64()?, r.u64()?));
             }
             s.group_ids.insert(name.clone(), i as u32);
-            s.groups[i] = Group { name, msgs, blocked: 0, scheduled: false };
+            s.groups[i] = Group {
+                name,
+                msgs,
+                blocked: 0,
+                scheduled: false,
+            };
         }
         for (i, g) in s.groups.iter().enumerate() {
             if g.name.is_empty() && g.msgs.is_empty() {
@@ -1072,7 +1166,14 @@ impl QueueState {
             message_id.copy_from_slice(r.take(16)?);
             let sequence = r.u64()?;
             let expires_ms = r.u64()?;
-            s.dedup_insert(key, DedupEntry { message_id, sequence, expires_ms });
+            s.dedup_insert(
+                key,
+                DedupEntry {
+                    message_id,
+                    sequence,
+                    expires_ms,
+                },
+            );
         }
         if r.pos != buf.len() {
             return Err("trailing bytes in checkpoint".into());
@@ -1113,7 +1214,11 @@ struct CpReader<'a> {
 
 impl<'a> CpReader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or("truncated checkpoint")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or("truncated checkpoint")?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -1143,7 +1248,11 @@ mod tests {
     use crate::queue::event::Enqueued;
     use proptest::prelude::*;
 
-    const POLICY: Policy = Policy { retention_ms: u64::MAX / 4, max_receive_count: None, has_dead_letter_queue: false };
+    const POLICY: Policy = Policy {
+        retention_ms: u64::MAX / 4,
+        max_receive_count: None,
+        has_dead_letter_queue: false,
+    };
 
     struct Sim {
         s: QueueState,
@@ -1162,7 +1271,11 @@ mod tests {
         }
         fn send(&mut self, now: u64, priority: u8, group: Option<String>, delay: u64) -> u64 {
             let number = self.s.alloc_number();
-            let sequence = if self.s.fifo { self.s.alloc_sequence() } else { 0 };
+            let sequence = if self.s.fifo {
+                self.s.alloc_sequence()
+            } else {
+                0
+            };
             let e = Enqueued {
                 number,
                 sent_ms: now,
