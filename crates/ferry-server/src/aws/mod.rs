@@ -123,6 +123,12 @@ impl AwsDoor {
     }
 }
 
+/// Open mode (no credentials configured) serves loopback peers only, including IPv4 loopback
+/// seen through an IPv6 socket (`::ffff:127.0.0.1`).
+pub fn open_mode_allows(peer: SocketAddr) -> bool {
+    peer.ip().to_canonical().is_loopback()
+}
+
 /// The wire protocol of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -286,7 +292,7 @@ async fn serve(
     let fail = |e: AwsError| (action.clone(), e);
     let settings = door.settings();
     let sender_id = if settings.credentials.is_empty() {
-        if !peer.ip().is_loopback() {
+        if !open_mode_allows(peer) {
             return Err(fail(AwsError::new(
                 ErrorKind::AccessDenied,
                 "This Ferry AWS door has no credentials configured and accepts only loopback clients.",
@@ -328,5 +334,31 @@ async fn serve(
     match sqs::dispatch(&ctx, &action, &input).await {
         Ok(v) => Ok((action, v)),
         Err(e) => Err((action, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_mode_allows;
+
+    #[test]
+    fn open_mode_is_loopback_only() {
+        for ok in [
+            "127.0.0.1:1",
+            "127.9.9.9:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(open_mode_allows(ok.parse().unwrap()), "{ok}");
+        }
+        for refused in [
+            "10.0.0.1:1",
+            "192.168.1.2:1",
+            "[2001:db8::1]:1",
+            "[::ffff:10.0.0.1]:1",
+            "0.0.0.0:1",
+        ] {
+            assert!(!open_mode_allows(refused.parse().unwrap()), "{refused}");
+        }
     }
 }
