@@ -767,8 +767,12 @@ impl Streams {
             .collect()
     }
 
-    /// Runs retention once over every stream (called periodically by the server).
+    /// Runs retention and compaction once over every stream, and rewrites the committed
+    /// offsets log when it has grown (called periodically by the server).
     pub fn enforce_retention(&self, now_ms: i64) {
+        if let Err(e) = self.inner.offsets.maybe_rewrite() {
+            tracing::warn!(error = %e, "rewriting the committed offsets log failed");
+        }
         let streams: Vec<Arc<Stream>> = self.inner.streams.read().values().cloned().collect();
         for s in streams {
             let config = s.config();

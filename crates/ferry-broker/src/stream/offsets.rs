@@ -8,15 +8,18 @@
 //! {"t":"stream","drop":true}                                a deleted stream
 //! ```
 //!
-//! A commit is acknowledged once its entry is durable. Opening replays the log into memory;
-//! when the log holds many more entries than live offsets it is rewritten
-//! ([`REWRITE_RATIO`]) by writing a fresh log beside it and swapping directories.
+//! A commit is acknowledged once its entry is durable. Opening replays the log into memory.
+//! When the log holds many more entries than live offsets ([`REWRITE_RATIO`]) it is rewritten,
+//! on open and periodically ([`OffsetStore::maybe_rewrite`]), by writing a fresh log beside it
+//! and swapping directories, so the log does not grow without bound.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ferry_log::{Entry, Log, LogConfig};
-use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferry_log::{Entry, Log, LogConfig, LogError};
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::StreamError;
@@ -53,10 +56,22 @@ struct Record {
 
 type Key = (String, String, u32);
 
+struct State {
+    offsets: BTreeMap<Key, CommittedOffset>,
+    /// Entries in the current log (commits and tombstones), for the rewrite rule.
+    entries: u64,
+}
+
 pub struct OffsetStore {
+    root: PathBuf,
     dir: PathBuf,
-    log: Log,
-    offsets: Mutex<BTreeMap<Key, CommittedOffset>>,
+    config: LogConfig,
+    /// Replaced by a rewrite (under the state mutex, so no commit is appending meanwhile).
+    log: RwLock<Log>,
+    state: Mutex<State>,
+    /// Bumped by every rewrite: a commit whose log was closed by a rewrite is durable in
+    /// the rewritten log (the rewrite waited for it), so its `Closed` is a success.
+    generation: AtomicU64,
 }
 
 impl OffsetStore {
@@ -91,24 +106,37 @@ impl OffsetStore {
             }
         }
         let store = OffsetStore {
+            root: root.to_path_buf(),
             dir,
-            log,
-            offsets: Mutex::new(offsets),
+            config,
+            log: RwLock::new(log),
+            state: Mutex::new(State {
+                offsets,
+                entries: entries_seen,
+            }),
+            generation: AtomicU64::new(0),
         };
-        let live = store.offsets.lock().len() as u64;
-        if entries_seen >= REWRITE_MIN_ENTRIES && entries_seen > live * REWRITE_RATIO {
-            return store.rewrite(root, config);
-        }
+        store.maybe_rewrite()?;
         Ok(store)
     }
 
-    fn rewrite(self, root: &Path, config: LogConfig) -> Result<OffsetStore, StreamError> {
-        let offsets = std::mem::take(&mut *self.offsets.lock());
-        self.log.close()?;
-        let new_dir = root.join("offsets.new");
+    /// Rewrites the log with only the live offsets when it holds [`REWRITE_RATIO`] times more
+    /// entries (and at least [`REWRITE_MIN_ENTRIES`]). Called on open and periodically.
+    /// Commits wait meanwhile. Returns whether it rewrote.
+    pub fn maybe_rewrite(&self) -> Result<bool, StreamError> {
+        let mut state = self.state.lock();
+        let live = state.offsets.len() as u64;
+        if state.entries < REWRITE_MIN_ENTRIES || state.entries <= live * REWRITE_RATIO {
+            return Ok(false);
+        }
+        let old = self.log.read().clone();
+        old.wait_durable_blocking(old.next_offset())?;
+        let new_dir = self.root.join("offsets.new");
+        let _ = std::fs::remove_dir_all(&new_dir);
         {
-            let log = Log::open(&new_dir, config.clone())?;
-            let entries: Vec<Entry> = offsets
+            let log = Log::open(&new_dir, self.config.clone())?;
+            let entries: Vec<Entry> = state
+                .offsets
                 .iter()
                 .map(|((g, t, p), c)| encode_commit(g, t, *p, c))
                 .collect();
@@ -118,17 +146,35 @@ impl OffsetStore {
             }
             log.close()?;
         }
-        let old = root.join("offsets.old");
-        std::fs::rename(&self.dir, &old).map_err(|e| StreamError::io(&old, e))?;
+        let mut current = self.log.write();
+        old.close()?;
+        let retired = self.root.join("offsets.old");
+        std::fs::rename(&self.dir, &retired).map_err(|e| StreamError::io(&retired, e))?;
         std::fs::rename(&new_dir, &self.dir).map_err(|e| StreamError::io(&self.dir, e))?;
-        let _ = std::fs::remove_dir_all(&old);
-        tracing::info!(offsets = offsets.len(), "rewrote the committed offsets log");
-        let log = Log::open(&self.dir, config)?;
-        Ok(OffsetStore {
-            dir: self.dir.clone(),
-            log,
-            offsets: Mutex::new(offsets),
-        })
+        if let Ok(d) = std::fs::File::open(&self.root) {
+            let _ = d.sync_all();
+        }
+        let _ = std::fs::remove_dir_all(&retired);
+        *current = Log::open(&self.dir, self.config.clone())?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        tracing::info!(
+            offsets = live,
+            entries_before = state.entries,
+            "rewrote the committed offsets log"
+        );
+        state.entries = live;
+        Ok(true)
+    }
+
+    /// Waits for `offset` on `log`, appended under `generation`.
+    async fn wait(&self, log: Log, offset: u64, generation: u64) -> Result<(), StreamError> {
+        match log.wait_durable(offset).await {
+            Ok(()) => Ok(()),
+            Err(LogError::Closed) if self.generation.load(Ordering::Acquire) != generation => {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Commits offsets for one group; returns once they are durable.
@@ -156,11 +202,13 @@ impl OffsetStore {
                 )
             })
             .collect();
-        let appended = {
-            let mut offsets = self.offsets.lock();
-            let appended = self.log.append(&entries)?;
+        let (log, appended, generation) = {
+            let mut state = self.state.lock();
+            let log = self.log.read().clone();
+            let appended = log.append(&entries)?;
+            state.entries += entries.len() as u64;
             for (t, p, o, m) in commits {
-                offsets.insert(
+                state.offsets.insert(
                     (group.to_string(), t.clone(), *p),
                     CommittedOffset {
                         offset: *o,
@@ -169,23 +217,24 @@ impl OffsetStore {
                     },
                 );
             }
-            appended
+            (log, appended, self.generation.load(Ordering::Acquire))
         };
-        self.log.wait_durable(appended.next_offset).await?;
-        Ok(())
+        self.wait(log, appended.next_offset, generation).await
     }
 
     pub fn get(&self, group: &str, stream: &str, partition: u32) -> Option<CommittedOffset> {
-        self.offsets
+        self.state
             .lock()
+            .offsets
             .get(&(group.to_string(), stream.to_string(), partition))
             .cloned()
     }
 
     /// Every committed offset of `group`: (stream, partition, offset).
     pub fn group_offsets(&self, group: &str) -> Vec<(String, u32, CommittedOffset)> {
-        self.offsets
+        self.state
             .lock()
+            .offsets
             .range((group.to_string(), String::new(), 0)..)
             .take_while(|((g, _, _), _)| g == group)
             .map(|((_, t, p), c)| (t.clone(), *p, c.clone()))
@@ -195,8 +244,9 @@ impl OffsetStore {
     /// Groups that have committed offsets.
     pub fn groups(&self) -> Vec<String> {
         let mut out: Vec<String> = self
-            .offsets
+            .state
             .lock()
+            .offsets
             .keys()
             .map(|(g, _, _)| g.clone())
             .collect();
@@ -224,18 +274,19 @@ impl OffsetStore {
 
     async fn tombstone(&self, r: Record) -> Result<(), StreamError> {
         let payload = serde_json::to_vec(&r).map_err(|e| StreamError::Storage(e.to_string()))?;
-        let appended = {
-            let mut offsets = self.offsets.lock();
-            let appended = self.log.append(&[Entry::new(0, payload)])?;
-            apply(&mut offsets, r, 0);
-            appended
+        let (log, appended, generation) = {
+            let mut state = self.state.lock();
+            let log = self.log.read().clone();
+            let appended = log.append(&[Entry::new(0, payload)])?;
+            state.entries += 1;
+            apply(&mut state.offsets, r, 0);
+            (log, appended, self.generation.load(Ordering::Acquire))
         };
-        self.log.wait_durable(appended.next_offset).await?;
-        Ok(())
+        self.wait(log, appended.next_offset, generation).await
     }
 
     pub fn close(&self) -> Result<(), StreamError> {
-        Ok(self.log.close()?)
+        Ok(self.log.read().close()?)
     }
 }
 
@@ -318,6 +369,36 @@ mod tests {
         assert!(s.get("g2", "t", 0).is_none());
         assert!(s.get("g3", "s", 0).is_none());
         assert_eq!(s.groups(), vec!["g1".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn online_rewrite_keeps_offsets_and_later_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let fast = LogConfig {
+            durability: ferry_log::Durability::Never,
+            ..LogConfig::default()
+        };
+        let s = OffsetStore::open(dir.path(), fast.clone()).unwrap();
+        for i in 0..(REWRITE_MIN_ENTRIES as i64 + 1) {
+            s.commit("g", &[("s".into(), (i % 3) as u32, i, String::new())], i)
+                .await
+                .unwrap();
+        }
+        assert!(s.maybe_rewrite().unwrap());
+        assert!(!s.maybe_rewrite().unwrap());
+        s.commit("g", &[("s".into(), 0, 99_999, String::new())], 1)
+            .await
+            .unwrap();
+        assert_eq!(s.get("g", "s", 0).unwrap().offset, 99_999);
+        s.close().unwrap();
+        drop(s);
+        let s = OffsetStore::open(dir.path(), fast).unwrap();
+        assert_eq!(s.get("g", "s", 0).unwrap().offset, 99_999);
+        assert_eq!(
+            s.get("g", "s", 1).unwrap().offset,
+            REWRITE_MIN_ENTRIES as i64
+        );
+        assert_eq!(s.group_offsets("g").len(), 3);
     }
 
     #[tokio::test]
