@@ -20,6 +20,7 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(r'listening.*door="?(\w+)"?.*addr=([0-9.]+:\d+)')
 START_TIMEOUT_S = 60
+ALL_DOORS = ("http", "aws", "kafka")
 
 
 def ferry_bin() -> str:
@@ -39,8 +40,12 @@ class Ferry:
 
     def start(self, doors=("http",)):
         args = [ferry_bin(), "serve", "--data-dir", str(self.data_dir), "--log-format", "text"]
-        for door in doors:
-            args += [f"--{door}-addr", "127.0.0.1:0"]
+        # Every door gets a free port, also the ones this test does not use: servers of tests
+        # running side by side must never fight over a default port.
+        # A test that needs a fixed address again (a restart on the same port) passes it itself.
+        for door in ALL_DOORS:
+            if f"--{door}-addr" not in self.extra_args:
+                args += [f"--{door}-addr", "127.0.0.1:0"]
         args += self.extra_args
         env = dict(os.environ, NO_COLOR="1", RUST_LOG_STYLE="never")
         if self.env:
