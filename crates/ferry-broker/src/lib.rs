@@ -1215,14 +1215,6 @@ async fn run_move_task(weak: Weak<Inner>, handle: String, cancel: Arc<AtomicBool
             }
             return;
         }
-        let Some(src) = inner.queues.read().get(&record.source).cloned() else {
-            finish(
-                "FAILED",
-                Some("the source queue was deleted".into()),
-                record.moved,
-            );
-            return;
-        };
         if record.moved >= record.to_move {
             finish("COMPLETED", None, record.moved);
             return;
@@ -1242,6 +1234,15 @@ async fn run_move_task(weak: Weak<Inner>, handle: String, cancel: Arc<AtomicBool
             }
             batch = batch.min(left);
         }
+        // Taken only now: the rate-limit sleep above must not keep the queue (and its log) open.
+        let Some(src) = inner.queues.read().get(&record.source).cloned() else {
+            finish(
+                "FAILED",
+                Some("the source queue was deleted".into()),
+                record.moved,
+            );
+            return;
+        };
         let numbers = match src.take_for_move(batch) {
             Ok(n) => n,
             Err(e) => {

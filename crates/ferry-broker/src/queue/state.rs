@@ -422,6 +422,8 @@ impl QueueState {
     ) -> (Vec<Event>, Vec<u64>) {
         let mut events = Vec::new();
         let mut dead = Vec::new();
+        // `max` bounds deliveries and dead-letterings together: the work of one call stays
+        // bounded, and a move task (which dead-letters everything it takes) gets at most `max`.
         // A number can sit in more than one ready structure (lazy deletion), and its state only
         // changes when the events are applied: remember what this plan already took.
         let mut chosen = std::collections::HashSet::new();
@@ -456,7 +458,7 @@ impl QueueState {
             };
         if self.fifo {
             let mut served = std::collections::HashSet::new();
-            while events.len() < max {
+            while events.len() + dead.len() < max {
                 let Some(g) = self.ready_groups.pop_front() else {
                     break;
                 };
@@ -467,7 +469,7 @@ impl QueueState {
                 }
                 let candidates: Vec<u64> = group.msgs.iter().map(|&(_, n)| n).collect();
                 for n in candidates {
-                    if events.len() >= max {
+                    if events.len() + dead.len() >= max {
                         break;
                     }
                     if self.meta(n).map(|m| m.state) != Some(MsgState::Ready) {
@@ -481,7 +483,7 @@ impl QueueState {
         } else {
             'outer: for p in (0..PRIORITY_LEVELS).rev() {
                 loop {
-                    if events.len() >= max {
+                    if events.len() + dead.len() >= max {
                         break 'outer;
                     }
                     let a = self.ready[p].front().copied();
@@ -1315,6 +1317,34 @@ mod tests {
         assert_eq!(sim.receive(1, 0, 10), vec![a]);
         // a's lease ends: it comes back before c (older first within a priority).
         assert_eq!(sim.receive(5, 10, 10), vec![b, a, c]);
+    }
+
+    #[test]
+    fn one_plan_takes_at_most_max_including_dead_letters() {
+        // A move task plans with max_receive_count 0: everything it takes is dead-lettered,
+        // and its rate limit relies on getting no more than it asked for.
+        let move_all = Policy {
+            max_receive_count: Some(0),
+            ..POLICY
+        };
+        for fifo in [false, true] {
+            let mut sim = Sim::new(fifo);
+            let sent: Vec<u64> = (0..10)
+                .map(|i| sim.send(0, 0, fifo.then(|| format!("g{}", i % 2)), 0))
+                .collect();
+            let (events, dead) = sim.s.plan_receive(3, 0, 0, &move_all);
+            assert!(events.is_empty());
+            assert!(dead.iter().all(|n| sent.contains(n)));
+            if fifo {
+                // One message per group and pass: the two groups' heads.
+                assert_eq!(dead, vec![sent[0], sent[1]]);
+            } else {
+                assert_eq!(dead, sent[..3].to_vec());
+                // The rest stay deliverable.
+                let (events, _) = sim.s.plan_receive(100, 0, 10, &POLICY);
+                assert_eq!(events.len(), 7);
+            }
+        }
     }
 
     #[test]
