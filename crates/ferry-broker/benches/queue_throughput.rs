@@ -34,6 +34,9 @@ struct Args {
     consumers: usize,
     dir: Option<PathBuf>,
     durability: ferry_log::Durability,
+    /// Consumers overlap each batch's delete with their next receive (at most one delete
+    /// outstanding per consumer), as asynchronous SQS consumers do.
+    pipelined_deletes: bool,
 }
 
 fn parse_args() -> Args {
@@ -49,6 +52,7 @@ fn parse_args() -> Args {
         consumers: 8,
         dir: None,
         durability: ferry_log::Durability::Always,
+        pipelined_deletes: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -76,6 +80,7 @@ fn parse_args() -> Args {
                     None => panic!("--durability needs a value"),
                 }
             }
+            "--pipelined-deletes" => a.pipelined_deletes = true,
             "--bench" => {}
             m if !m.starts_with('-') => a.mode = m.to_string(),
             other => panic!("unknown argument {other}"),
@@ -131,7 +136,9 @@ async fn throughput(a: &Args, dir: &Path) {
     }
     for _ in 0..a.consumers {
         let (b, stop, acked) = (b.clone(), stop.clone(), acked.clone());
+        let pipelined = a.pipelined_deletes;
         tasks.push(tokio::spawn(async move {
+            let mut outstanding: Option<tokio::task::JoinHandle<()>> = None;
             while !stop.load(Ordering::Relaxed) {
                 let got = b
                     .receive(
@@ -149,8 +156,24 @@ async fn throughput(a: &Args, dir: &Path) {
                 }
                 let hs: Vec<String> = got.into_iter().map(|r| r.receipt_handle).collect();
                 let n = hs.len() as u64;
-                b.delete_messages("bench", hs).await.unwrap();
-                acked.fetch_add(n, Ordering::Relaxed);
+                let delete = {
+                    let (b, acked) = (b.clone(), acked.clone());
+                    async move {
+                        b.delete_messages("bench", hs).await.unwrap();
+                        acked.fetch_add(n, Ordering::Relaxed);
+                    }
+                };
+                if pipelined {
+                    if let Some(previous) = outstanding.take() {
+                        previous.await.unwrap();
+                    }
+                    outstanding = Some(tokio::spawn(delete));
+                } else {
+                    delete.await;
+                }
+            }
+            if let Some(previous) = outstanding {
+                previous.await.unwrap();
             }
         }));
     }
@@ -179,8 +202,17 @@ async fn throughput(a: &Args, dir: &Path) {
     }
     let st = b.get_queue("bench").unwrap().stats;
     println!(
-        "throughput: {} producers x batch 10, {} consumers x batch 10, {} B bodies, {:?}, {:.1} s",
-        a.producers, a.consumers, a.body_bytes, a.durability, el
+        "throughput: {} producers x batch 10, {} consumers x batch 10{}, {} B bodies, {:?}, {:.1} s",
+        a.producers,
+        a.consumers,
+        if a.pipelined_deletes {
+            " (pipelined deletes)"
+        } else {
+            ""
+        },
+        a.body_bytes,
+        a.durability,
+        el
     );
     println!("  sent              {:>10.0} msgs/s", (s1 - s0) as f64 / el);
     println!(
