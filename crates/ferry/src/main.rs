@@ -53,12 +53,22 @@ struct QueueArgs {
     command: commands::queue::QueueCommand,
 }
 
+#[derive(Debug, Args)]
+struct TopicArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: commands::topic::TopicCommand,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server. Settings come from ferry.toml, FERRY_* variables and flags (flags win).
     Serve(ferry_server::ServeArgs),
     /// Manage queues.
     Queue(QueueArgs),
+    /// Manage topics (publish/subscribe with SNS filter policies), subscribe and publish.
+    Topic(TopicArgs),
     /// Send a message, or every line of a JSON-lines file.
     Send {
         #[command(flatten)]
@@ -114,6 +124,7 @@ fn run_client(command: Command) -> Result<(), CliError> {
     let connect = |c: &ClientArgs| ApiClient::new(&c.server);
     match command {
         Command::Queue(q) => commands::queue::run(&connect(&q.client)?, q.command, q.client.json),
+        Command::Topic(t) => commands::topic::run(&connect(&t.client)?, t.command, t.client.json),
         Command::Send { client, args } => {
             commands::messages::send(&connect(&client)?, args, client.json)
         }

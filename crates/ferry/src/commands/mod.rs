@@ -3,3 +3,4 @@
 pub mod messages;
 pub mod queue;
 pub mod redrive;
+pub mod topic;
