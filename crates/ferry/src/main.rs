@@ -54,6 +54,14 @@ struct QueueArgs {
 }
 
 #[derive(Debug, Args)]
+struct StreamArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: commands::stream::StreamCommand,
+}
+
+#[derive(Debug, Args)]
 struct TopicArgs {
     #[command(flatten)]
     client: ClientArgs,
@@ -67,6 +75,8 @@ enum Command {
     Serve(ferry_server::ServeArgs),
     /// Manage queues.
     Queue(QueueArgs),
+    /// Manage streams (partitioned logs, also served over the Kafka protocol), produce and consume.
+    Stream(StreamArgs),
     /// Manage topics (publish/subscribe with SNS filter policies), subscribe and publish.
     Topic(TopicArgs),
     /// Send a message, or every line of a JSON-lines file.
@@ -124,6 +134,12 @@ fn run_client(command: Command) -> Result<(), CliError> {
     let connect = |c: &ClientArgs| ApiClient::new(&c.server);
     match command {
         Command::Queue(q) => commands::queue::run(&connect(&q.client)?, q.command, q.client.json),
+        Command::Stream(s) => commands::stream::run(
+            &connect(&s.client)?,
+            &s.client.server,
+            s.command,
+            s.client.json,
+        ),
         Command::Topic(t) => commands::topic::run(&connect(&t.client)?, t.command, t.client.json),
         Command::Send { client, args } => {
             commands::messages::send(&connect(&client)?, args, client.json)

@@ -3,4 +3,5 @@
 pub mod messages;
 pub mod queue;
 pub mod redrive;
+pub mod stream;
 pub mod topic;
