@@ -129,7 +129,11 @@ impl AppState {
         if self.is_shutting_down() {
             return Err(ApiError::shutting_down());
         }
-        self.inner.streams.get().cloned().ok_or_else(ApiError::not_ready)
+        self.inner
+            .streams
+            .get()
+            .cloned()
+            .ok_or_else(ApiError::not_ready)
     }
 
     /// The streams regardless of lifecycle, for metrics.
