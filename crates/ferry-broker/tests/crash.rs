@@ -17,6 +17,9 @@ use std::time::Duration;
 const QUEUE: &str = "crash";
 const ROUNDS: usize = 6;
 
+/// The child queue's visibility timeout.
+const LEASE_SECONDS: u32 = 5;
+
 fn body_for(tag: &str) -> Bytes {
     // Self-checking body: the tag followed by a pattern derived from it.
     let mut b = format!("{tag}|").into_bytes();
@@ -53,8 +56,11 @@ fn crash_child() {
         .unwrap();
     rt.block_on(async move {
         let b = Broker::open(BrokerConfig::new(&dir)).unwrap();
+        // Long enough that a delete is never later than its lease even on a loaded machine (a
+        // late delete is a no-op under SQS semantics, which this test would misread as a
+        // reappearing message), short enough that undeleted messages come back across rounds.
         let attrs = QueueAttributes {
-            visibility_timeout_seconds: 2,
+            visibility_timeout_seconds: LEASE_SECONDS,
             ..Default::default()
         };
         b.create_queue(QUEUE, attrs, BTreeMap::new()).unwrap();
@@ -223,7 +229,7 @@ fn crash_survives_sigkill() {
         .unwrap();
     rt.block_on(async {
         let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
-        tokio::time::sleep(Duration::from_millis(2100)).await;
+        tokio::time::sleep(Duration::from_millis(LEASE_SECONDS as u64 * 1000 + 100)).await;
         let mut present: HashMap<String, u32> = HashMap::new();
         loop {
             let got = b
