@@ -462,6 +462,13 @@ proptest! {
     fn engine_agrees_with_reference_model(policy in policy(), msg in message()) {
         let expected = model_matches(&policy, &msg);
         let text = policy.to_string();
+        // The reference model knows matching, not SNS's limit of 150 value combinations: a
+        // generated policy over it is refused by the engine (as SNS does) and not compared.
+        // Every other parse error still fails the test.
+        if let Err(e) = FilterPolicy::parse(&text, FilterPolicyScope::MessageAttributes) {
+            prop_assert!(e.to_string().contains("too complex"), "unexpected error for {}: {}", text, e);
+            return Err(TestCaseError::reject("over SNS's combination limit"));
+        }
         let p = FilterPolicy::parse(&text, FilterPolicyScope::MessageAttributes).unwrap();
         prop_assert_eq!(p.matches_attributes(&to_attributes(&msg)), expected, "attributes: {} vs {:?}", text, msg);
         let b = FilterPolicy::parse(&text, FilterPolicyScope::MessageBody).unwrap();
