@@ -537,6 +537,12 @@ impl Broker {
             .collect()
     }
 
+    /// A queue's attributes alone: a shared copy, without the stats and tags `get_queue`
+    /// computes. For per-request checks on hot paths (a door validating a send).
+    pub fn queue_attributes(&self, name: &str) -> Result<Arc<QueueAttributes>, BrokerError> {
+        Ok(self.queue(name)?.attrs())
+    }
+
     pub fn get_queue(&self, name: &str) -> Result<QueueInfo, BrokerError> {
         let q = self.queue(name)?;
         let entry = self

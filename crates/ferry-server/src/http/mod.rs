@@ -81,16 +81,18 @@ impl AppState {
         self.inner.broker.get().is_some() && !self.is_shutting_down()
     }
 
-    /// The broker, or the error a queue call gets before recovery or during shutdown.
-    pub fn broker(&self) -> Result<Broker, ApiError> {
+    /// What a call gets from a part that recovery installs: the part once it is there,
+    /// `NotReady` before, `ShuttingDown` once shutdown began.
+    fn serving<T: Clone>(&self, part: &OnceLock<T>) -> Result<T, ApiError> {
         if self.is_shutting_down() {
             return Err(ApiError::shutting_down());
         }
-        self.inner
-            .broker
-            .get()
-            .cloned()
-            .ok_or_else(ApiError::not_ready)
+        part.get().cloned().ok_or_else(ApiError::not_ready)
+    }
+
+    /// The broker, or the error a queue call gets before recovery or during shutdown.
+    pub fn broker(&self) -> Result<Broker, ApiError> {
+        self.serving(&self.inner.broker)
     }
 
     /// Installs the topic router (before `set_ready`).
@@ -102,14 +104,7 @@ impl AppState {
 
     /// The topic router, or the error a call gets before recovery or during shutdown.
     pub fn topics(&self) -> Result<ferry_broker::topic::Topics, ApiError> {
-        if self.is_shutting_down() {
-            return Err(ApiError::shutting_down());
-        }
-        self.inner
-            .topics
-            .get()
-            .cloned()
-            .ok_or_else(ApiError::not_ready)
+        self.serving(&self.inner.topics)
     }
 
     /// The topic router regardless of lifecycle, for metrics.
@@ -126,14 +121,7 @@ impl AppState {
 
     /// The streams, or the error a call gets before recovery or during shutdown.
     pub fn streams(&self) -> Result<ferry_broker::stream::Streams, ApiError> {
-        if self.is_shutting_down() {
-            return Err(ApiError::shutting_down());
-        }
-        self.inner
-            .streams
-            .get()
-            .cloned()
-            .ok_or_else(ApiError::not_ready)
+        self.serving(&self.inner.streams)
     }
 
     /// The streams regardless of lifecycle, for metrics.

@@ -271,6 +271,48 @@ pub fn failed_entry(id: &str, e: &AwsError) -> Value {
     serde_json::json!({"Id": id, "SenderFault": e.kind.fault() == "Sender", "Code": e.kind.code(), "Message": e.message})
 }
 
+/// A batch whose entries each get their own broker result (DeleteMessageBatch,
+/// ChangeMessageVisibilityBatch): entries that fail to decode go to `Failed` without reaching
+/// the broker, the rest go to `apply` in one call, and each answer lands in `Successful` or
+/// `Failed` under its entry id. Only a whole-call broker error fails the request.
+pub async fn per_entry_batch<T, F, Fut>(
+    i: &Input<'_>,
+    entry_name: &str,
+    decode: impl Fn(&Input) -> Result<T, AwsError>,
+    apply: F,
+) -> Result<Value, AwsError>
+where
+    F: FnOnce(Vec<T>) -> Fut,
+    Fut: std::future::Future<
+        Output = Result<Vec<Result<(), ferry_broker::BrokerError>>, ferry_broker::BrokerError>,
+    >,
+{
+    let entries = i.entries()?;
+    let ids = batch_ids(entries, entry_name)?;
+    let mut failed = Vec::new();
+    let mut asked_ids = Vec::new();
+    let mut asked = Vec::new();
+    for (id, e) in ids.iter().zip(entries) {
+        match decode(&Input(e)) {
+            Ok(x) => {
+                asked_ids.push(id);
+                asked.push(x);
+            }
+            Err(err) => failed.push(failed_entry(id, &err)),
+        }
+    }
+    let mut successful = Vec::new();
+    if !asked.is_empty() {
+        for (id, r) in asked_ids.into_iter().zip(apply(asked).await?) {
+            match r {
+                Ok(()) => successful.push(serde_json::json!({ "Id": id })),
+                Err(e) => failed.push(failed_entry(id, &e.into())),
+            }
+        }
+    }
+    Ok(serde_json::json!({ "Successful": successful, "Failed": failed }))
+}
+
 pub async fn dispatch(ctx: &Ctx, action: &str, input: &Value) -> Result<Value, AwsError> {
     let i = Input(input);
     match action {

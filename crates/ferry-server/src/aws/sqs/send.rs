@@ -216,7 +216,7 @@ impl Checksums {
 
 pub async fn send_one(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     let name = ctx.queue(i)?;
-    let q = ctx.broker.get_queue(&name)?.attributes;
+    let q = ctx.broker.queue_attributes(&name)?;
     let m = decode(ctx, i, &q)?;
     let sums = Checksums::of(&m);
     let mut outcomes = ctx.broker.send(&name, vec![m]).await?;
@@ -230,7 +230,7 @@ pub async fn send_batch(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     let name = ctx.queue(i)?;
     let entries = i.entries()?;
     let ids = batch_ids(entries, "SendMessageBatchRequestEntry")?;
-    let q = ctx.broker.get_queue(&name)?.attributes;
+    let q = ctx.broker.queue_attributes(&name)?;
     let mut failed = Vec::new();
     let mut accepted: Vec<(String, SendMessage)> = Vec::new();
     let mut total = 0usize;

@@ -4,7 +4,7 @@ use ferry_broker::VisibilityChange;
 use serde_json::{json, Value};
 
 use super::receive::MAX_VISIBILITY_TIMEOUT;
-use super::{batch_ids, failed_entry, Ctx, Input};
+use super::{per_entry_batch, Ctx, Input};
 use crate::aws::errors::{AwsError, ErrorKind};
 
 fn decode(i: &Input) -> Result<VisibilityChange, AwsError> {
@@ -35,28 +35,11 @@ pub async fn change_one(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
 
 pub async fn change_batch(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     let name = ctx.queue(i)?;
-    let entries = i.entries()?;
-    let ids = batch_ids(entries, "ChangeMessageVisibilityBatchRequestEntry")?;
-    let mut failed = Vec::new();
-    let mut asked = Vec::new();
-    for (id, e) in ids.iter().zip(entries) {
-        match decode(&Input(e)) {
-            Ok(c) => asked.push((id.clone(), c)),
-            Err(err) => failed.push(failed_entry(id, &err)),
-        }
-    }
-    let mut successful = Vec::new();
-    if !asked.is_empty() {
-        let results = ctx
-            .broker
-            .change_visibility(&name, asked.iter().map(|(_, c)| c.clone()).collect())
-            .await?;
-        for ((id, _), r) in asked.iter().zip(results) {
-            match r {
-                Ok(()) => successful.push(json!({ "Id": id })),
-                Err(e) => failed.push(failed_entry(id, &e.into())),
-            }
-        }
-    }
-    Ok(json!({ "Successful": successful, "Failed": failed }))
+    per_entry_batch(
+        i,
+        "ChangeMessageVisibilityBatchRequestEntry",
+        decode,
+        |changes| ctx.broker.change_visibility(&name, changes),
+    )
+    .await
 }
