@@ -19,15 +19,16 @@
 //! attempt count its receive count, both durable queue state. A subscription's first message is
 //! its SubscriptionConfirmation; Notifications are only enqueued once it is confirmed.
 //!
-//! Backoff follows the SNS delivery policy (`healthyRetryPolicy`: `numRetries`,
-//! `minDelayTarget`, `maxDelayTarget`, `backoffFunction`), with ±25% jitter, in whole seconds
-//! (the queue's visibility granularity).
+//! Backoff follows the SNS delivery policy ([`RetryPolicy`]: the immediate, pre-backoff,
+//! backoff and post-backoff phases of `healthyRetryPolicy`), with ±25% jitter, in whole seconds
+//! (the queue's visibility granularity). `throttlePolicy.maxReceivesPerSecond` caps how many
+//! deliveries to the endpoint start per second ([`Throttle`]).
 
 use super::{delivery_queue_name, Protocol, Subscription, Topics};
 use crate::types::{MessageAttributeValue, ReceiveRequest, SendMessage, VisibilityChange};
 use crate::BrokerError;
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -66,10 +67,28 @@ pub trait Deliverer: Send + Sync + 'static {
     fn post(&self, request: HttpPost) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send>>;
 }
 
-/// Retry schedule of an HTTP subscription.
+/// Retry schedule of an HTTP subscription (SNS `healthyRetryPolicy`).
+///
+/// Retry `r` (1-based, `r <= num_retries`) falls in one of four phases, in this order:
+///
+/// ```text
+/// immediate     numNoDelayRetries    delay 0
+/// pre-backoff   numMinDelayRetries   delay minDelayTarget
+/// backoff       the rest             minDelayTarget → maxDelayTarget by backoffFunction
+/// post-backoff  numMaxDelayRetries   delay maxDelayTarget
+/// ```
+///
+/// In the backoff phase of `n` retries, retry `i` (1-based) is at `t = (i-1)/(n-1)` of the way
+/// (`t = 0` when `n = 1`): `linear`/`arithmetic` give `min + (max-min)·t`,
+/// `exponential`/`geometric` give `min·(max/min)^t`. So the phase starts at the minimum delay
+/// and ends at the maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
+    /// All retries, of every phase.
     pub num_retries: u32,
+    pub num_no_delay_retries: u32,
+    pub num_min_delay_retries: u32,
+    pub num_max_delay_retries: u32,
     pub min_delay_seconds: u32,
     pub max_delay_seconds: u32,
     pub exponential: bool,
@@ -80,6 +99,9 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             num_retries: 3,
+            num_no_delay_retries: 0,
+            num_min_delay_retries: 0,
+            num_max_delay_retries: 0,
             min_delay_seconds: 20,
             max_delay_seconds: 20,
             exponential: false,
@@ -87,28 +109,46 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Reads an optional non-negative integer field of a policy object.
+fn count(v: &serde_json::Value, k: &str) -> Result<Option<u32>, String> {
+    match v.get(k) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(x) => x
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| format!("{k} must be a non-negative integer")),
+    }
+}
+
 impl RetryPolicy {
     fn from_json(v: &serde_json::Value) -> Result<RetryPolicy, String> {
+        if !v.is_object() {
+            return Err("healthyRetryPolicy must be a JSON object".into());
+        }
         let mut p = RetryPolicy::default();
-        let get = |k: &str| -> Result<Option<u32>, String> {
-            match v.get(k) {
-                None => Ok(None),
-                Some(x) => x
-                    .as_u64()
-                    .map(|n| Some(n as u32))
-                    .ok_or_else(|| format!("{k} must be a non-negative integer")),
-            }
-        };
-        if let Some(n) = get("numRetries")? {
+        if let Some(n) = count(v, "numRetries")? {
             if n > MAX_RETRIES {
                 return Err(format!("numRetries must be at most {MAX_RETRIES}"));
             }
             p.num_retries = n;
         }
-        if let Some(n) = get("minDelayTarget")? {
+        p.num_no_delay_retries = count(v, "numNoDelayRetries")?.unwrap_or(0);
+        p.num_min_delay_retries = count(v, "numMinDelayRetries")?.unwrap_or(0);
+        p.num_max_delay_retries = count(v, "numMaxDelayRetries")?.unwrap_or(0);
+        let phases = p.num_no_delay_retries as u64
+            + p.num_min_delay_retries as u64
+            + p.num_max_delay_retries as u64;
+        if phases > p.num_retries as u64 {
+            return Err(format!(
+                "numNoDelayRetries + numMinDelayRetries + numMaxDelayRetries ({phases}) must be at most numRetries ({})",
+                p.num_retries
+            ));
+        }
+        if let Some(n) = count(v, "minDelayTarget")? {
             p.min_delay_seconds = n;
         }
-        if let Some(n) = get("maxDelayTarget")? {
+        if let Some(n) = count(v, "maxDelayTarget")? {
             p.max_delay_seconds = n;
         }
         if p.min_delay_seconds == 0
@@ -119,35 +159,19 @@ impl RetryPolicy {
                 "delays must satisfy 1 <= minDelayTarget <= maxDelayTarget <= {MAX_DELAY_SECONDS}"
             ));
         }
-        match v.get("backoffFunction").and_then(|b| b.as_str()) {
-            None | Some("linear") | Some("arithmetic") => {}
-            Some("exponential") | Some("geometric") => p.exponential = true,
-            Some(other) => return Err(format!("unknown backoffFunction {other}")),
+        match v.get("backoffFunction") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(b) => match b.as_str() {
+                Some("linear") | Some("arithmetic") => {}
+                Some("exponential") | Some("geometric") => p.exponential = true,
+                _ => {
+                    return Err(format!(
+                        "backoffFunction must be one of linear, arithmetic, geometric, exponential, got {b}"
+                    ))
+                }
+            },
         }
         Ok(p)
-    }
-
-    /// A subscription policy: `{"healthyRetryPolicy": {...}}`.
-    pub fn from_subscription_policy(json: &str) -> Result<RetryPolicy, String> {
-        let v: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| format!("not valid JSON: {e}"))?;
-        match v.get("healthyRetryPolicy") {
-            Some(h) => RetryPolicy::from_json(h),
-            None => Ok(RetryPolicy::default()),
-        }
-    }
-
-    /// A topic policy: `{"http": {"defaultHealthyRetryPolicy": {...}}}`.
-    pub fn from_topic_policy(json: &str) -> Result<RetryPolicy, String> {
-        let v: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| format!("not valid JSON: {e}"))?;
-        match v
-            .get("http")
-            .and_then(|h| h.get("defaultHealthyRetryPolicy"))
-        {
-            Some(h) => RetryPolicy::from_json(h),
-            None => Ok(RetryPolicy::default()),
-        }
     }
 
     /// Attempts in all (the first delivery plus the retries).
@@ -155,20 +179,229 @@ impl RetryPolicy {
         self.num_retries + 1
     }
 
-    /// Delay before retry number `retry` (1-based), with jitter, in whole seconds.
-    pub fn delay_seconds(&self, retry: u32) -> u32 {
-        let min = self.min_delay_seconds as f64;
-        let max = self.max_delay_seconds as f64;
-        let base = if self.exponential {
-            (min * 2f64.powi(retry.saturating_sub(1).min(30) as i32)).min(max)
-        } else if self.num_retries <= 1 {
-            min
-        } else {
-            min + (max - min) * (retry.saturating_sub(1) as f64) / ((self.num_retries - 1) as f64)
-        };
-        let jitter: f64 = 0.75 + rand::random::<f64>() * 0.5;
-        ((base * jitter).round() as u32).clamp(self.min_delay_seconds, self.max_delay_seconds)
+    /// Retries in the backoff phase.
+    fn backoff_retries(&self) -> u32 {
+        self.num_retries
+            .saturating_sub(self.num_no_delay_retries)
+            .saturating_sub(self.num_min_delay_retries)
+            .saturating_sub(self.num_max_delay_retries)
     }
+
+    /// Delay before retry number `retry` (1-based), before jitter, in whole seconds.
+    pub fn base_delay_seconds(&self, retry: u32) -> u32 {
+        let min = self.min_delay_seconds;
+        let max = self.max_delay_seconds;
+        let immediate_end = self.num_no_delay_retries;
+        let pre_end = immediate_end + self.num_min_delay_retries;
+        let backoff = self.backoff_retries();
+        let backoff_end = pre_end + backoff;
+        if retry <= immediate_end {
+            0
+        } else if retry <= pre_end {
+            min
+        } else if retry <= backoff_end {
+            let i = retry - pre_end;
+            let t = if backoff <= 1 {
+                0.0
+            } else {
+                (i - 1) as f64 / (backoff - 1) as f64
+            };
+            let (lo, hi) = (min as f64, max as f64);
+            let d = if self.exponential {
+                lo * (hi / lo).powf(t)
+            } else {
+                lo + (hi - lo) * t
+            };
+            (d.round() as u32).clamp(min, max)
+        } else {
+            max
+        }
+    }
+
+    /// Delay before retry number `retry` (1-based), with ±25% jitter, in whole seconds, kept
+    /// within the policy's bounds (an immediate retry stays immediate).
+    pub fn delay_seconds(&self, retry: u32) -> u32 {
+        let base = self.base_delay_seconds(retry);
+        if base == 0 {
+            return 0;
+        }
+        let jitter: f64 = 0.75 + rand::random::<f64>() * 0.5;
+        ((base as f64 * jitter).round() as u32)
+            .clamp(self.min_delay_seconds, self.max_delay_seconds)
+    }
+}
+
+/// The effective HTTP(S) delivery policy of a subscription: its retry schedule and throttle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeliveryPolicy {
+    pub retry: RetryPolicy,
+    /// `throttlePolicy.maxReceivesPerSecond`: most deliveries started per second; `None` is
+    /// unthrottled.
+    pub max_receives_per_second: Option<u32>,
+}
+
+/// The two sections of a delivery policy document, each present or not.
+#[derive(Debug, Default)]
+struct PolicySections {
+    retry: Option<RetryPolicy>,
+    max_receives_per_second: Option<u32>,
+}
+
+fn parse_sections(
+    healthy: Option<&serde_json::Value>,
+    throttle: Option<&serde_json::Value>,
+) -> Result<PolicySections, String> {
+    let retry = healthy.map(RetryPolicy::from_json).transpose()?;
+    let max_receives_per_second = match throttle {
+        None | Some(serde_json::Value::Null) => None,
+        Some(t) if !t.is_object() => return Err("throttlePolicy must be a JSON object".into()),
+        Some(t) => match count(t, "maxReceivesPerSecond")? {
+            Some(0) => return Err("maxReceivesPerSecond must be at least 1".into()),
+            n => n,
+        },
+    };
+    Ok(PolicySections {
+        retry,
+        max_receives_per_second,
+    })
+}
+
+fn parse_json(json: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err("must be a JSON object".into()),
+        Err(e) => Err(format!("not valid JSON: {e}")),
+    }
+}
+
+impl DeliveryPolicy {
+    /// A subscription policy: `{"healthyRetryPolicy": {...}, "throttlePolicy": {...}}`.
+    fn subscription_sections(json: &str) -> Result<PolicySections, String> {
+        let v = parse_json(json)?;
+        parse_sections(v.get("healthyRetryPolicy"), v.get("throttlePolicy"))
+    }
+
+    /// A topic policy: `{"http": {"defaultHealthyRetryPolicy": {...},
+    /// "defaultThrottlePolicy": {...}, "disableSubscriptionOverrides": bool}}`.
+    fn topic_sections(json: &str) -> Result<(PolicySections, bool), String> {
+        let v = parse_json(json)?;
+        let http = v.get("http");
+        let sections = parse_sections(
+            http.and_then(|h| h.get("defaultHealthyRetryPolicy")),
+            http.and_then(|h| h.get("defaultThrottlePolicy")),
+        )?;
+        let no_overrides = http
+            .and_then(|h| h.get("disableSubscriptionOverrides"))
+            .and_then(|d| d.as_bool())
+            .unwrap_or(false);
+        Ok((sections, no_overrides))
+    }
+
+    /// Validates and reads a subscription's `DeliveryPolicy` on its own.
+    pub fn from_subscription_policy(json: &str) -> Result<DeliveryPolicy, String> {
+        Self::effective(Some(json), None)
+    }
+
+    /// Validates and reads a topic's `DeliveryPolicy` on its own.
+    pub fn from_topic_policy(json: &str) -> Result<DeliveryPolicy, String> {
+        Self::effective(None, Some(json))
+    }
+
+    /// The policy a subscription delivers by: each section (retry, throttle) from the
+    /// subscription when it sets it, else from the topic's `http` defaults, else SNS's
+    /// defaults. A topic with `disableSubscriptionOverrides` ignores the subscription's.
+    pub fn effective(
+        subscription: Option<&str>,
+        topic: Option<&str>,
+    ) -> Result<DeliveryPolicy, String> {
+        let (topic, no_overrides) = match topic {
+            Some(t) => Self::topic_sections(t)?,
+            None => (PolicySections::default(), false),
+        };
+        let sub = match subscription {
+            Some(s) if !no_overrides => Self::subscription_sections(s)?,
+            _ => PolicySections::default(),
+        };
+        Ok(DeliveryPolicy {
+            retry: sub.retry.or(topic.retry).unwrap_or_default(),
+            max_receives_per_second: sub
+                .max_receives_per_second
+                .or(topic.max_receives_per_second),
+        })
+    }
+}
+
+/// Keeps a subscription within `maxReceivesPerSecond`: at most `limit` deliveries start in any
+/// one-second window. Pure (times are passed in) so the schedule is testable.
+#[derive(Debug)]
+pub struct Throttle {
+    limit: u32,
+    /// Start times of the last `limit` deliveries, oldest first.
+    starts: VecDeque<Instant>,
+}
+
+impl Throttle {
+    pub fn new(limit: u32) -> Throttle {
+        let limit = limit.max(1);
+        Throttle {
+            limit,
+            starts: VecDeque::with_capacity(limit.min(MAX_IN_FLIGHT) as usize),
+        }
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Books the next delivery that may start at or after `now`, and returns its start time.
+    pub fn reserve(&mut self, now: Instant) -> Instant {
+        let mut at = now;
+        if self.starts.len() as u32 >= self.limit {
+            if let Some(oldest) = self.starts.pop_front() {
+                at = at.max(oldest + Duration::from_secs(1));
+            }
+        }
+        if let Some(last) = self.starts.back() {
+            at = at.max(*last);
+        }
+        self.starts.push_back(at);
+        at
+    }
+}
+
+/// The headers of one POST to an endpoint.
+pub fn headers(
+    kind: &str,
+    topic_arn: &str,
+    subscription_arn: &str,
+    message_id: Option<String>,
+    raw: bool,
+) -> Vec<(String, String)> {
+    let mut headers = vec![
+        (
+            "content-type".to_string(),
+            "text/plain; charset=UTF-8".to_string(),
+        ),
+        ("x-amz-sns-message-type".to_string(), kind.to_string()),
+        ("x-amz-sns-topic-arn".to_string(), topic_arn.to_string()),
+        (
+            "user-agent".to_string(),
+            "Amazon Simple Notification Service Agent (Ferry)".to_string(),
+        ),
+    ];
+    if let Some(id) = message_id {
+        headers.push(("x-amz-sns-message-id".to_string(), id));
+    }
+    if kind != "SubscriptionConfirmation" {
+        headers.push((
+            "x-amz-sns-subscription-arn".to_string(),
+            subscription_arn.to_string(),
+        ));
+    }
+    if raw {
+        headers.push(("x-amz-sns-rawdelivery".to_string(), "true".to_string()));
+    }
+    headers
 }
 
 /// A message for a delivery queue.
@@ -236,17 +469,24 @@ fn current(topics: &Topics, s: &Subscription) -> Option<Subscription> {
 
 async fn delivery_loop(topics: Topics, deliverer: Arc<dyn Deliverer>, sub: Subscription) {
     let queue = delivery_queue_name(&sub.id);
+    let mut throttle: Option<Throttle> = None;
+    let mut policy = delivery_policy(&topics, &sub);
     loop {
         if topics.inner.stop.load(Ordering::Acquire) {
             return;
         }
+        // A throttled subscription takes no more than a second's worth at a time, so no
+        // message waits for its turn anywhere near its lease.
+        let max_messages = policy
+            .max_receives_per_second
+            .map_or(MAX_IN_FLIGHT, |n| n.min(MAX_IN_FLIGHT));
         let received = topics
             .inner
             .delivery
             .receive(
                 &queue,
                 ReceiveRequest {
-                    max_messages: MAX_IN_FLIGHT,
+                    max_messages,
                     visibility_timeout_seconds: Some(DELIVERY_LEASE_SECONDS),
                     wait_seconds: Some(1),
                     receive_request_attempt_id: None,
@@ -269,31 +509,38 @@ async fn delivery_loop(topics: Topics, deliverer: Arc<dyn Deliverer>, sub: Subsc
         let Some(sub) = current(&topics, &sub) else {
             return;
         };
+        policy = delivery_policy(&topics, &sub);
+        throttle = match (policy.max_receives_per_second, throttle) {
+            (None, _) => None,
+            (Some(n), Some(t)) if t.limit() == n => Some(t),
+            (Some(n), _) => Some(Throttle::new(n)),
+        };
         let mut set = tokio::task::JoinSet::new();
         for m in batch {
             let topics = topics.clone();
             let deliverer = deliverer.clone();
             let sub = sub.clone();
             let queue = queue.clone();
-            set.spawn(
-                async move { deliver_one(&topics, deliverer.as_ref(), &sub, &queue, m).await },
-            );
+            let start = throttle.as_mut().map(|t| t.reserve(Instant::now()));
+            set.spawn(async move {
+                if let Some(at) = start {
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                deliver_one(&topics, deliverer.as_ref(), &sub, &policy.retry, &queue, m).await
+            });
         }
         while set.join_next().await.is_some() {}
     }
 }
 
-fn retry_policy(topics: &Topics, sub: &Subscription) -> RetryPolicy {
-    if let Some(p) = &sub.attributes.delivery_policy {
-        if let Ok(p) = RetryPolicy::from_subscription_policy(p) {
-            return p;
-        }
-    }
-    topics
+/// The subscription's effective policy. Both documents were validated when set; should one
+/// not parse, SNS's defaults apply.
+fn delivery_policy(topics: &Topics, sub: &Subscription) -> DeliveryPolicy {
+    let topic = topics
         .get_topic(&sub.topic)
         .ok()
-        .and_then(|t| t.attributes.delivery_policy)
-        .and_then(|p| RetryPolicy::from_topic_policy(&p).ok())
+        .and_then(|t| t.attributes.delivery_policy);
+    DeliveryPolicy::effective(sub.attributes.delivery_policy.as_deref(), topic.as_deref())
         .unwrap_or_default()
 }
 
@@ -301,6 +548,7 @@ async fn deliver_one(
     topics: &Topics,
     deliverer: &dyn Deliverer,
     sub: &Subscription,
+    policy: &RetryPolicy,
     queue: &str,
     m: crate::ReceivedMessage,
 ) {
@@ -312,33 +560,13 @@ async fn deliver_one(
     };
     let kind = attr(ATTR_TYPE).unwrap_or_else(|| "Notification".into());
     let raw = attr(ATTR_RAW).is_some();
-    let mut headers = vec![
-        (
-            "content-type".to_string(),
-            "text/plain; charset=UTF-8".to_string(),
-        ),
-        ("x-amz-sns-message-type".to_string(), kind.clone()),
-        (
-            "x-amz-sns-topic-arn".to_string(),
-            topics.topic_arn(&sub.topic),
-        ),
-        (
-            "user-agent".to_string(),
-            "Amazon Simple Notification Service Agent (Ferry)".to_string(),
-        ),
-    ];
-    if let Some(id) = attr(ATTR_MESSAGE_ID) {
-        headers.push(("x-amz-sns-message-id".to_string(), id));
-    }
-    if kind == "Notification" {
-        headers.push((
-            "x-amz-sns-subscription-arn".to_string(),
-            topics.subscription_arn(&sub.topic, &sub.id),
-        ));
-    }
-    if raw {
-        headers.push(("x-amz-sns-rawdelivery".to_string(), "true".to_string()));
-    }
+    let headers = headers(
+        &kind,
+        &topics.topic_arn(&sub.topic),
+        &topics.subscription_arn(&sub.topic, &sub.id),
+        attr(ATTR_MESSAGE_ID),
+        raw,
+    );
     let started = Instant::now();
     let result = deliverer
         .post(HttpPost {
@@ -363,7 +591,6 @@ async fn deliver_one(
         }
         return;
     }
-    let policy = retry_policy(topics, sub);
     let attempt = m.message.receive_count;
     tracing::info!(subscription = %sub.id, attempt, max = policy.max_attempts(), result = ?result, "HTTP delivery failed");
     if attempt < policy.max_attempts() {
@@ -411,10 +638,21 @@ async fn deliver_one(
 mod tests {
     use super::*;
 
+    fn sub_policy(json: &str) -> Result<RetryPolicy, String> {
+        DeliveryPolicy::from_subscription_policy(json).map(|p| p.retry)
+    }
+
+    fn schedule(p: &RetryPolicy) -> Vec<u32> {
+        (1..=p.num_retries)
+            .map(|r| p.base_delay_seconds(r))
+            .collect()
+    }
+
     #[test]
     fn policies() {
-        let p = RetryPolicy::from_subscription_policy(r#"{"healthyRetryPolicy":{"numRetries":5,"minDelayTarget":1,"maxDelayTarget":16,"backoffFunction":"exponential"}}"#).unwrap();
+        let p = sub_policy(r#"{"healthyRetryPolicy":{"numRetries":5,"minDelayTarget":1,"maxDelayTarget":16,"backoffFunction":"exponential"}}"#).unwrap();
         assert_eq!(p.max_attempts(), 6);
+        assert_eq!(schedule(&p), [1, 2, 4, 8, 16]);
         for r in 1..=5 {
             let d = p.delay_seconds(r);
             let base = (1u32 << (r - 1)).min(16) as f64;
@@ -424,15 +662,205 @@ mod tests {
                 "retry {r}: {d}"
             );
         }
-        assert!(RetryPolicy::from_subscription_policy(
-            r#"{"healthyRetryPolicy":{"minDelayTarget":0}}"#
+        assert!(sub_policy(r#"{"healthyRetryPolicy":{"minDelayTarget":0}}"#).is_err());
+        assert!(sub_policy(r#"{"healthyRetryPolicy":{"numRetries":101}}"#).is_err());
+        assert!(sub_policy("nope").is_err());
+        assert_eq!(
+            DeliveryPolicy::from_topic_policy(r#"{"http":{"defaultHealthyRetryPolicy":{"numRetries":1,"minDelayTarget":2,"maxDelayTarget":2}}}"#)
+                .unwrap()
+                .retry
+                .max_attempts(),
+            2
+        );
+    }
+
+    #[test]
+    fn default_schedule_is_three_retries_twenty_seconds_apart() {
+        assert_eq!(schedule(&RetryPolicy::default()), [20, 20, 20]);
+        assert_eq!(sub_policy("{}").unwrap(), RetryPolicy::default());
+    }
+
+    #[test]
+    fn four_phases_in_order() {
+        // 2 immediate, 2 at min, 5 backing off linearly from 10 to 50, 3 at max.
+        let p = sub_policy(r#"{"healthyRetryPolicy":{"numRetries":12,"numNoDelayRetries":2,"numMinDelayRetries":2,"numMaxDelayRetries":3,"minDelayTarget":10,"maxDelayTarget":50,"backoffFunction":"linear"}}"#).unwrap();
+        assert_eq!(schedule(&p), [0, 0, 10, 10, 10, 20, 30, 40, 50, 50, 50, 50]);
+        // The same with exponential backoff: 10·5^(i/4).
+        let p = RetryPolicy {
+            exponential: true,
+            ..p
+        };
+        assert_eq!(schedule(&p), [0, 0, 10, 10, 10, 15, 22, 33, 50, 50, 50, 50]);
+        // arithmetic is linear, geometric is exponential.
+        let q = sub_policy(r#"{"healthyRetryPolicy":{"numRetries":3,"minDelayTarget":1,"maxDelayTarget":9,"backoffFunction":"arithmetic"}}"#).unwrap();
+        assert_eq!(schedule(&q), [1, 5, 9]);
+        let q = sub_policy(r#"{"healthyRetryPolicy":{"numRetries":3,"minDelayTarget":1,"maxDelayTarget":9,"backoffFunction":"geometric"}}"#).unwrap();
+        assert_eq!(schedule(&q), [1, 3, 9]);
+    }
+
+    #[test]
+    fn phases_without_a_backoff_phase() {
+        // Every retry is in a fixed phase: no backoff phase at all.
+        let p = sub_policy(r#"{"healthyRetryPolicy":{"numRetries":4,"numNoDelayRetries":1,"numMinDelayRetries":1,"numMaxDelayRetries":2,"minDelayTarget":3,"maxDelayTarget":7}}"#).unwrap();
+        assert_eq!(schedule(&p), [0, 3, 7, 7]);
+        // Only immediate retries.
+        let p =
+            sub_policy(r#"{"healthyRetryPolicy":{"numRetries":3,"numNoDelayRetries":3}}"#).unwrap();
+        assert_eq!(schedule(&p), [0, 0, 0]);
+        for r in 1..=3 {
+            assert_eq!(p.delay_seconds(r), 0, "an immediate retry gets no jitter");
+        }
+        // A one-retry backoff phase is at the minimum delay.
+        let p = sub_policy(r#"{"healthyRetryPolicy":{"numRetries":2,"numMaxDelayRetries":1,"minDelayTarget":4,"maxDelayTarget":8}}"#).unwrap();
+        assert_eq!(schedule(&p), [4, 8]);
+    }
+
+    #[test]
+    fn jitter_stays_within_the_bounds() {
+        let p = sub_policy(r#"{"healthyRetryPolicy":{"numRetries":6,"numNoDelayRetries":1,"minDelayTarget":8,"maxDelayTarget":40}}"#).unwrap();
+        for _ in 0..200 {
+            for r in 2..=6 {
+                let base = p.base_delay_seconds(r) as f64;
+                let d = p.delay_seconds(r) as f64;
+                assert!(d >= (base * 0.75).floor().max(8.0) && d <= (base * 1.25).ceil().min(40.0));
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_policies_are_refused_with_the_reason() {
+        let refused = |policy: &str, reason: &str| {
+            let e = sub_policy(policy).unwrap_err();
+            assert!(e.contains(reason), "{policy}: {e}");
+        };
+        refused(
+            r#"{"healthyRetryPolicy":{"numRetries":3,"numNoDelayRetries":2,"numMinDelayRetries":2}}"#,
+            "must be at most numRetries (3)",
+        );
+        refused(
+            r#"{"healthyRetryPolicy":{"numRetries":5,"numNoDelayRetries":1,"numMinDelayRetries":1,"numMaxDelayRetries":4}}"#,
+            "(6) must be at most numRetries (5)",
+        );
+        refused(
+            r#"{"healthyRetryPolicy":{"numNoDelayRetries":-1}}"#,
+            "numNoDelayRetries must be a non-negative integer",
+        );
+        refused(
+            r#"{"healthyRetryPolicy":{"numMinDelayRetries":1.5}}"#,
+            "numMinDelayRetries must be a non-negative integer",
+        );
+        refused(
+            r#"{"healthyRetryPolicy":{"numMaxDelayRetries":"2"}}"#,
+            "numMaxDelayRetries must be a non-negative integer",
+        );
+        refused(
+            r#"{"healthyRetryPolicy":{"minDelayTarget":30,"maxDelayTarget":20}}"#,
+            "minDelayTarget <= maxDelayTarget",
+        );
+        refused(
+            r#"{"healthyRetryPolicy":{"maxDelayTarget":3601}}"#,
+            "<= 3600",
+        );
+        refused(
+            r#"{"healthyRetryPolicy":{"backoffFunction":"cubic"}}"#,
+            "backoffFunction must be one of",
+        );
+        refused(
+            r#"{"healthyRetryPolicy":[]}"#,
+            "healthyRetryPolicy must be a JSON object",
+        );
+        refused(
+            r#"{"throttlePolicy":{"maxReceivesPerSecond":0}}"#,
+            "maxReceivesPerSecond must be at least 1",
+        );
+        refused(
+            r#"{"throttlePolicy":{"maxReceivesPerSecond":-3}}"#,
+            "maxReceivesPerSecond must be a non-negative integer",
+        );
+        refused("[]", "must be a JSON object");
+        // The boundaries themselves are accepted.
+        sub_policy(r#"{"healthyRetryPolicy":{"numRetries":100,"numNoDelayRetries":100,"minDelayTarget":3600,"maxDelayTarget":3600}}"#).unwrap();
+        sub_policy(
+            r#"{"healthyRetryPolicy":{"numRetries":0,"minDelayTarget":1,"maxDelayTarget":1}}"#,
         )
-        .is_err());
-        assert!(RetryPolicy::from_subscription_policy(
-            r#"{"healthyRetryPolicy":{"numRetries":101}}"#
-        )
-        .is_err());
-        assert!(RetryPolicy::from_subscription_policy("nope").is_err());
-        assert_eq!(RetryPolicy::from_topic_policy(r#"{"http":{"defaultHealthyRetryPolicy":{"numRetries":1,"minDelayTarget":2,"maxDelayTarget":2}}}"#).unwrap().max_attempts(), 2);
+        .unwrap();
+    }
+
+    #[test]
+    fn subscription_sections_override_the_topics() {
+        let topic = r#"{"http":{"defaultHealthyRetryPolicy":{"numRetries":7,"minDelayTarget":2,"maxDelayTarget":2},"defaultThrottlePolicy":{"maxReceivesPerSecond":5}}}"#;
+        let p = DeliveryPolicy::effective(None, Some(topic)).unwrap();
+        assert_eq!(
+            (p.retry.num_retries, p.max_receives_per_second),
+            (7, Some(5))
+        );
+        // The subscription sets only a throttle: the topic's retry policy stays.
+        let sub = r#"{"throttlePolicy":{"maxReceivesPerSecond":2}}"#;
+        let p = DeliveryPolicy::effective(Some(sub), Some(topic)).unwrap();
+        assert_eq!(
+            (p.retry.num_retries, p.max_receives_per_second),
+            (7, Some(2))
+        );
+        // It sets only a retry policy: the topic's throttle stays.
+        let sub = r#"{"healthyRetryPolicy":{"numRetries":1}}"#;
+        let p = DeliveryPolicy::effective(Some(sub), Some(topic)).unwrap();
+        assert_eq!(
+            (p.retry.num_retries, p.max_receives_per_second),
+            (1, Some(5))
+        );
+        // disableSubscriptionOverrides: the topic's policy wins.
+        let locked = r#"{"http":{"defaultHealthyRetryPolicy":{"numRetries":7,"minDelayTarget":2,"maxDelayTarget":2},"disableSubscriptionOverrides":true}}"#;
+        let p = DeliveryPolicy::effective(Some(sub), Some(locked)).unwrap();
+        assert_eq!((p.retry.num_retries, p.max_receives_per_second), (7, None));
+        // Nothing set: SNS's defaults, unthrottled.
+        assert_eq!(
+            DeliveryPolicy::effective(None, None).unwrap(),
+            DeliveryPolicy::default()
+        );
+    }
+
+    #[test]
+    fn throttle_starts_at_most_the_limit_per_second() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(3);
+        // A burst of 7 at t0: 3 now, 3 a second later, 1 two seconds later.
+        let starts: Vec<Duration> = (0..7).map(|_| t.reserve(t0) - t0).collect();
+        let s = Duration::from_secs;
+        assert_eq!(starts, [s(0), s(0), s(0), s(1), s(1), s(1), s(2)]);
+        // Later arrivals after a quiet spell start at once.
+        assert_eq!(t.reserve(t0 + s(10)) - t0, s(10));
+        // Any one-second window of a long run holds at most 3 starts.
+        let mut t = Throttle::new(3);
+        let mut all = Vec::new();
+        for i in 0..50u64 {
+            all.push(t.reserve(t0 + Duration::from_millis(i * 70)));
+        }
+        for (i, a) in all.iter().enumerate() {
+            let in_window = all[i..].iter().take_while(|b| **b < *a + s(1)).count();
+            assert!(
+                in_window <= 3,
+                "{in_window} starts in the second from start {i}"
+            );
+        }
+        // Starts never go backwards.
+        assert!(all.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn headers_by_message_type() {
+        let h = headers(
+            "SubscriptionConfirmation",
+            "arn:t",
+            "arn:t:s",
+            Some("m".into()),
+            false,
+        );
+        let has = |h: &[(String, String)], k: &str| h.iter().any(|(n, _)| n == k);
+        assert!(!has(&h, "x-amz-sns-subscription-arn"));
+        assert!(has(&h, "x-amz-sns-message-id"));
+        let h = headers("Notification", "arn:t", "arn:t:s", None, true);
+        assert!(has(&h, "x-amz-sns-subscription-arn") && has(&h, "x-amz-sns-rawdelivery"));
+        let h = headers("UnsubscribeConfirmation", "arn:t", "arn:t:s", None, false);
+        assert!(has(&h, "x-amz-sns-subscription-arn"));
     }
 }

@@ -1,5 +1,5 @@
 //! The SNS notification formats a subscriber receives: the JSON envelope (`Notification`,
-//! `SubscriptionConfirmation`) or the raw message.
+//! `SubscriptionConfirmation`, `UnsubscribeConfirmation`) or the raw message.
 //!
 //! These are the *delivered message* formats of a topic (what lands in a queue or is POSTed to
 //! an endpoint), the same whichever door published, so they live with the topic router.
@@ -7,12 +7,14 @@
 //! ```text
 //! {"Type":"Notification","MessageId":"…","TopicArn":"arn:aws:sns:…:orders","Subject":"…",
 //!  "Message":"…","Timestamp":"2026-12-05T15:00:00.000Z","SignatureVersion":"1",
-//!  "Signature":"","SigningCertURL":"","UnsubscribeURL":"http://…/?Action=Unsubscribe&…",
+//!  "Signature":"<base64>","SigningCertURL":"http://…/SimpleNotificationService-….pem",
+//!  "UnsubscribeURL":"http://…/?Action=Unsubscribe&…",
 //!  "MessageAttributes":{"k":{"Type":"String","Value":"v"}}}
 //! ```
 //!
-//! Signing is not implemented: `Signature` and `SigningCertURL` are empty strings.
+//! Every envelope is signed by a [`Signer`] (see [`super::signing`]).
 
+use super::signing::Signer;
 use crate::types::MessageAttributeValue;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -70,7 +72,7 @@ pub struct Notification<'a> {
     pub sequence_number: Option<&'a str>,
 }
 
-pub fn notification(n: &Notification<'_>) -> String {
+pub fn notification(n: &Notification<'_>, signer: &Signer) -> String {
     let mut m = Map::new();
     m.insert("Type".into(), json!("Notification"));
     m.insert("MessageId".into(), json!(n.message_id));
@@ -83,39 +85,64 @@ pub fn notification(n: &Notification<'_>) -> String {
     }
     m.insert("Message".into(), json!(n.message));
     m.insert("Timestamp".into(), json!(iso8601(n.timestamp_ms)));
-    m.insert("SignatureVersion".into(), json!("1"));
-    m.insert("Signature".into(), json!(""));
-    m.insert("SigningCertURL".into(), json!(""));
     m.insert("UnsubscribeURL".into(), json!(n.unsubscribe_url));
     if !n.attributes.is_empty() {
         m.insert("MessageAttributes".into(), attributes_json(n.attributes));
     }
+    signer.sign_envelope(&mut m);
     Value::Object(m).to_string()
 }
 
-/// The `SubscriptionConfirmation` POSTed to a new HTTP(S) endpoint.
-pub fn confirmation(
-    message_id: &str,
-    topic_arn: &str,
-    token: &str,
-    subscribe_url: &str,
-    timestamp_ms: u64,
-) -> String {
-    json!({
-        "Type": "SubscriptionConfirmation",
-        "MessageId": message_id,
-        "Token": token,
-        "TopicArn": topic_arn,
-        "Message": format!(
-            "You have chosen to subscribe to the topic {topic_arn}.\nTo confirm the subscription, visit the SubscribeURL included in this message."
+/// Which handshake message a [`Confirmation`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmationKind {
+    /// POSTed to a new HTTP(S) endpoint; visiting `SubscribeURL` confirms the subscription.
+    Subscribe,
+    /// POSTed to an HTTP(S) endpoint when its subscription is deleted.
+    Unsubscribe,
+}
+
+impl ConfirmationKind {
+    pub fn message_type(self) -> &'static str {
+        match self {
+            ConfirmationKind::Subscribe => "SubscriptionConfirmation",
+            ConfirmationKind::Unsubscribe => "UnsubscribeConfirmation",
+        }
+    }
+}
+
+/// Fields of a `SubscriptionConfirmation` or `UnsubscribeConfirmation`.
+pub struct Confirmation<'a> {
+    pub kind: ConfirmationKind,
+    pub message_id: &'a str,
+    pub topic_arn: &'a str,
+    pub subscription_arn: &'a str,
+    pub token: &'a str,
+    pub subscribe_url: &'a str,
+    pub timestamp_ms: u64,
+}
+
+pub fn confirmation(c: &Confirmation<'_>, signer: &Signer) -> String {
+    let message = match c.kind {
+        ConfirmationKind::Subscribe => format!(
+            "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
+            c.topic_arn
         ),
-        "SubscribeURL": subscribe_url,
-        "Timestamp": iso8601(timestamp_ms),
-        "SignatureVersion": "1",
-        "Signature": "",
-        "SigningCertURL": "",
-    })
-    .to_string()
+        ConfirmationKind::Unsubscribe => format!(
+            "You have chosen to deactivate subscription {}.\nTo cancel this operation and restore the subscription, visit the SubscribeURL included in this message.",
+            c.subscription_arn
+        ),
+    };
+    let mut m = Map::new();
+    m.insert("Type".into(), json!(c.kind.message_type()));
+    m.insert("MessageId".into(), json!(c.message_id));
+    m.insert("Token".into(), json!(c.token));
+    m.insert("TopicArn".into(), json!(c.topic_arn));
+    m.insert("Message".into(), json!(message));
+    m.insert("SubscribeURL".into(), json!(c.subscribe_url));
+    m.insert("Timestamp".into(), json!(iso8601(c.timestamp_ms)));
+    signer.sign_envelope(&mut m);
+    Value::Object(m).to_string()
 }
 
 /// A random UUID (version 4) in text form.

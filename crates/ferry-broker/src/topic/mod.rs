@@ -6,6 +6,7 @@
 //! <data_dir>/topics/catalog.json   topics, attributes, tags, subscriptions (atomic rewrite)
 //! <data_dir>/topics/intents/       fan-out intent log (ferry-log)
 //! <data_dir>/topics/delivery/      a private Broker: one queue per HTTP(S) subscription
+//! <data_dir>/topics/signing/       the SNS message signing key and its certificate
 //! ```
 //!
 //! # Publish and its guarantee
@@ -39,6 +40,7 @@
 pub mod delivery;
 pub mod envelope;
 pub mod filter;
+pub mod signing;
 
 use crate::types::{MessageAttributeValue, QueueAttributes, SendMessage};
 use crate::{Broker, BrokerConfig, BrokerError, Clock};
@@ -46,6 +48,7 @@ use bytes::Bytes;
 use filter::{FilterPolicy, FilterPolicyScope};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use signing::{SignatureVersion, Signer, SigningKey};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -137,8 +140,22 @@ pub struct TopicAttributes {
     pub delivery_policy: Option<String>,
     /// Access policy JSON, stored and reported (not enforced).
     pub policy: Option<String>,
-    /// Attributes stored and reported without interpretation (KmsMasterKeyId, TracingConfig, …).
+    /// Attributes stored and reported without interpretation (KmsMasterKeyId, TracingConfig, …),
+    /// and `SignatureVersion` (validated; read through [`TopicAttributes::signature_version`]).
     pub opaque: BTreeMap<String, String>,
+}
+
+impl TopicAttributes {
+    /// The topic attribute name of the signature version.
+    pub const SIGNATURE_VERSION: &'static str = "SignatureVersion";
+
+    /// How this topic's envelopes are signed (`SignatureVersion`, default 1).
+    pub fn signature_version(&self) -> SignatureVersion {
+        self.opaque
+            .get(Self::SIGNATURE_VERSION)
+            .and_then(|v| SignatureVersion::parse(v).ok())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,8 +330,12 @@ struct Inner {
     /// FIFO deduplication: (topic, dedup id) → (message id, sequence, expiry).
     dedup: Mutex<HashMap<DedupKey, DedupEntry>>,
     fifo_seq: AtomicU64,
-    /// Base URL of the AWS door, for SubscribeURL and UnsubscribeURL.
+    /// Base URL of the AWS door, for SubscribeURL, UnsubscribeURL and SigningCertURL.
     public_url: RwLock<String>,
+    /// Loaded (or made) by `start`, or by the first envelope signed before it.
+    signing_key: Mutex<Option<Arc<SigningKey>>>,
+    /// Set by `start`: posts the one-shot UnsubscribeConfirmation messages.
+    deliverer: Mutex<Option<Arc<dyn delivery::Deliverer>>>,
     stop: AtomicBool,
 }
 
@@ -591,6 +612,8 @@ impl Topics {
             dedup: Mutex::new(HashMap::new()),
             fifo_seq: AtomicU64::new(now_us),
             public_url: RwLock::new("http://127.0.0.1:9324".into()),
+            signing_key: Mutex::new(None),
+            deliverer: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
         let topics = Topics { inner };
@@ -608,6 +631,38 @@ impl Topics {
 
     pub fn public_url(&self) -> String {
         self.inner.public_url.read().clone()
+    }
+
+    /// The message signing key, loaded from `<data_dir>/topics/signing` or made there on first
+    /// use. Blocking the first time.
+    pub fn signing_key(&self) -> Result<Arc<SigningKey>, TopicError> {
+        let mut slot = self.inner.signing_key.lock();
+        if let Some(k) = &*slot {
+            return Ok(k.clone());
+        }
+        let key = Arc::new(SigningKey::load_or_create(
+            &self.inner.dir.join(signing::SIGNING_DIR),
+        )?);
+        *slot = Some(key.clone());
+        Ok(key)
+    }
+
+    /// `SigningCertURL`: where the door serves the signing certificate.
+    pub fn signing_cert_url(&self) -> Result<String, TopicError> {
+        Ok(format!(
+            "{}/{}",
+            self.public_url(),
+            self.signing_key()?.cert_file_name()
+        ))
+    }
+
+    /// A signer for envelopes of a topic with `attributes`.
+    fn signer(&self, attributes: &TopicAttributes) -> Result<Signer, TopicError> {
+        Ok(Signer::new(
+            self.signing_key()?,
+            attributes.signature_version(),
+            self.signing_cert_url()?,
+        ))
     }
 
     pub fn region(&self) -> &str {
@@ -979,7 +1034,14 @@ impl Topics {
         Ok(sub)
     }
 
-    fn enqueue_confirmation(&self, sub: &Subscription, token: &str) -> Result<(), TopicError> {
+    /// A signed `SubscriptionConfirmation` or `UnsubscribeConfirmation` for `sub`, and its id.
+    fn render_confirmation(
+        &self,
+        sub: &Subscription,
+        token: &str,
+        kind: envelope::ConfirmationKind,
+        attributes: &TopicAttributes,
+    ) -> Result<(String, String), TopicError> {
         let topic_arn = self.topic_arn(&sub.topic);
         let url = format!(
             "{}/?Action=ConfirmSubscription&TopicArn={}&Token={}",
@@ -987,8 +1049,39 @@ impl Topics {
             envelope::url_encode(&topic_arn),
             token
         );
-        let body = envelope::confirmation(&envelope::uuid(), &topic_arn, token, &url, self.now());
-        let msg = delivery::delivery_message(body, "SubscriptionConfirmation", false);
+        let message_id = envelope::uuid();
+        let body = envelope::confirmation(
+            &envelope::Confirmation {
+                kind,
+                message_id: &message_id,
+                topic_arn: &topic_arn,
+                subscription_arn: &self.subscription_arn(&sub.topic, &sub.id),
+                token,
+                subscribe_url: &url,
+                timestamp_ms: self.now(),
+            },
+            &self.signer(attributes)?,
+        );
+        Ok((body, message_id))
+    }
+
+    fn enqueue_confirmation(&self, sub: &Subscription, token: &str) -> Result<(), TopicError> {
+        let attributes = self.get_topic(&sub.topic)?.attributes;
+        let (body, message_id) = self.render_confirmation(
+            sub,
+            token,
+            envelope::ConfirmationKind::Subscribe,
+            &attributes,
+        )?;
+        let mut msg = delivery::delivery_message(body, "SubscriptionConfirmation", false);
+        msg.attributes.insert(
+            delivery::ATTR_MESSAGE_ID.into(),
+            MessageAttributeValue {
+                data_type: "String".into(),
+                string_value: Some(message_id),
+                binary_value: None,
+            },
+        );
         let this = self.clone();
         let dq = delivery_queue_name(&sub.id);
         // The queue append is synchronous; only the wait for durability is async.
@@ -1033,7 +1126,7 @@ impl Topics {
             }
         }
         if let Some(d) = &a.delivery_policy {
-            delivery::RetryPolicy::from_subscription_policy(d)
+            delivery::DeliveryPolicy::from_subscription_policy(d)
                 .map_err(|r| param("DeliveryPolicy", r))?;
         }
         Ok(a)
@@ -1060,18 +1153,69 @@ impl Topics {
         })
     }
 
+    /// Deletes a subscription. An HTTP(S) endpoint is sent an `UnsubscribeConfirmation` (one
+    /// attempt, not retried: its delivery queue goes with the subscription).
     pub fn unsubscribe(&self, topic: &str, id: &str) -> Result<(), TopicError> {
-        let removed = self.edit(|c| {
+        let (removed, attributes) = self.edit(|c| {
             let t = c
                 .topics
                 .get_mut(topic)
                 .ok_or_else(|| TopicError::SubscriptionNotFound(id.to_string()))?;
-            t.subscriptions
+            let removed = t
+                .subscriptions
                 .remove(id)
-                .ok_or_else(|| TopicError::SubscriptionNotFound(id.to_string()))
+                .ok_or_else(|| TopicError::SubscriptionNotFound(id.to_string()))?;
+            Ok((removed, t.attributes.clone()))
         })?;
         self.drop_delivery_queue(&removed);
+        if let (Protocol::Http | Protocol::Https, Some(token)) = (removed.protocol, &removed.token)
+        {
+            self.send_unsubscribe_confirmation(&removed, token, &attributes);
+        }
         Ok(())
+    }
+
+    fn send_unsubscribe_confirmation(
+        &self,
+        sub: &Subscription,
+        token: &str,
+        attributes: &TopicAttributes,
+    ) {
+        let Some(deliverer) = self.inner.deliverer.lock().clone() else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let kind = envelope::ConfirmationKind::Unsubscribe;
+        let (body, message_id) = match self.render_confirmation(sub, token, kind, attributes) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(subscription = %sub.id, error = %e, "rendering an UnsubscribeConfirmation");
+                return;
+            }
+        };
+        let post = delivery::HttpPost {
+            url: sub.endpoint.clone(),
+            headers: delivery::headers(
+                kind.message_type(),
+                &self.topic_arn(&sub.topic),
+                &self.subscription_arn(&sub.topic, &sub.id),
+                Some(message_id),
+                false,
+            ),
+            body: Bytes::from(body),
+            timeout: delivery::POST_TIMEOUT,
+        };
+        let id = sub.id.clone();
+        handle.spawn(async move {
+            match deliverer.post(post).await {
+                Ok(status) if (200..300).contains(&status) => {}
+                result => {
+                    tracing::info!(subscription = %id, result = ?result, "UnsubscribeConfirmation not accepted; not retried")
+                }
+            }
+        });
     }
 
     fn drop_delivery_queue(&self, s: &Subscription) {
@@ -1226,9 +1370,10 @@ impl Topics {
             self.remember_dedup(&live, &published, now);
             return Ok(outcome);
         }
+        let signer = self.signer(&live.attributes)?;
         // One target: the append itself is atomic; no intent needed.
         if targets.len() == 1 {
-            return match self.deliver(&targets[0], &published).await {
+            return match self.deliver(&targets[0], &published, &signer).await {
                 TargetResult::Retry(e) => Err(e.into()),
                 _ => {
                     self.remember_dedup(&live, &published, now);
@@ -1249,7 +1394,7 @@ impl Topics {
                 targets: ids,
             },
         );
-        let (done, failure) = self.fan_out(&targets, &published).await;
+        let (done, failure) = self.fan_out(&targets, &published, &signer).await;
         match failure {
             None => {
                 self.inner.open_intents.lock().remove(&offset);
@@ -1301,13 +1446,14 @@ impl Topics {
         &self,
         targets: &[Arc<LiveSubscription>],
         p: &Published,
+        signer: &Signer,
     ) -> (Vec<String>, Option<BrokerError>) {
         // Polled together in this task (no spawn per target): each queue append happens at
         // the first poll, then all wait for their logs' group commits at once.
         let results = join_all(
             targets
                 .iter()
-                .map(|t| async move { (t.sub.id.clone(), self.deliver(t, p).await) })
+                .map(|t| async move { (t.sub.id.clone(), self.deliver(t, p, signer).await) })
                 .collect(),
         )
         .await;
@@ -1361,11 +1507,12 @@ impl Topics {
         p.request.message.clone()
     }
 
-    /// Renders the notification for `sub` (raw or enveloped).
+    /// Renders the notification for `sub`: raw, or a signed envelope.
     fn render(
         &self,
         sub: &Subscription,
         p: &Published,
+        signer: &Signer,
     ) -> (String, BTreeMap<String, MessageAttributeValue>) {
         let message = Self::message_for(p, sub.protocol);
         if sub.attributes.raw_message_delivery {
@@ -1377,22 +1524,25 @@ impl Topics {
             self.public_url(),
             envelope::url_encode(&self.subscription_arn(&sub.topic, &sub.id))
         );
-        let body = envelope::notification(&envelope::Notification {
-            message_id: &p.message_id,
-            topic_arn: &topic_arn,
-            subject: p.request.subject.as_deref(),
-            message: &message,
-            timestamp_ms: p.timestamp_ms,
-            unsubscribe_url: &unsubscribe,
-            attributes: &p.request.attributes,
-            sequence_number: p.sequence_number.as_deref(),
-        });
+        let body = envelope::notification(
+            &envelope::Notification {
+                message_id: &p.message_id,
+                topic_arn: &topic_arn,
+                subject: p.request.subject.as_deref(),
+                message: &message,
+                timestamp_ms: p.timestamp_ms,
+                unsubscribe_url: &unsubscribe,
+                attributes: &p.request.attributes,
+                sequence_number: p.sequence_number.as_deref(),
+            },
+            signer,
+        );
         (body, BTreeMap::new())
     }
 
     /// Appends `p` to one subscription's target.
-    async fn deliver(&self, s: &LiveSubscription, p: &Published) -> TargetResult {
-        let (body, attributes) = self.render(&s.sub, p);
+    async fn deliver(&self, s: &LiveSubscription, p: &Published, signer: &Signer) -> TargetResult {
+        let (body, attributes) = self.render(&s.sub, p, signer);
         let body = Bytes::from(body);
         let result = match s.sub.protocol {
             Protocol::Sqs => {
@@ -1584,7 +1734,11 @@ impl Topics {
                     .collect(),
                 None => Vec::new(),
             };
-            let (done, failure) = self.fan_out(&targets, &intent.published).await;
+            let signer = match &live {
+                Some(l) => self.signer(&l.attributes)?,
+                None => self.signer(&TopicAttributes::default())?,
+            };
+            let (done, failure) = self.fan_out(&targets, &intent.published, &signer).await;
             let complete = failure.is_none();
             self.append_intent(
                 &IntentRecord::Done {
@@ -1621,10 +1775,16 @@ impl Topics {
         }
     }
 
-    /// Completes open intents, then starts the background tasks: intent retry/truncation and
-    /// one HTTP delivery loop per HTTP(S) subscription, POSTing through `deliverer`. Call once,
-    /// from inside a tokio runtime.
+    /// Loads (or makes) the signing key, completes open intents, then starts the background
+    /// tasks: intent retry/truncation and one HTTP delivery loop per HTTP(S) subscription,
+    /// POSTing through `deliverer`. Call once, from inside a tokio runtime.
     pub async fn start(&self, deliverer: Arc<dyn delivery::Deliverer>) -> Result<(), TopicError> {
+        // Load (or make, on first start) the signing key before anything is signed.
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.signing_key())
+            .await
+            .map_err(|e| BrokerError::Storage(format!("loading the SNS signing key: {e}")))??;
+        *self.inner.deliverer.lock() = Some(deliverer.clone());
         let n = self.inner.open_intents.lock().len();
         if n > 0 {
             tracing::info!(open = n, "completing topic fan-outs interrupted by a crash");
@@ -1693,7 +1853,10 @@ fn validate_topic_attributes(a: &TopicAttributes) -> Result<(), TopicError> {
         ));
     }
     if let Some(p) = &a.delivery_policy {
-        delivery::RetryPolicy::from_topic_policy(p).map_err(|r| param("DeliveryPolicy", r))?;
+        delivery::DeliveryPolicy::from_topic_policy(p).map_err(|r| param("DeliveryPolicy", r))?;
+    }
+    if let Some(v) = a.opaque.get(TopicAttributes::SIGNATURE_VERSION) {
+        SignatureVersion::parse(v).map_err(|r| param(TopicAttributes::SIGNATURE_VERSION, r))?;
     }
     if let Some(p) = &a.policy {
         if serde_json::from_str::<serde_json::Value>(p)
