@@ -1,15 +1,17 @@
-"""HTTP push: confirmation handshake, delivery, retries with backoff, dead-letter queue, a slow
-endpoint not delaying others, and retries surviving a crash (boto3 + a local HTTP endpoint)."""
+"""HTTP push: confirmation handshake, delivery, retries with backoff, retry phases, throttling,
+dead-letter queue, a slow endpoint not delaying others, and retries surviving a crash (boto3 + a
+local HTTP endpoint)."""
 
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import botocore.exceptions
 import pytest
 import requests
 
-from snslib import drain, make_client, make_queue, unique, wait_until
+from snslib import drain, error_code, make_client, make_queue, unique, wait_until
 
 FAST_RETRIES = json.dumps({"healthyRetryPolicy": {"numRetries": 2, "minDelayTarget": 1, "maxDelayTarget": 1}})
 
@@ -19,6 +21,7 @@ class Endpoint:
 
     def __init__(self):
         self.posts = []
+        self.times = []  # monotonic arrival time of each POST
         self.statuses = []  # consumed one per POST; 200 when empty
         self.gate = None  # when set, POSTs wait for it
         self.lock = threading.Lock()
@@ -31,6 +34,7 @@ class Endpoint:
                     endpoint.gate.wait(30)
                 with endpoint.lock:
                     endpoint.posts.append((dict(self.headers), body))
+                    endpoint.times.append(time.monotonic())
                     code = endpoint.statuses.pop(0) if endpoint.statuses else 200
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
@@ -178,3 +182,62 @@ def test_graceful_stop_with_http_subscriptions(ferry, sns, endpoint):
     sns.publish(TopicArn=arn, Message="pending at shutdown")
     assert wait_until(lambda: endpoint.of_type("Notification"))
     assert ferry.stop() == 0
+
+
+def test_immediate_retry_phase(sns, sqs, endpoint):
+    # Every retry is in the immediate phase: 4 attempts at once although the delays are 60 s.
+    arn = sns.create_topic(Name=unique("t"))["TopicArn"]
+    dlq_url, dlq_arn = make_queue(sqs)
+    policy = {"healthyRetryPolicy": {"numRetries": 3, "numNoDelayRetries": 3,
+                                     "minDelayTarget": 60, "maxDelayTarget": 60}}
+    sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=endpoint.url, Attributes={
+        "DeliveryPolicy": json.dumps(policy), "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn})})
+    confirm_via_subscribe_url(endpoint)
+    endpoint.statuses = [500] * 4
+    sns.publish(TopicArn=arn, Message="no delay")
+    assert [json.loads(m["Body"])["Message"] for m in drain(sqs, dlq_url, expect=1, timeout_s=20)] == ["no delay"]
+    assert len(endpoint.of_type("Notification")) == 4
+
+
+def test_delivery_policy_validation(sns, endpoint):
+    arn = sns.create_topic(Name=unique("t"))["TopicArn"]
+    bad = [
+        {"healthyRetryPolicy": {"numRetries": 3, "numNoDelayRetries": 2, "numMinDelayRetries": 2}},
+        {"healthyRetryPolicy": {"numRetries": 101}},
+        {"healthyRetryPolicy": {"minDelayTarget": 30, "maxDelayTarget": 10}},
+        {"healthyRetryPolicy": {"numMaxDelayRetries": -1}},
+        {"healthyRetryPolicy": {"backoffFunction": "cubic"}},
+        {"throttlePolicy": {"maxReceivesPerSecond": 0}},
+    ]
+    for policy in bad:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=endpoint.url,
+                          Attributes={"DeliveryPolicy": json.dumps(policy)})
+        assert error_code(e) == "InvalidParameter", policy
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            sns.set_topic_attributes(TopicArn=arn, AttributeName="DeliveryPolicy", AttributeValue=json.dumps(
+                {"http": {"defaultHealthyRetryPolicy": policy.get("healthyRetryPolicy", {}),
+                          "defaultThrottlePolicy": policy.get("throttlePolicy", {})}}))
+        assert error_code(e) == "InvalidParameter", policy
+    good = {"healthyRetryPolicy": {"numRetries": 10, "numNoDelayRetries": 1, "numMinDelayRetries": 2,
+                                   "numMaxDelayRetries": 3, "minDelayTarget": 1, "maxDelayTarget": 30,
+                                   "backoffFunction": "geometric"},
+            "throttlePolicy": {"maxReceivesPerSecond": 3}}
+    sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=endpoint.url, Attributes={"DeliveryPolicy": json.dumps(good)})
+
+
+def test_throttle_policy_limits_deliveries_per_second(sns, endpoint):
+    arn = sns.create_topic(Name=unique("t"))["TopicArn"]
+    sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=endpoint.url, Attributes={
+        "DeliveryPolicy": json.dumps({"throttlePolicy": {"maxReceivesPerSecond": 2}})})
+    confirm_via_subscribe_url(endpoint)
+    first = len(endpoint.posts)
+    for i in range(8):
+        sns.publish(TopicArn=arn, Message=f"m{i}")
+    assert wait_until(lambda: len(endpoint.of_type("Notification")) == 8, timeout_s=30)
+    times = endpoint.times[first:]
+    # 2 per second: 8 deliveries start over at least 3 s (unthrottled they all arrive at once),
+    # and no half second holds more than 2.
+    assert times[-1] - times[0] >= 2.5, times
+    for i, t in enumerate(times):
+        assert len([u for u in times[i:] if u < t + 0.5]) <= 2, times

@@ -187,6 +187,10 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let _in_flight = AwsDoor::count(&door.inner.requests_in_flight);
+    // The SNS signing certificate (SigningCertURL): a public GET, before any action routing.
+    if let Some(r) = sns::cert::serve(&door, &method, &uri) {
+        return r;
+    }
     // SNS shares this endpoint: told apart by credential scope, Version or action (sns/mod.rs).
     if sns::is_sns(&uri, &headers, &body) {
         return sns::handle(door.clone(), peer, method, uri, headers, body).await;

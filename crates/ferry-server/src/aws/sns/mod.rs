@@ -10,6 +10,7 @@
 //!
 //! Architecture invariant: no routing or delivery logic here; the broker's `Topics` decides.
 
+pub mod cert;
 pub mod deliverer;
 pub mod permissions;
 pub mod publish;
@@ -471,8 +472,9 @@ pub fn page<T: Clone>(
 }
 
 /// Opens the topic router next to `broker` (recovery on a blocking thread), points its
-/// SubscribeURL/UnsubscribeURL at the AWS door, completes fan-outs a crash interrupted and
-/// starts HTTP push delivery.
+/// SubscribeURL/UnsubscribeURL/SigningCertURL at the AWS door, loads (or makes, on first start)
+/// the message signing key, completes fan-outs a crash interrupted and starts HTTP push
+/// delivery.
 pub async fn start_topics(
     config: &crate::config::ServerConfig,
     broker: &ferry_broker::Broker,
