@@ -25,7 +25,9 @@ pub fn serve(door: &AwsDoor, method: &Method, uri: &Uri) -> Option<Response> {
         return Some((StatusCode::METHOD_NOT_ALLOWED, "").into_response());
     }
     let Some(topics) = door.inner.app.topics_if_open() else {
-        return Some((StatusCode::SERVICE_UNAVAILABLE, "starting or shutting down").into_response());
+        return Some(
+            (StatusCode::SERVICE_UNAVAILABLE, "starting or shutting down").into_response(),
+        );
     };
     let key = match topics.signing_key() {
         Ok(k) => k,
