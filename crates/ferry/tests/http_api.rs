@@ -490,3 +490,72 @@ fn metrics_expose_the_documented_names() {
         assert!(documented.contains(base), "{base} not in docs/metrics.md");
     }
 }
+
+/// `POST /v1/topics/{name}/publish-batch`: a result per entry in input order, filter policies
+/// applied per entry, SNS PublishBatch's limits.
+#[test]
+fn topic_publish_batch_reports_per_entry_results() {
+    let server = Server::start();
+    let (status, body) = server.post("/v1/topics", json!({"name": "orders"}));
+    assert_eq!(status, 201, "{body}");
+    server.create_queue("all", json!({}));
+    server.create_queue("paid", json!({}));
+    for (queue, filter) in [("all", None), ("paid", Some(json!({"status": ["paid"]})))] {
+        let mut subscription = json!({"queue": queue, "raw_message_delivery": true});
+        if let Some(f) = filter {
+            subscription["filter_policy"] = f;
+        }
+        let (status, body) = server.post("/v1/topics/orders/subscriptions", subscription);
+        assert_eq!(status, 201, "{body}");
+    }
+    let attr = |v: &str| json!({"status": {"type": "String", "value": v}});
+    let (status, body) = server.post(
+        "/v1/topics/orders/publish-batch",
+        json!({"messages": [
+            {"message": "one", "attributes": attr("paid")},
+            {"message": "two", "attributes": attr("open")},
+            {"message": "bad", "attributes": {"b": {"type": "Binary", "value": "not base64!"}}},
+            {"message": "three", "attributes": attr("paid")},
+        ]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["failed"], 1, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    for i in [0, 1, 3] {
+        assert_eq!(results[i]["ok"], true, "{body}");
+        assert!(results[i]["message_id"].is_string(), "{body}");
+    }
+    assert_eq!(results[2]["ok"], false);
+    assert_eq!(error_code(&results[2]), "InvalidRequest", "{body}");
+
+    // Each successful entry is in every queue whose filter matches it, when the call returns.
+    let all = server.receive("all", json!({"max": 10}));
+    assert_eq!(
+        bodies(&all),
+        ["one", "three", "two"].map(String::from).into()
+    );
+    let paid = server.receive("paid", json!({"max": 10}));
+    assert_eq!(bodies(&paid), ["one", "three"].map(String::from).into());
+
+    // Limits: 1..=10 entries, messages totalling at most 256 KiB; unknown topic is 404.
+    let message = |m: &str| json!({"message": m});
+    for messages in [
+        json!([]),
+        Value::Array((0..11).map(|i| message(&i.to_string())).collect()),
+        Value::Array((0..2).map(|_| message(&"x".repeat(130 * 1024))).collect()),
+    ] {
+        let (status, body) = server.post(
+            "/v1/topics/orders/publish-batch",
+            json!({"messages": messages}),
+        );
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(error_code(&body), "InvalidBatch", "{body}");
+    }
+    let (status, body) = server.post(
+        "/v1/topics/nope/publish-batch",
+        json!({"messages": [message("x")]}),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(error_code(&body), "TopicNotFound", "{body}");
+}

@@ -294,6 +294,11 @@ pub fn route_table() -> RouteTable {
             topics::unsubscribe,
         )
         .route(M::POST, "/v1/topics/{name}/publish", topics::publish)
+        .route(
+            M::POST,
+            "/v1/topics/{name}/publish-batch",
+            topics::publish_batch,
+        )
         .route(M::POST, "/v1/streams", streams::create_stream)
         .route(M::GET, "/v1/streams", streams::list_streams)
         .route(M::GET, "/v1/streams/{name}", streams::get_stream)

@@ -43,6 +43,7 @@ use super::{health, messages, move_tasks, queues, scrape, streams, topics};
         topics::list_subscriptions,
         topics::unsubscribe,
         topics::publish,
+        topics::publish_batch,
         streams::create_stream,
         streams::list_streams,
         streams::get_stream,

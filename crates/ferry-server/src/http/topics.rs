@@ -12,6 +12,8 @@
 //! GET    /v1/topics/{name}/subscriptions           {"subscriptions":[..]}
 //! DELETE /v1/topics/{name}/subscriptions/{id}
 //! POST   /v1/topics/{name}/publish                 {"message","subject"?,"attributes"?,"group_id"?,"deduplication_id"?}
+//! POST   /v1/topics/{name}/publish-batch           {"messages":[{"message",..},..]} (1..=10, SNS PublishBatch's limits)
+//!                                                  → {"results":[{"ok":true,"message_id"}|{"ok":false,"error"}],"failed":n}
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,14 +25,14 @@ use axum::Json;
 use base64::Engine;
 use ferry_broker::topic::filter::FilterPolicyScope;
 use ferry_broker::topic::{
-    PublishRequest, Subscription, SubscriptionAttributes, TopicAttributes, TopicError, TopicInfo,
-    TopicStats,
+    PublishOutcome, PublishRequest, Subscription, SubscriptionAttributes, TopicAttributes,
+    TopicError, TopicInfo, TopicStats, MAX_BATCH, MAX_MESSAGE_BYTES,
 };
 use ferry_broker::MessageAttributeValue;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorCode, ErrorResponse};
+use super::error::{ApiError, ErrorBody, ErrorCode, ErrorResponse};
 use super::extract::{ApiJson, ApiPath};
 use super::messages::MessageAttributeWire;
 use super::AppState;
@@ -357,6 +359,45 @@ pub async fn unsubscribe(
     Ok(StatusCode::NO_CONTENT)
 }
 
+impl PublishWire {
+    /// The broker's request; binary attribute values are base64 on the wire.
+    fn decode(self) -> Result<PublishRequest, ApiError> {
+        let mut attributes = BTreeMap::new();
+        for (k, a) in self.attributes {
+            let binary = a.data_type.starts_with("Binary");
+            let value = if binary {
+                let b = base64::engine::general_purpose::STANDARD
+                    .decode(a.value.as_bytes())
+                    .map_err(|e| {
+                        ApiError::invalid(format!(
+                            "attributes.{k}: binary value is not valid base64: {e}"
+                        ))
+                    })?;
+                MessageAttributeValue {
+                    data_type: a.data_type,
+                    string_value: None,
+                    binary_value: Some(b.into()),
+                }
+            } else {
+                MessageAttributeValue {
+                    data_type: a.data_type,
+                    string_value: Some(a.value),
+                    binary_value: None,
+                }
+            };
+            attributes.insert(k, value);
+        }
+        Ok(PublishRequest {
+            message: self.message,
+            subject: self.subject,
+            attributes,
+            message_structure_json: false,
+            group_id: self.group_id,
+            deduplication_id: self.deduplication_id,
+        })
+    }
+}
+
 /// Publishes a message: every matching subscription has it durably when this returns.
 #[utoipa::path(post, path = "/v1/topics/{name}/publish", tag = "topics", request_body = PublishWire,
     params(("name" = String, Path, description = "Topic name")),
@@ -367,42 +408,113 @@ pub async fn publish(
     ApiJson(r): ApiJson<PublishWire>,
 ) -> Result<Json<PublishResponse>, ApiError> {
     let topics = state.topics()?;
-    let mut attributes = BTreeMap::new();
-    for (k, a) in r.attributes {
-        let binary = a.data_type.starts_with("Binary");
-        let value = if binary {
-            let b = base64::engine::general_purpose::STANDARD
-                .decode(a.value.as_bytes())
-                .map_err(|e| {
-                    ApiError::invalid(format!(
-                        "attributes.{k}: binary value is not valid base64: {e}"
-                    ))
-                })?;
-            MessageAttributeValue {
-                data_type: a.data_type,
-                string_value: None,
-                binary_value: Some(b.into()),
-            }
-        } else {
-            MessageAttributeValue {
-                data_type: a.data_type,
-                string_value: Some(a.value),
-                binary_value: None,
-            }
-        };
-        attributes.insert(k, value);
-    }
-    let request = PublishRequest {
-        message: r.message,
-        subject: r.subject,
-        attributes,
-        message_structure_json: false,
-        group_id: r.group_id,
-        deduplication_id: r.deduplication_id,
-    };
-    let out = topics.publish(&name, request).await?;
+    let out = topics.publish(&name, r.decode()?).await?;
     Ok(Json(PublishResponse {
         message_id: out.message_id,
         sequence_number: out.sequence_number,
     }))
+}
+
+/// `POST /v1/topics/{name}/publish-batch`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBatchWire {
+    /// 1..=10 messages whose `message`s total at most 256 KiB (SNS PublishBatch's limits).
+    pub messages: Vec<PublishWire>,
+}
+
+/// One entry of a publish batch: `ok` with the message id, or the entry's error.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PublishEntryResult {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// Batch results in input order; `failed` counts the entries with an error.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PublishBatchResponse {
+    pub results: Vec<PublishEntryResult>,
+    pub failed: usize,
+}
+
+fn publish_entry(result: Result<PublishOutcome, ApiError>) -> PublishEntryResult {
+    match result {
+        Ok(out) => PublishEntryResult {
+            ok: true,
+            message_id: Some(out.message_id),
+            sequence_number: out.sequence_number,
+            error: None,
+        },
+        Err(err) => PublishEntryResult {
+            ok: false,
+            message_id: None,
+            sequence_number: None,
+            error: Some(err.body),
+        },
+    }
+}
+
+/// Publishes up to 10 messages with a result per entry, as SNS PublishBatch. Entries of a
+/// standard topic are published concurrently, so they share group commits; a FIFO topic's are
+/// published in input order. Each successful entry is durably in every matching subscription
+/// when this returns; a failed entry does not stop the others.
+#[utoipa::path(post, path = "/v1/topics/{name}/publish-batch", tag = "topics", request_body = PublishBatchWire,
+    params(("name" = String, Path, description = "Topic name")),
+    responses(
+        (status = 200, description = "A result per entry, in input order; `failed` counts the failures.", body = PublishBatchResponse),
+        (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+pub async fn publish_batch(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(r): ApiJson<PublishBatchWire>,
+) -> Result<Json<PublishBatchResponse>, ApiError> {
+    let topics = state.topics()?;
+    let n = r.messages.len();
+    if n == 0 || n > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidBatch,
+            format!("a publish batch holds 1 to {MAX_BATCH} messages, not {n}"),
+        ));
+    }
+    let total: usize = r.messages.iter().map(|m| m.message.len()).sum();
+    if total > MAX_MESSAGE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidBatch,
+            format!(
+                "the batch's messages total {total} bytes, more than the limit ({MAX_MESSAGE_BYTES})"
+            ),
+        ));
+    }
+    let fifo = topics.get_topic(&name)?.attributes.fifo;
+    let requests: Vec<Result<PublishRequest, ApiError>> =
+        r.messages.into_iter().map(PublishWire::decode).collect();
+    let publish_one = |request: Result<PublishRequest, ApiError>| {
+        let (topics, name) = (&topics, &name);
+        async move {
+            match request {
+                Ok(request) => topics.publish(name, request).await.map_err(ApiError::from),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let outcomes = if fifo {
+        // In order: a FIFO topic keeps the batch's order within each group.
+        let mut outcomes = Vec::with_capacity(n);
+        for request in requests {
+            outcomes.push(publish_one(request).await);
+        }
+        outcomes
+    } else {
+        futures_util::future::join_all(requests.into_iter().map(publish_one)).await
+    };
+    let results: Vec<PublishEntryResult> = outcomes.into_iter().map(publish_entry).collect();
+    let failed = results.iter().filter(|r| !r.ok).count();
+    Ok(Json(PublishBatchResponse { results, failed }))
 }
