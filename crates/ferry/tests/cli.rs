@@ -173,3 +173,174 @@ fn bench_runs_briefly_and_reports_json() {
         assert!(report["publish_latency_us"][key].is_u64());
     }
 }
+
+fn run_ok_json(server: &Server, args: &[&str]) -> Value {
+    let out = server.cli(args);
+    assert_ok(&out);
+    stdout_json(&out)
+}
+
+/// `ferry bench topic` counts every queue delivery and checks the count against the queues.
+///
+/// A delivery missing from a queue fails the test. Duplicates are tolerated here because the
+/// topic engine currently re-runs the fan-out of publishes still in progress when its 1-second
+/// intent retry fires (see docs/benchmarks.md); the bench must then report them and exit 1.
+#[test]
+fn bench_topic_counts_deliveries_exactly() {
+    let server = Server::start();
+    // Batches through /publish-batch, then single publishes through /publish on the same,
+    // re-created topic.
+    for batch in ["4", "1"] {
+        let out = server.cli(&[
+            "bench",
+            "topic",
+            "--producers",
+            "2",
+            "--batch",
+            batch,
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--size",
+            "64",
+            "--json",
+        ]);
+        let report = stdout_json(&out);
+        let n = |k: &str| {
+            report[k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k}: {report}"))
+        };
+        assert_eq!(report["target"], "topic");
+        assert!(n("publishes") > 0, "{report}");
+        assert!(n("matched") <= n("publishes"), "{report}");
+        // 5 unfiltered subscriptions get every publish, 5 filtered ones the matching ones.
+        assert_eq!(
+            n("deliveries"),
+            5 * n("publishes") + 5 * n("matched"),
+            "{report}"
+        );
+        assert_eq!(n("errors"), 0, "{report}");
+        assert_eq!(n("missing"), 0, "{report}");
+        let queues = report["queues"].as_array().unwrap();
+        assert_eq!(queues.len(), 10);
+        assert_eq!(queues.iter().filter(|q| q["filtered"] == true).count(), 5);
+        let mut surplus = 0;
+        for q in queues {
+            let (found, expected) = (
+                q["found"].as_u64().unwrap(),
+                q["expected"].as_u64().unwrap(),
+            );
+            assert!(found >= expected && expected > 0, "{report}");
+            let want = if q["filtered"] == true {
+                n("total_matched")
+            } else {
+                n("total_publishes")
+            };
+            assert_eq!(expected, want, "{report}");
+            surplus += found - expected;
+        }
+        assert_eq!(n("duplicates"), surplus, "{report}");
+        if surplus == 0 {
+            assert_eq!(report["deliveries_check_ok"], true, "{report}");
+            assert_ok(&out);
+        } else {
+            assert_eq!(report["deliveries_check_ok"], false, "{report}");
+            assert_eq!(out.status.code(), Some(1), "{report}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("0 missing"), "{stderr}");
+        }
+        let (status, subscriptions) = server.get("/v1/topics/bench-topic/subscriptions");
+        assert_eq!(status, 200);
+        assert_eq!(subscriptions["subscriptions"].as_array().unwrap().len(), 10);
+    }
+    // More than SNS PublishBatch's 10 entries is a usage error.
+    let out = server.cli(&["bench", "topic", "--batch", "11"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `ferry bench sqs` drives the AWS door with SendMessageBatch, ReceiveMessage and
+/// DeleteMessageBatch; the zero-config server accepts it unsigned from loopback.
+#[test]
+fn bench_sqs_runs_through_the_aws_door() {
+    let server = Server::start();
+    let endpoint = format!("http://{}", server.door_addr("aws"));
+    // Twice: the second run's PurgeQueue falls within SQS's 60-second window.
+    for _ in 0..2 {
+        let report = run_ok_json(
+            &server,
+            &[
+                "bench",
+                "sqs",
+                "--endpoint",
+                &endpoint,
+                "--producers",
+                "1",
+                "--consumers",
+                "1",
+                "--duration",
+                "1s",
+                "--warmup",
+                "0s",
+                "--size",
+                "64",
+                "--json",
+            ],
+        );
+        let n = |k: &str| {
+            report[k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k}: {report}"))
+        };
+        assert_eq!(report["target"], "sqs");
+        assert!(n("acknowledged") > 0, "{report}");
+        assert!(n("acknowledged") <= n("sent"), "{report}");
+        assert!(n("acknowledged") <= n("received"), "{report}");
+        assert_eq!(n("errors"), 0, "{report}");
+    }
+}
+
+/// With credentials configured the AWS door requires SigV4; the bench signs.
+#[test]
+fn bench_sqs_signs_requests_when_the_server_requires_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferry.toml");
+    std::fs::write(
+        &config,
+        "[[aws.credentials]]\naccess_key_id = \"AKIDBENCH\"\nsecret_access_key = \"bench-secret\"\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&["--config", config.to_str().unwrap()]);
+    let endpoint = format!("http://{}", server.door_addr("aws"));
+    let bench = |secret: &str| {
+        server.cli(&[
+            "bench",
+            "sqs",
+            "--endpoint",
+            &endpoint,
+            "--access-key-id",
+            "AKIDBENCH",
+            "--secret-access-key",
+            secret,
+            "--producers",
+            "1",
+            "--consumers",
+            "1",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--size",
+            "64",
+            "--json",
+        ])
+    };
+    let out = bench("bench-secret");
+    assert_ok(&out);
+    assert!(stdout_json(&out)["acknowledged"].as_u64().unwrap() > 0);
+    let out = bench("wrong-secret");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SignatureDoesNotMatch"), "{stderr}");
+}

@@ -1,13 +1,24 @@
-//! `ferry bench`: a load generator with N producers and N consumers against a running server.
+//! `ferry bench`: a load generator against a running server, with three workloads.
 //!
-//! Producers send batches whose bodies start with the send time (16 hex digits of microseconds
-//! since the Unix epoch) padded to `--size`. Consumers receive in batches, record the
-//! end-to-end latency of each message from that timestamp, and delete each batch. Only the
-//! measurement window (after `--warmup`, for `--duration`) counts. "Acknowledged" means deleted:
-//! the figure that matters for a work queue.
+//! ```text
+//! ferry bench [queue]  N producers ─► queue ─► N consumers   native HTTP API (http.rs)
+//! ferry bench sqs      the same workload through the SQS JSON protocol (sqs.rs, sigv4.rs)
+//! ferry bench topic    N publishers ─► topic ─► 10 queue subscriptions, 5 filtered (topic.rs)
+//! ```
+//!
+//! Queue workloads: producers send batches whose bodies start with the send time (16 hex digits
+//! of microseconds since the Unix epoch) padded to `--size`. Consumers receive in batches,
+//! record the end-to-end latency of each message from that timestamp, and delete each batch.
+//! "Acknowledged" means deleted: the figure that matters for a work queue. The protocol is a
+//! [`Target`]; the load generator does not know which one it drives.
+//!
+//! Every workload counts only the measurement window (after `--warmup`, for `--duration`).
 
 mod http;
+mod sigv4;
+mod sqs;
 mod target;
+mod topic;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,9 +38,26 @@ const MAX_LATENCY_US: u64 = 60_000_000;
 /// Pause after a failed request so a failing server is not hammered.
 const ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
+/// What `ferry bench` drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Producers and consumers on one queue through the native HTTP API (`--server`).
+    Queue,
+    /// Publishers to a topic with queue subscriptions, through the native HTTP API (`--server`).
+    Topic,
+    /// Producers and consumers on one queue through the AWS SQS JSON protocol (`--endpoint`).
+    Sqs,
+}
+
+/// Most entries in one SQS SendMessageBatch or DeleteMessageBatch, and one topic publish batch.
+const MAX_AWS_BATCH: u32 = 10;
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Concurrent producers.
+    /// The workload.
+    #[arg(value_enum, default_value_t = Workload::Queue)]
+    pub workload: Workload,
+    /// Concurrent producers (topic: concurrent publishers).
     #[arg(long, default_value_t = 4)]
     pub producers: usize,
     /// Concurrent consumers.
@@ -38,7 +66,7 @@ pub struct BenchArgs {
     /// Message body size in bytes (at least 16).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
     pub size: u32,
-    /// Messages per send, receive and delete request (1..=100).
+    /// Messages per send, receive and delete request (1..=100; sqs and topic: 1..=10).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub batch: u32,
     /// Length of the measurement, e.g. 10s, 500ms, 2m.
@@ -47,10 +75,11 @@ pub struct BenchArgs {
     /// Load before measuring starts (not counted).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
-    /// Cap on the total send rate in messages per second (default: as fast as possible).
+    /// Cap on the total send (topic: publish) rate in messages per second (default: as fast as
+    /// possible).
     #[arg(long, value_name = "MSGS_PER_SEC")]
     pub rate: Option<u64>,
-    /// Queue to use; created if missing and purged before the run.
+    /// Queue to use (queue, sqs); created if missing and purged before the run.
     #[arg(long, default_value = "bench")]
     pub queue: String,
     /// Consumers' long-poll wait in seconds.
@@ -60,6 +89,32 @@ pub struct BenchArgs {
     /// each batch before receiving the next.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub ack_inflight: u32,
+    /// Topic (topic workload); deleted and created afresh, with queues `<topic>-0`, `<topic>-1`, ….
+    #[arg(long, default_value = "bench-topic")]
+    pub topic: String,
+    /// Queue subscriptions of the topic (topic workload).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub subscriptions: u32,
+    /// How many of the subscriptions have a filter policy that half the messages match (topic
+    /// workload).
+    #[arg(long, default_value_t = 5)]
+    pub filtered: u32,
+    /// Deliver in the SNS JSON envelope instead of raw (topic workload).
+    #[arg(long)]
+    pub envelope: bool,
+    /// The AWS door (sqs workload).
+    #[arg(long, default_value = "http://127.0.0.1:9324")]
+    pub endpoint: String,
+    /// Region in the SigV4 credential scope (sqs workload).
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Access key to sign with (sqs workload); unsigned when absent, which a server without
+    /// configured credentials accepts from loopback clients.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", requires = "secret_access_key")]
+    pub access_key_id: Option<String>,
+    /// Secret of `--access-key-id`.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -100,6 +155,14 @@ struct Shared {
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            phase: AtomicU8::new(WARMUP),
+            counters: Counters::default(),
+            first_error: Mutex::new(None),
+        }
+    }
+
     fn phase(&self) -> u8 {
         self.phase.load(Ordering::Relaxed)
     }
@@ -136,9 +199,10 @@ impl Percentiles {
     }
 }
 
-/// The result of a run; `--json` prints it as one line.
+/// The result of a queue or sqs run; `--json` prints it as one line.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// `http` (the queue workload) or `sqs`.
     pub target: &'static str,
     pub producers: usize,
     pub consumers: usize,
@@ -166,12 +230,40 @@ pub fn run(server: &str, args: BenchArgs, json_output: bool) -> Result<(), CliEr
             "--producers and --consumers must be at least 1".into(),
         ));
     }
+    if args.workload != Workload::Queue && args.batch > MAX_AWS_BATCH {
+        return Err(CliError::Usage(format!(
+            "--batch is at most {MAX_AWS_BATCH} for the sqs and topic workloads"
+        )));
+    }
+    if args.filtered > args.subscriptions {
+        return Err(CliError::Usage(
+            "--filtered cannot exceed --subscriptions".into(),
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;
-    let target = http::HttpTarget::new(server).map_err(|e| CliError::Other(e.to_string()))?;
-    let report = runtime.block_on(drive(target, &args, server))?;
+    let report = match args.workload {
+        Workload::Topic => return topic::run(&runtime, server, &args, json_output),
+        Workload::Queue => {
+            let target =
+                http::HttpTarget::new(server).map_err(|e| CliError::Other(e.to_string()))?;
+            runtime.block_on(drive(target, "http", &args, server))?
+        }
+        Workload::Sqs => {
+            let credentials = match (&args.access_key_id, &args.secret_access_key) {
+                (Some(id), Some(secret)) => Some(sigv4::Credentials {
+                    access_key_id: id.clone(),
+                    secret_access_key: secret.clone(),
+                }),
+                _ => None,
+            };
+            let target = sqs::SqsTarget::new(&args.endpoint, &args.region, credentials)
+                .map_err(|e| CliError::Other(format!("{e:#}")))?;
+            runtime.block_on(drive(target, "sqs", &args, &args.endpoint))?
+        }
+    };
     if json_output {
         println!(
             "{}",
@@ -193,6 +285,21 @@ pub fn run(server: &str, args: BenchArgs, json_output: bool) -> Result<(), CliEr
     Ok(())
 }
 
+/// A failed preparation: "cannot connect" (exit code 3) when the server is not there.
+fn prepare_error(e: anyhow::Error, server: &str) -> CliError {
+    let connect = e
+        .downcast_ref::<reqwest::Error>()
+        .is_some_and(|r| r.is_connect());
+    if connect {
+        CliError::Connect {
+            server: server.to_string(),
+            reason: format!("{e:#}"),
+        }
+    } else {
+        CliError::Other(format!("{e:#}"))
+    }
+}
+
 fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -205,25 +312,17 @@ fn histogram() -> Result<Histogram<u64>, CliError> {
         .map_err(|e| CliError::Other(format!("cannot create a latency histogram: {e}")))
 }
 
-async fn drive<T: Target>(target: T, args: &BenchArgs, server: &str) -> Result<Report, CliError> {
-    target.prepare(&args.queue).await.map_err(|e| {
-        let connect = e
-            .downcast_ref::<reqwest::Error>()
-            .is_some_and(|r| r.is_connect());
-        if connect {
-            CliError::Connect {
-                server: server.to_string(),
-                reason: format!("{e:#}"),
-            }
-        } else {
-            CliError::Other(format!("{e:#}"))
-        }
-    })?;
-    let shared = Arc::new(Shared {
-        phase: AtomicU8::new(WARMUP),
-        counters: Counters::default(),
-        first_error: Mutex::new(None),
-    });
+async fn drive<T: Target>(
+    target: T,
+    name: &'static str,
+    args: &BenchArgs,
+    server: &str,
+) -> Result<Report, CliError> {
+    target
+        .prepare(&args.queue)
+        .await
+        .map_err(|e| prepare_error(e, server))?;
+    let shared = Arc::new(Shared::new());
     let padding: Arc<str> = "x".repeat(args.size as usize).into();
     let per_producer_rate = args
         .rate
@@ -282,7 +381,7 @@ async fn drive<T: Target>(target: T, args: &BenchArgs, server: &str) -> Result<R
     );
     let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
     Ok(Report {
-        target: "http",
+        target: name,
         producers: args.producers,
         consumers: args.consumers,
         size: args.size,
@@ -424,7 +523,8 @@ fn ms(us: u64) -> String {
 
 fn print_report(r: &Report, args: &BenchArgs) {
     println!(
-        "ferry bench: {} producers, {} consumers, {}-byte messages, batches of {}, {:.1}s measured after {:.1}s warmup, queue {}{}",
+        "ferry bench {}: {} producers, {} consumers, {}-byte messages, batches of {}, {:.1}s measured after {:.1}s warmup, queue {}{}",
+        if r.target == "sqs" { "sqs" } else { "queue" },
         r.producers,
         r.consumers,
         r.size,

@@ -199,6 +199,31 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The address a door (`http`, `aws`, `kafka`) listens on, from its `listening` log line.
+    pub fn door_addr(&self, door: &str) -> String {
+        let deadline = Instant::now() + BOUND;
+        let field = format!("door={door}");
+        loop {
+            let found = self.log.lock().unwrap().iter().find_map(|line| {
+                if !(line.contains("listening") && line.split_whitespace().any(|f| f == field)) {
+                    return None;
+                }
+                line.split_whitespace()
+                    .find_map(|f| f.strip_prefix("addr="))
+                    .map(str::to_string)
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no listening line for door {door}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
