@@ -1,21 +1,31 @@
-"""Kafka door benchmarks with librdkafka (confluent-kafka). Not a test: run by hand.
+"""Kafka door benchmarks with librdkafka (confluent-kafka, kcat). Not a test: run by hand.
 
     cargo build --release -p ferry
-    .venv/bin/python tests/clients/kafka/bench_kafka.py [--records 2000000] [--processes 2]
+    .venv/bin/python tests/clients/kafka/bench_kafka.py [--records 2000000] [--record-bytes 100]
 
-Starts `target/release/ferry serve` (or $FERRY_BIN) on free ports in a temporary directory and
-measures, each on a fresh topic:
+Starts `target/release/ferry serve` (or $FERRY_BIN) on free ports in a temporary directory
+(durability `always`: every acknowledged batch is `fdatasync`ed) and measures, each on a fresh
+topic:
 
-- produce: 100-byte records, acks=all, linger.ms=5, idempotence off, N producer processes;
-- cold consume: a new consumer reads everything from the beginning;
-- end-to-end latency at a fixed rate (10k records/s): produce timestamp in the value, consumer
-  measures delivery time; reports p50/p99/max.
+- produce: N records of `--record-bytes`, acks=all, linger.ms=5, idempotence off, one producer
+  process by default. Timed inside the producer from the first `produce()` to the end of
+  `flush()` (process start-up and imports are not counted).
+- cold consume: a new consumer reads everything from the beginning, with kcat (C, assign
+  mode, no group) and with confluent-kafka's batch API `consume(num_messages=10000)` in a new
+  group. kcat is timed as a whole process (connect, metadata, fetches); the Python consumer from
+  its first message to its last.
+- end-to-end latency at a fixed rate (10k records/s, acks=all, linger.ms=0): the producer
+  process writes `time.time()` into each value; a consumer in a *separate process* (so the
+  two never contend for one interpreter lock) long-polls with fetch.wait.max.ms=100 and
+  fetch.min.bytes=1 and records `time.time()` minus that stamp. The first second is warm-up
+  and not counted. Reports p50/p99/p99.9/max.
 """
 
 import argparse
 import multiprocessing as mp
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,7 +58,7 @@ def create(bootstrap, topic, partitions):
     admin.create_topics([NewTopic(topic, num_partitions=partitions)])[topic].result(timeout=30)
 
 
-def produce_worker(bootstrap, topic, count, out):
+def produce_worker(bootstrap, topic, count, size, out):
     from confluent_kafka import Producer
 
     p = Producer(
@@ -63,46 +73,66 @@ def produce_worker(bootstrap, topic, count, out):
             "enable.idempotence": False,
         }
     )
-    value = b"x" * 100
+    p.list_topics(topic, timeout=10)  # connect before the clock starts
+    value = b"x" * size
     produce = p.produce
+    poll = p.poll
     start = time.perf_counter()
     for _ in range(count):
         try:
             produce(topic, value)
         except BufferError:
-            p.poll(0.001)
+            poll(0.001)
             produce(topic, value)
-    p.flush(120)
-    out.put(time.perf_counter() - start)
+    left = p.flush(120)
+    out.put((time.perf_counter() - start, left))
 
 
-def bench_produce(bootstrap, records, processes, partitions):
-    topic = "bench-produce"
+def bench_produce(bootstrap, records, size, processes, partitions):
+    topic = f"bench-produce-{size}"
     create(bootstrap, topic, partitions)
     q = mp.Queue()
     per = records // processes
-    start = time.perf_counter()
-    workers = [mp.Process(target=produce_worker, args=(bootstrap, topic, per, q)) for _ in range(processes)]
+    workers = [
+        mp.Process(target=produce_worker, args=(bootstrap, topic, per, size, q))
+        for _ in range(processes)
+    ]
     for w in workers:
         w.start()
+    results = [q.get() for _ in workers]
     for w in workers:
         w.join()
-    elapsed = time.perf_counter() - start
-    total = per * processes
-    return topic, total, elapsed
+    if any(left for _, left in results):
+        raise RuntimeError("flush left records undelivered")
+    return topic, per * processes, max(e for e, _ in results)
 
 
-def bench_consume(bootstrap, topic, total):
+def bench_consume_kcat(bootstrap, topic):
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        return None
+    start = time.perf_counter()
+    out = subprocess.run(
+        [kcat, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "x",
+         "-X", "fetch.max.bytes=52428800", "-X", "max.partition.fetch.bytes=10485760",
+         "-X", "queued.max.messages.kbytes=1048576"],
+        check=True, stdout=subprocess.PIPE,
+    ).stdout
+    return len(out), time.perf_counter() - start
+
+
+def bench_consume_python(bootstrap, topic, total):
     from confluent_kafka import Consumer
 
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": "bench-cold",
+            "group.id": f"bench-cold-{topic}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "fetch.max.bytes": 52_428_800,
             "max.partition.fetch.bytes": 10_485_760,
+            "queued.max.messages.kbytes": 1_048_576,
         }
     )
     c.subscribe([topic])
@@ -118,68 +148,106 @@ def bench_consume(bootstrap, topic, total):
     return n, elapsed
 
 
-def bench_e2e(bootstrap, rate, seconds):
-    import threading
+def e2e_consumer(bootstrap, topic, total, warmup_until, ready, out):
+    from confluent_kafka import Consumer, TopicPartition
 
-    from confluent_kafka import Consumer, Producer
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-e2e",
+                  "fetch.wait.max.ms": 100, "fetch.min.bytes": 1, "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    c.poll(0.5)
+    ready.set()
+    latencies = []
+    seen = 0
+    deadline = time.time() + 120
+    while seen < total and time.time() < deadline:
+        m = c.poll(0.2)  # returns as soon as one record is there
+        if m is None or m.error():
+            continue
+        now = time.time()
+        seen += 1
+        sent = float(m.value()[:20])
+        if sent >= warmup_until.value:
+            latencies.append(now - sent)
+    c.close()
+    out.put(latencies)
+
+
+def bench_e2e(bootstrap, rate, seconds):
+    from confluent_kafka import Producer
 
     topic = "bench-e2e"
     create(bootstrap, topic, 1)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-e2e", "auto.offset.reset": "latest",
-                  "fetch.wait.max.ms": 100, "fetch.min.bytes": 1})
-    c.subscribe([topic])
-    while not c.assignment():
-        c.poll(0.1)
-    latencies = []
-    total = rate * seconds
-    done = threading.Event()
-
-    def consume():
-        while len(latencies) < total and not done.is_set():
-            m = c.poll(0.2)  # returns as soon as one record is there
-            if m is not None and not m.error():
-                latencies.append(time.time() - float(m.value()[:20]))
-
-    t = threading.Thread(target=consume)
-    t.start()
+    total = rate * (seconds + 1)
+    warmup_until = mp.Value("d", 1e18)
+    ready = mp.Event()
+    q = mp.Queue()
+    consumer = mp.Process(target=e2e_consumer, args=(bootstrap, topic, total, warmup_until, ready, q))
+    consumer.start()
+    ready.wait(30)
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+    p.list_topics(topic, timeout=10)
+    acks = []
+
+    def acked(err, msg):
+        if err is None:
+            sent = float(msg.value()[:20])
+            if sent >= warmup_until.value:
+                acks.append(time.time() - sent)
+
     start = time.perf_counter()
+    warmup_until.value = time.time() + 1.0
     for i in range(total):
         target = start + i / rate
         delay = target - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        p.produce(topic, f"{time.time():<20.6f}".encode() + b"x" * 80)
+        p.produce(topic, f"{time.time():<20.6f}".encode() + b"x" * 80, on_delivery=acked)
         p.poll(0)
     p.flush(30)
-    t.join(30)
-    done.set()
-    c.close()
-    latencies.sort()
-    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
-    return len(latencies), pick(0.5), pick(0.99), latencies[-1] * 1000
+    latencies = q.get(timeout=150)
+    consumer.join(30)
+    return percentiles(latencies), percentiles(acks)
+
+
+def percentiles(samples):
+    """(count, p50, p99, p99.9, max) in milliseconds."""
+    samples = sorted(samples)
+    pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))] * 1000
+    return len(samples), pick(0.5), pick(0.99), pick(0.999), samples[-1] * 1000
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=2_000_000)
-    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--record-bytes", type=int, default=100)
+    ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--only", choices=["produce", "e2e"], help="run one part (produce includes consume)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d:
+    size = args.record_bytes
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as d:
         proc, bootstrap = start_server(d)
         try:
-            topic, total, elapsed = bench_produce(bootstrap, args.records, args.processes, args.partitions)
-            print(f"produce: {total} x 100 B, acks=all, linger 5 ms, {args.processes} producers, "
-                  f"{args.partitions} partitions: {total / elapsed:,.0f} records/s, "
-                  f"{total * 100 / elapsed / 1e6:.1f} MB/s ({elapsed:.2f} s)")
-            n, elapsed = bench_consume(bootstrap, topic, total)
-            print(f"cold consume: {n} records: {n / elapsed:,.0f} records/s, {n * 100 / elapsed / 1e6:.1f} MB/s")
-            n, p50, p99, mx = bench_e2e(bootstrap, args.rate, args.seconds)
-            print(f"end-to-end at {args.rate} records/s, acks=all, {n} records: "
-                  f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {mx:.2f} ms")
+            if args.only != "e2e":
+                topic, total, elapsed = bench_produce(bootstrap, args.records, size, args.processes, args.partitions)
+                print(f"produce: {total} x {size} B, acks=all, linger 5 ms, {args.processes} producer(s), "
+                      f"{args.partitions} partitions: {total / elapsed:,.0f} records/s, "
+                      f"{total * size / elapsed / 1e6:.1f} MB/s ({elapsed:.2f} s)", flush=True)
+                kcat = bench_consume_kcat(bootstrap, topic)
+                if kcat:
+                    n, elapsed = kcat
+                    print(f"cold consume, kcat: {n} records: {n / elapsed:,.0f} records/s, "
+                          f"{n * size / elapsed / 1e6:.1f} MB/s ({elapsed:.2f} s)", flush=True)
+                n, elapsed = bench_consume_python(bootstrap, topic, total)
+                print(f"cold consume, confluent-kafka consume(10000): {n} records: {n / elapsed:,.0f} records/s, "
+                      f"{n * size / elapsed / 1e6:.1f} MB/s ({elapsed:.2f} s)", flush=True)
+            if args.only != "produce":
+                e2e, acks = bench_e2e(bootstrap, args.rate, args.seconds)
+                for what, (n, p50, p99, p999, mx) in (("end-to-end", e2e), ("produce ack", acks)):
+                    print(f"{what} at {args.rate} records/s, acks=all, {n} records: "
+                          f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, p99.9 {p999:.2f} ms, max {mx:.2f} ms", flush=True)
         finally:
             proc.terminate()
             proc.wait(30)

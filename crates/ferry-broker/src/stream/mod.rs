@@ -42,7 +42,7 @@ use tokio::sync::watch;
 
 pub use group::{Coordinator, GroupError, GroupState};
 pub use offsets::{CommittedOffset, OffsetStore};
-pub use partition::{Appended, Partition, ReadBatches, TimestampType};
+pub use partition::{Appended, Partition, ReadBatches, StoredBatches, TimestampType};
 
 /// Most partitions a stream may have.
 pub const MAX_PARTITIONS: u32 = 1024;

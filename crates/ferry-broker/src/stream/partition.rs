@@ -62,7 +62,19 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
-/// Stored batches read from a partition.
+/// Stored batches read from a partition, each in its own buffer (see
+/// [`Partition::read_batches`]).
+#[derive(Clone, Debug, Default)]
+pub struct StoredBatches {
+    /// Record batches in offset order (the first may start before the requested offset).
+    pub batches: Vec<Bytes>,
+    /// Total length of `batches`.
+    pub bytes: usize,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+}
+
+/// Stored batches read from a partition, in one buffer.
 #[derive(Clone, Debug, Default)]
 pub struct ReadBatches {
     /// Concatenated record batches (may start before the requested offset).
@@ -214,8 +226,25 @@ impl Partition {
         Ok(self.log().wait_durable(offset).await?)
     }
 
-    /// Batches from the one containing `from`, up to about `max_bytes` (at least one batch).
+    /// Batches from the one containing `from`, up to about `max_bytes` (at least one batch),
+    /// concatenated into one buffer. [`Partition::read_batches`] without the copy.
     pub fn read(&self, from: u64, max_bytes: usize) -> Result<ReadBatches, StreamError> {
+        let stored = self.read_batches(from, max_bytes)?;
+        let mut out = BytesMut::with_capacity(stored.bytes);
+        for batch in &stored.batches {
+            out.extend_from_slice(batch);
+        }
+        Ok(ReadBatches {
+            records: out.freeze(),
+            high_watermark: stored.high_watermark,
+            log_start_offset: stored.log_start_offset,
+        })
+    }
+
+    /// Batches from the one containing `from`, up to about `max_bytes` (at least one batch),
+    /// each exactly as stored (its own buffer, not copied again). Only durable batches (below
+    /// the high watermark) are returned.
+    pub fn read_batches(&self, from: u64, max_bytes: usize) -> Result<StoredBatches, StreamError> {
         let high_watermark = self.high_watermark();
         let log_start_offset = self.log_start_offset();
         if from < log_start_offset || from > high_watermark {
@@ -225,7 +254,8 @@ impl Partition {
                 end: high_watermark,
             });
         }
-        let mut out = BytesMut::new();
+        let mut batches = Vec::new();
+        let mut bytes = 0;
         if from < high_watermark {
             let entries = match self.log().read(from, max_bytes) {
                 Ok(e) => e,
@@ -239,15 +269,18 @@ impl Partition {
                 }
                 Err(e) => return Err(e.into()),
             };
+            batches.reserve(entries.len());
             for entry in entries {
                 if entry.offset >= high_watermark {
                     break;
                 }
-                out.extend_from_slice(&entry.payload);
+                bytes += entry.payload.len();
+                batches.push(entry.payload);
             }
         }
-        Ok(ReadBatches {
-            records: out.freeze(),
+        Ok(StoredBatches {
+            batches,
+            bytes,
             high_watermark,
             log_start_offset,
         })

@@ -7,18 +7,60 @@
 //! fetch offset (a batch is stored as one unit); clients skip the records before it.
 //! Fetch sessions (KIP-227) are not kept: every answer has session id 0, which tells the
 //! client to send full requests. Only durable records are served (high watermark).
+//!
+//! The answer is encoded here rather than through `kafka-protocol`'s `FetchResponse`, so the
+//! stored batches are never copied into the response: the encoded frame is a list of chunks
+//! (the fields around each partition's records, and the records as read from the log) written
+//! with one vectored write. `tests::matches_kafka_protocol_encoding` checks the bytes against
+//! `kafka-protocol`'s encoder for every supported version.
+//!
+//! ```text
+//! FetchResponse v4-v12 (v12 is flexible: compact arrays/strings/bytes and tagged fields)
+//!   throttle_time_ms i32 | [v7+] error_code i16, session_id i32 | responses [
+//!     topic string | partitions [
+//!       partition_index i32 | error_code i16 | high_watermark i64 | last_stable_offset i64 |
+//!       [v5+] log_start_offset i64 | aborted_transactions [] | [v11+] preferred_read_replica i32 |
+//!       records bytes | [v12] tagged fields ] | [v12] tagged fields ] | [v12] tagged fields
+//! ```
 
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use bytes::{BufMut, Bytes, BytesMut};
+use ferry_broker::stream::StreamError;
+use kafka_protocol::messages::{ApiKey, FetchRequest, ResponseHeader};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::{code, error_code, Conn};
 
 /// Longest long poll honoured.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
-pub async fn handle(conn: &Conn, req: FetchRequest, _version: i16) -> FetchResponse {
+/// One partition's part of a Fetch answer.
+#[derive(Clone, Debug)]
+pub struct PartitionAnswer {
+    pub index: i32,
+    pub error_code: i16,
+    /// Also the last stable offset (no transactions): -1 when the partition is unknown.
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// Stored batches, in order, exactly as read from the log.
+    pub batches: Vec<Bytes>,
+}
+
+/// One topic's part of a Fetch answer.
+#[derive(Clone, Debug)]
+pub struct TopicAnswer {
+    pub name: StrBytes,
+    pub partitions: Vec<PartitionAnswer>,
+}
+
+/// A Fetch answer, encoded by [`FetchAnswer::encode`].
+#[derive(Clone, Debug, Default)]
+pub struct FetchAnswer {
+    pub topics: Vec<TopicAnswer>,
+}
+
+pub async fn handle(conn: &Conn, req: FetchRequest, _version: i16) -> FetchAnswer {
     let streams = conn.streams();
     let deadline =
         Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
@@ -31,10 +73,10 @@ pub async fn handle(conn: &Conn, req: FetchRequest, _version: i16) -> FetchRespo
     let mut changes = streams.subscribe();
     loop {
         changes.borrow_and_update();
-        let (response, total, errored) = collect(conn, &req, max_bytes);
+        let (answer, total, errored) = collect(conn, &req, max_bytes);
         let now = Instant::now();
         if total >= min_bytes.max(1) || errored || now >= deadline {
-            return response;
+            return answer;
         }
         if tokio::time::timeout(deadline - now, changes.changed())
             .await
@@ -46,7 +88,7 @@ pub async fn handle(conn: &Conn, req: FetchRequest, _version: i16) -> FetchRespo
     }
 }
 
-fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchResponse, usize, bool) {
+fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchAnswer, usize, bool) {
     let streams = conn.streams();
     let mut total = 0usize;
     let mut errored = false;
@@ -55,15 +97,16 @@ fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchResponse,
         let name = topic.topic.to_string();
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for fp in &topic.partitions {
-            let mut pd = PartitionData::default();
-            pd.partition_index = fp.partition;
-            pd.high_watermark = -1;
-            pd.last_stable_offset = -1;
-            pd.log_start_offset = -1;
-            pd.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
+            let mut pa = PartitionAnswer {
+                index: fp.partition,
+                error_code: code::NONE,
+                high_watermark: -1,
+                log_start_offset: -1,
+                batches: Vec::new(),
+            };
             match streams.partition(&name, i64::from(fp.partition)) {
                 Err(e) => {
-                    pd.error_code = error_code(&e);
+                    pa.error_code = error_code(&e);
                     errored = true;
                 }
                 Ok(part) => {
@@ -75,7 +118,7 @@ fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchResponse,
                     };
                     let offset = fp.fetch_offset;
                     let result = if offset < 0 {
-                        Err(ferry_broker::stream::StreamError::OffsetOutOfRange {
+                        Err(StreamError::OffsetOutOfRange {
                             offset: 0,
                             start: part.log_start_offset(),
                             end: part.high_watermark(),
@@ -83,45 +126,224 @@ fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchResponse,
                     } else if budget == 0 {
                         Ok(None)
                     } else {
-                        part.read(offset as u64, budget).map(Some)
+                        part.read_batches(offset as u64, budget).map(Some)
                     };
                     match result {
-                        Ok(read) => {
-                            pd.high_watermark = part.high_watermark() as i64;
-                            pd.last_stable_offset = pd.high_watermark;
-                            pd.log_start_offset = part.log_start_offset() as i64;
-                            if let Some(read) = read {
-                                pd.high_watermark = read.high_watermark as i64;
-                                pd.last_stable_offset = pd.high_watermark;
-                                pd.log_start_offset = read.log_start_offset as i64;
-                                total += read.records.len();
-                                pd.records = Some(read.records);
-                            } else {
-                                pd.records = Some(Default::default());
-                            }
+                        Ok(Some(read)) => {
+                            pa.high_watermark = read.high_watermark as i64;
+                            pa.log_start_offset = read.log_start_offset as i64;
+                            total += read.bytes;
+                            pa.batches = read.batches;
+                        }
+                        Ok(None) => {
+                            pa.high_watermark = part.high_watermark() as i64;
+                            pa.log_start_offset = part.log_start_offset() as i64;
                         }
                         Err(e) => {
-                            pd.error_code = error_code(&e);
-                            pd.high_watermark = part.high_watermark() as i64;
-                            pd.last_stable_offset = pd.high_watermark;
-                            pd.log_start_offset = part.log_start_offset() as i64;
+                            pa.error_code = error_code(&e);
+                            pa.high_watermark = part.high_watermark() as i64;
+                            pa.log_start_offset = part.log_start_offset() as i64;
                             errored = true;
                         }
                     }
                 }
             }
-            if pd.error_code != code::NONE {
-                pd.records = Some(Default::default());
-            }
-            partitions.push(pd);
+            partitions.push(pa);
         }
-        let mut t = FetchableTopicResponse::default();
-        t.topic = topic.topic.clone();
-        t.topic_id = topic.topic_id;
-        t.partitions = partitions;
-        topics.push(t);
+        topics.push(TopicAnswer {
+            name: topic.topic.0.clone(),
+            partitions,
+        });
     }
-    let mut r = FetchResponse::default();
-    r.responses = topics;
-    (r, total, errored)
+    (FetchAnswer { topics }, total, errored)
+}
+
+impl FetchAnswer {
+    /// Encodes the response frame body (header included, size prefix not) as chunks: the
+    /// fields between records are small buffers, the records are the stored batches.
+    pub fn encode(&self, correlation_id: i32, version: i16) -> Result<Vec<Bytes>, String> {
+        let flexible = version >= 12;
+        let mut chunks = Vec::new();
+        let mut buf = BytesMut::with_capacity(64);
+        let mut header = ResponseHeader::default();
+        header.correlation_id = correlation_id;
+        header
+            .encode(&mut buf, ApiKey::Fetch.response_header_version(version))
+            .map_err(|e| format!("cannot encode the response header: {e}"))?;
+        buf.put_i32(0); // throttle_time_ms
+        if version >= 7 {
+            buf.put_i16(code::NONE);
+            buf.put_i32(0); // session_id: sessions are not kept
+        }
+        put_len(&mut buf, flexible, self.topics.len())?;
+        for topic in &self.topics {
+            if flexible {
+                put_uvarint(&mut buf, len_u32(topic.name.len() + 1)?);
+            } else {
+                let len = i16::try_from(topic.name.len())
+                    .map_err(|_| format!("topic name of {} bytes", topic.name.len()))?;
+                buf.put_i16(len);
+            }
+            buf.put_slice(topic.name.as_bytes());
+            put_len(&mut buf, flexible, topic.partitions.len())?;
+            for p in &topic.partitions {
+                buf.put_i32(p.index);
+                buf.put_i16(p.error_code);
+                buf.put_i64(p.high_watermark);
+                buf.put_i64(p.high_watermark); // last_stable_offset
+                if version >= 5 {
+                    buf.put_i64(p.log_start_offset);
+                }
+                put_len(&mut buf, flexible, 0)?; // aborted_transactions: none
+                if version >= 11 {
+                    buf.put_i32(-1); // preferred_read_replica
+                }
+                let records: usize = p.batches.iter().map(Bytes::len).sum();
+                put_len(&mut buf, flexible, records)?;
+                if records > 0 {
+                    chunks.push(buf.split().freeze());
+                    chunks.extend(p.batches.iter().cloned());
+                }
+                if flexible {
+                    put_uvarint(&mut buf, 0); // partition tagged fields
+                }
+            }
+            if flexible {
+                put_uvarint(&mut buf, 0); // topic tagged fields
+            }
+        }
+        if flexible {
+            put_uvarint(&mut buf, 0); // response tagged fields
+        }
+        chunks.push(buf.freeze());
+        Ok(chunks)
+    }
+}
+
+fn len_u32(len: usize) -> Result<u32, String> {
+    u32::try_from(len).map_err(|_| format!("length {len} does not fit the Fetch response"))
+}
+
+/// An array or bytes length: `i32`, or `len + 1` as an unsigned varint when flexible.
+fn put_len(buf: &mut BytesMut, flexible: bool, len: usize) -> Result<(), String> {
+    if flexible {
+        put_uvarint(buf, len_u32(len)?.checked_add(1).ok_or("length overflow")?);
+    } else {
+        let len = i32::try_from(len).map_err(|_| format!("length {len} exceeds i32"))?;
+        buf.put_i32(len);
+    }
+    Ok(())
+}
+
+fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
+    while v >= 0x80 {
+        buf.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{BrokerId, FetchResponse, TopicName};
+
+    fn answer() -> FetchAnswer {
+        let batch = |n: u8, len: usize| Bytes::from(vec![n; len]);
+        FetchAnswer {
+            topics: vec![
+                TopicAnswer {
+                    name: StrBytes::from_static_str("orders"),
+                    partitions: vec![
+                        PartitionAnswer {
+                            index: 0,
+                            error_code: code::NONE,
+                            high_watermark: 42,
+                            log_start_offset: 3,
+                            batches: vec![batch(1, 100), batch(2, 300)],
+                        },
+                        PartitionAnswer {
+                            index: 1,
+                            error_code: code::NONE,
+                            high_watermark: 0,
+                            log_start_offset: 0,
+                            batches: vec![],
+                        },
+                    ],
+                },
+                TopicAnswer {
+                    name: StrBytes::from_static_str("missing"),
+                    partitions: vec![PartitionAnswer {
+                        index: 7,
+                        error_code: code::UNKNOWN_TOPIC_OR_PARTITION,
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        batches: vec![],
+                    }],
+                },
+            ],
+        }
+    }
+
+    /// The same answer as `kafka-protocol` types, as the door encoded it before.
+    fn as_response(a: &FetchAnswer) -> FetchResponse {
+        let mut r = FetchResponse::default();
+        r.responses = a
+            .topics
+            .iter()
+            .map(|t| {
+                let mut ft = FetchableTopicResponse::default();
+                ft.topic = TopicName(t.name.clone());
+                ft.partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut pd = PartitionData::default();
+                        pd.partition_index = p.index;
+                        pd.error_code = p.error_code;
+                        pd.high_watermark = p.high_watermark;
+                        pd.last_stable_offset = p.high_watermark;
+                        pd.log_start_offset = p.log_start_offset;
+                        pd.preferred_read_replica = BrokerId(-1);
+                        pd.records = Some(Bytes::from(p.batches.concat()));
+                        pd
+                    })
+                    .collect();
+                ft
+            })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn matches_kafka_protocol_encoding() {
+        let a = answer();
+        for version in 4..=12 {
+            let mut want = BytesMut::new();
+            let mut header = ResponseHeader::default();
+            header.correlation_id = 99;
+            header
+                .encode(&mut want, ApiKey::Fetch.response_header_version(version))
+                .unwrap();
+            as_response(&a).encode(&mut want, version).unwrap();
+            let got = a.encode(99, version).unwrap().concat();
+            assert_eq!(got, want.to_vec(), "Fetch v{version}");
+        }
+    }
+
+    #[test]
+    fn records_are_not_copied() {
+        let a = answer();
+        let chunks = a.encode(1, 12).unwrap();
+        let stored = &a.topics[0].partitions[0].batches[1];
+        assert!(chunks.iter().any(|c| c.as_ptr() == stored.as_ptr()));
+    }
+
+    #[test]
+    fn varints() {
+        let mut b = BytesMut::new();
+        put_uvarint(&mut b, 300);
+        assert_eq!(&b[..], &[0xac, 0x02]);
+    }
 }

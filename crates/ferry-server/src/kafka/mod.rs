@@ -42,7 +42,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use ferry_broker::stream::{GroupError, StreamError, Streams};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -302,9 +302,20 @@ async fn read_frames(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Bytes, Close
             let _ = tx.send(Err(Close::Protocol(reason))).await;
             return;
         }
-        let mut frame = vec![0u8; len as usize];
-        let close = match tokio::time::timeout(FRAME_READ_TIMEOUT, rd.read_exact(&mut frame)).await
-        {
+        // Not zero-filled first: read straight into spare capacity, never past this frame.
+        let len = len as usize;
+        let mut frame = BytesMut::with_capacity(len);
+        let read_frame = async {
+            while frame.len() < len {
+                let remaining = len - frame.len();
+                let mut rest = (&mut frame).limit(remaining);
+                if rd.read_buf(&mut rest).await? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+            }
+            Ok(())
+        };
+        let close = match tokio::time::timeout(FRAME_READ_TIMEOUT, read_frame).await {
             Ok(Ok(_)) => None,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Some(Close::Protocol(
                 format!("truncated frame: expected {len} bytes"),
@@ -316,7 +327,7 @@ async fn read_frames(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Bytes, Close
             let _ = tx.send(Err(close)).await;
             return;
         }
-        if tx.send(Ok(Bytes::from(frame))).await.is_err() {
+        if tx.send(Ok(frame.freeze())).await.is_err() {
             return;
         }
     }
@@ -331,15 +342,47 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn write_frame(
-    wr: &mut OwnedWriteHalf,
-    out: &mut BytesMut,
-    body: &[u8],
-) -> Result<(), Close> {
-    out.clear();
-    out.extend_from_slice(&(body.len() as i32).to_be_bytes());
-    out.extend_from_slice(body);
-    wr.write_all(out).await.map_err(Close::Io)
+/// Most buffers handed to one vectored write (Linux's `IOV_MAX` is 1024).
+const MAX_IOVECS: usize = 1024;
+
+/// Writes one response frame: the size prefix, then `chunks` (the encoded body) with vectored
+/// writes, so a Fetch answer's stored batches go to the socket without being copied.
+async fn write_frame(wr: &mut OwnedWriteHalf, chunks: &[Bytes]) -> Result<(), Close> {
+    let len: usize = chunks.iter().map(Bytes::len).sum();
+    let len = i32::try_from(len)
+        .map_err(|_| Close::Protocol(format!("a response of {len} bytes is too large")))?;
+    let prefix = len.to_be_bytes();
+    let mut bufs: Vec<&[u8]> = std::iter::once(&prefix[..])
+        .chain(chunks.iter().map(|c| &c[..]))
+        .filter(|b| !b.is_empty())
+        .collect();
+    write_all_vectored(wr, &mut bufs).await.map_err(Close::Io)
+}
+
+async fn write_all_vectored(wr: &mut OwnedWriteHalf, bufs: &mut [&[u8]]) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < bufs.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = bufs[first..]
+            .iter()
+            .take(MAX_IOVECS)
+            .map(|b| std::io::IoSlice::new(b))
+            .collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let b = &mut bufs[first];
+            if written >= b.len() {
+                written -= b.len();
+                first += 1;
+            } else {
+                *b = &b[written..];
+                written = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A decoded request: either a Produce already appended (its response pending on
@@ -365,14 +408,13 @@ async fn serve_connection(
     let (rd, mut wr) = socket.into_split();
     let (tx, mut rx) = mpsc::channel(READ_AHEAD_FRAMES);
     let _reader = AbortOnDrop(tokio::spawn(read_frames(rd, tx)));
-    let mut out = BytesMut::new();
     let mut produces: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
     loop {
         tokio::select! {
             biased;
             Some(done) = produces.next(), if !produces.is_empty() => {
                 match done {
-                    Ok(Some(body)) => if let Err(c) = write_frame(&mut wr, &mut out, &body).await { return c },
+                    Ok(Some(body)) => if let Err(c) = write_frame(&mut wr, std::slice::from_ref(&body)).await { return c },
                     Ok(None) => {}
                     Err(reason) => return Close::Protocol(reason),
                 }
@@ -383,7 +425,7 @@ async fn serve_connection(
                     Some(Err(close)) => {
                         // Answer what was already accepted before closing.
                         while let Some(Ok(Some(body))) = produces.next().await {
-                            if write_frame(&mut wr, &mut out, &body).await.is_err() { break; }
+                            if write_frame(&mut wr, std::slice::from_ref(&body)).await.is_err() { break; }
                         }
                         return close;
                     }
@@ -393,7 +435,7 @@ async fn serve_connection(
                     Err(reason) => return Close::Protocol(reason),
                     Ok(Decoded::Pending(fut)) => produces.push_back(fut),
                     Ok(Decoded::Immediate(Some(body))) if produces.is_empty() => {
-                        if let Err(c) = write_frame(&mut wr, &mut out, &body).await { return c }
+                        if let Err(c) = write_frame(&mut wr, std::slice::from_ref(&body)).await { return c }
                     }
                     Ok(Decoded::Immediate(body)) => {
                         produces.push_back(Box::pin(async move { Ok(body) }));
@@ -401,21 +443,15 @@ async fn serve_connection(
                     Ok(Decoded::Serial { header, api_key, request }) => {
                         while let Some(done) = produces.next().await {
                             match done {
-                                Ok(Some(body)) => if let Err(c) = write_frame(&mut wr, &mut out, &body).await { return c },
+                                Ok(Some(body)) => if let Err(c) = write_frame(&mut wr, std::slice::from_ref(&body)).await { return c },
                                 Ok(None) => {}
                                 Err(reason) => return Close::Protocol(reason),
                             }
                         }
-                        let version = header.request_api_version;
-                        let response = match dispatch(conn, &header, *request).await {
-                            Ok(r) => r,
+                        match answer(conn, &header, api_key, *request).await {
+                            Ok(Some(chunks)) => if let Err(c) = write_frame(&mut wr, &chunks).await { return c },
+                            Ok(None) => {}
                             Err(reason) => return Close::Protocol(reason),
-                        };
-                        if let Some(r) = response {
-                            match encode_response(header.correlation_id, api_key, version, &r) {
-                                Ok(body) => if let Err(c) = write_frame(&mut wr, &mut out, &body).await { return c },
-                                Err(reason) => return Close::Protocol(reason),
-                            }
                         }
                     }
                 }
@@ -490,6 +526,28 @@ fn encode_response(
     Ok(buf.freeze())
 }
 
+/// Runs one request (not pipelined) and encodes its answer as frame body chunks; `None` when
+/// it gets no response (`acks=0`).
+async fn answer(
+    conn: &Conn,
+    header: &RequestHeader,
+    api_key: ApiKey,
+    request: RequestKind,
+) -> Result<Option<Vec<Bytes>>, String> {
+    let version = header.request_api_version;
+    if let RequestKind::Fetch(r) = request {
+        // Encoded by the fetch module so stored batches are not copied.
+        let answer = fetch::handle(conn, r, version).await;
+        return answer.encode(header.correlation_id, version).map(Some);
+    }
+    match dispatch(conn, header, request).await? {
+        Some(r) => {
+            encode_response(header.correlation_id, api_key, version, &r).map(|b| Some(vec![b]))
+        }
+        None => Ok(None),
+    }
+}
+
 async fn dispatch(
     conn: &Conn,
     header: &RequestHeader,
@@ -505,7 +563,7 @@ async fn dispatch(
             Some(wait) => ResponseKind::Produce(wait.await),
             None => return Ok(None),
         },
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(conn, r, v).await),
+        RequestKind::Fetch(_) => return Err("Fetch is answered by `answer`".into()),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(conn, r)),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(conn, r, v))
