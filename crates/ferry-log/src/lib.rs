@@ -41,11 +41,14 @@
 //!
 //! [`Log::append`] assigns offsets under one mutex, encodes the frames into the current write
 //! batch and returns; it never does I/O. One writer thread per log writes a whole batch with
-//! one `pwrite`, then (under [`Durability::Always`]) one `fdatasync`, then wakes every waiter
-//! once. Whatever is appended while that happens forms the next batch (capped at 4 MiB), so
-//! the number of syncs adapts to the load. When several appenders are active, the writer
-//! lingers briefly after a sync (at most half a sync, 1 ms at most) for the appenders it just
-//! woke, so closed-loop appenders share one sync instead of alternating between two.
+//! one `pwrite` and, under [`Durability::Always`], hands it to a syncer thread, which runs one
+//! `fdatasync` and then wakes every waiter once. The writer does not wait for that sync: it
+//! writes the next batch at once, and up to four syncs of one log overlap (each one makes
+//! durable everything written before it started). Whatever is appended while a batch is
+//! written forms the next batch (capped at 4 MiB), so the number of syncs adapts to the load.
+//! At most 8 MiB (or one batch, if larger) is ever written but not yet synced, and the
+//! writer lets every sync finish before it rolls to a new segment. Syncer threads start on
+//! demand and exit after 5 s idle.
 //! `Interval(d)` writes immediately and syncs at most every `d`; `Never` syncs only on roll
 //! and close. Under the relaxed modes "durable" means
 //! written to the file: it survives a process crash, not a power loss.
@@ -59,10 +62,12 @@
 //!
 //! * in a segment other than the last: **corruption** (that segment was synced before the
 //!   next one was created), open fails with [`LogError::Corrupt`] naming file and position;
-//! * in the last segment under `Always`: each batch is synced before the next one is
-//!   written, so only the last batch can be torn. If no more than one batch (4 MiB, or one
-//!   maximum-size frame if larger) follows the bad frame, it is a **torn tail**: truncated,
-//!   with a `tracing::warn!`. If more follows, valid or not, it is **corruption**;
+//! * in the last segment under `Always`: only bytes written but not yet synced can be torn,
+//!   and there are never more than 8 MiB of those (or one maximum-size frame, if larger). If
+//!   no more than that follows the bad frame, it is a **torn tail**: truncated, with a
+//!   `tracing::warn!`. If more follows, valid or not, it is **corruption**. Truncating at the
+//!   first bad frame never drops an acknowledged entry: a sync that acknowledged an entry
+//!   also made durable everything written before it;
 //! * in the last segment under `Interval`/`Never`: any number of unsynced batches may have
 //!   been lost in any order, so everything from the first bad frame on is treated as a torn
 //!   tail and truncated. These modes can lose their unsynced window on power loss, and a
@@ -109,6 +114,7 @@ mod progress;
 mod queue;
 mod recovery;
 mod segment;
+mod syncer;
 mod writer;
 
 pub use config::{Durability, LogConfig, SyncObserver, SyncStats, MAX_SEGMENT_BYTES};

@@ -40,8 +40,6 @@ pub(crate) struct Batch {
     pub frames: Vec<FrameMeta>,
     /// One past the last offset in the batch.
     pub next_offset: u64,
-    /// `append` calls that ended in this batch (a measure of how many appenders are active).
-    pub appends: usize,
 }
 
 #[derive(Debug)]
@@ -102,7 +100,6 @@ impl AppendQueue {
                         buf,
                         frames: Vec::new(),
                         next_offset: offset,
-                        appends: 0,
                     });
                     let last = self.batches.len() - 1;
                     &mut self.batches[last]
@@ -125,23 +122,10 @@ impl AppendQueue {
             self.queued_bytes += len;
             self.next_offset = next_offset;
         }
-        if let Some(last) = self.batches.back_mut() {
-            last.appends += 1;
-        }
         Appended {
             base_offset,
             next_offset: self.next_offset,
         }
-    }
-
-    /// `append` calls waiting in the queue.
-    pub(crate) fn queued_appends(&self) -> usize {
-        self.batches.iter().map(|b| b.appends).sum()
-    }
-
-    /// Whether the next batch can still take more frames (it is the only one queued).
-    pub(crate) fn is_filling(&self) -> bool {
-        self.batches.len() <= 1
     }
 
     /// The oldest batch, for the writer.

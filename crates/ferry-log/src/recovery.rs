@@ -21,6 +21,7 @@ use crate::frame;
 use crate::index::{self, SparseIndex};
 use crate::queue::WRITE_BATCH_MAX_BYTES;
 use crate::segment::{segment_path, sync_dir, Segment, SegmentMeta};
+use crate::syncer::MAX_UNSYNCED_BYTES;
 
 const SCAN_READAHEAD: usize = 1 << 20;
 const LAST_FRAME_READAHEAD: usize = 64 << 10;
@@ -232,10 +233,12 @@ fn recover_last(base: u64, path: PathBuf, config: &LogConfig) -> Result<Segment,
     Ok(Segment::new(base, path, file, meta))
 }
 
-/// The most bytes one write batch can span: under `Durability::Always` only that much at the
-/// end of the last segment can be torn, because every batch is synced before the next starts.
+/// The most bytes that can be written but not yet synced at the end of the last segment under
+/// `Durability::Always`: the syncers' bound, or one batch if a single batch is larger (a
+/// batch holds at most [`WRITE_BATCH_MAX_BYTES`] or one frame). Only that much can be torn.
 pub(crate) fn torn_write_window(config: &LogConfig) -> u64 {
-    WRITE_BATCH_MAX_BYTES.max(frame::frame_len(config.max_entry_bytes as usize)) as u64
+    let one_batch = WRITE_BATCH_MAX_BYTES.max(frame::frame_len(config.max_entry_bytes as usize));
+    MAX_UNSYNCED_BYTES.max(one_batch as u64)
 }
 
 /// The result of scanning a segment from its start.

@@ -1,9 +1,11 @@
 //! The writer thread: the only code that writes to segment files.
 //!
 //! It pops one batch at a time from the [`AppendQueue`](crate::queue::AppendQueue), writes it
-//! with a single positional `write`, publishes the new `written` watermark and then, under
-//! `Durability::Always`, runs one `fdatasync` and publishes `durable`. While it writes and
-//! syncs, appenders keep filling the next batch: that is the group commit.
+//! with a single positional `write` and publishes the new `written` watermark. Under
+//! `Durability::Always` it then hands the batch to the [`Syncers`], which `fdatasync` and
+//! publish `durable` while the writer goes on to the next batch; under the relaxed policies
+//! it syncs by itself when the policy says so. While it writes, appenders keep filling the
+//! next batch: that is the group commit.
 //!
 //! A failed write or sync poisons the log and stops the thread. It is not retried: after a
 //! failed `fsync` Linux may already have dropped the dirty pages, so a retry could succeed
@@ -19,18 +21,23 @@ use crate::error::LogError;
 use crate::log::Shared;
 use crate::queue::Batch;
 use crate::segment::{sync_dir, Segment};
-
-/// Upper bound on how long the writer lingers for expected appenders (see [`Linger`]).
-const MAX_LINGER: Duration = Duration::from_millis(1);
+use crate::syncer::Syncers;
 
 /// Starts the writer thread appending to `active`, the last segment.
 pub(crate) fn spawn(shared: Arc<Shared>, active: Arc<Segment>) -> std::io::Result<JoinHandle<()>> {
+    let syncers = (shared.config.durability == Durability::Always).then(|| {
+        Syncers::new(
+            Arc::clone(&shared),
+            Arc::clone(&active),
+            active.next_offset(),
+        )
+    });
     let writer = Writer {
         shared,
         active,
+        syncers,
         dirty: false,
         last_sync: Instant::now(),
-        linger: None,
     };
     thread::Builder::new()
         .name("ferry-log-writer".to_string())
@@ -54,22 +61,11 @@ impl Drop for StopOnExit {
 struct Writer {
     shared: Arc<Shared>,
     active: Arc<Segment>,
-    /// Bytes were written to `active` since its last `fdatasync`.
+    /// Under `Always`, the threads that sync what this writer wrote.
+    syncers: Option<Arc<Syncers>>,
+    /// Under the relaxed policies: bytes were written to `active` since its last `fdatasync`.
     dirty: bool,
     last_sync: Instant,
-    linger: Option<Linger>,
-}
-
-/// Group commit with closed-loop appenders (append, wait, append again) splits them into two
-/// alternating halves: those woken by a sync append while the next batch is already being
-/// written and synced. So after a sync under `Always`, when several appenders are known to be
-/// active, the writer waits until as many appends as it just saw are queued again, for at
-/// most half the last sync's duration (capped at [`MAX_LINGER`]). A lone appender never
-/// lingers, so its latency is unchanged.
-#[derive(Clone, Copy, Debug)]
-struct Linger {
-    appends: usize,
-    until: Instant,
 }
 
 enum Work {
@@ -83,7 +79,11 @@ enum Work {
 impl Writer {
     fn run(mut self) {
         let _stop = StopOnExit(Arc::clone(&self.shared));
-        if let Err(error) = self.run_until_stopped() {
+        let result = self.run_until_stopped();
+        if let Some(syncers) = &self.syncers {
+            syncers.stop();
+        }
+        if let Err(error) = result {
             tracing::error!(dir = %self.shared.dir.display(), %error, "ferry-log writer failed; the log refuses further appends");
             self.shared.progress.fail(error.to_string());
             self.shared.queue.lock().discard();
@@ -114,17 +114,6 @@ impl Writer {
 
     fn next_work(&mut self) -> Work {
         let mut queue = self.shared.queue.lock();
-        if let Some(linger) = self.linger.take() {
-            while queue.queued_appends() < linger.appends
-                && queue.is_filling()
-                && !queue.closed
-                && !self
-                    .shared
-                    .work_available
-                    .wait_until(&mut queue, linger.until)
-                    .timed_out()
-            {}
-        }
         loop {
             if let Some(batch) = queue.pop() {
                 self.shared.space_available.notify_all();
@@ -151,6 +140,10 @@ impl Writer {
         debug_assert!(!batch.frames.is_empty());
         if batch.roll {
             self.roll(batch.frames[0].offset)?;
+        }
+        let len = batch.buf.len() as u64;
+        if let Some(syncers) = &self.syncers {
+            syncers.wait_for_room(len)?;
         }
         let segment = &self.active;
         let start = segment.size();
@@ -184,7 +177,13 @@ impl Writer {
         progress.set_written(batch.next_offset);
         self.dirty = true;
         let duration = match self.shared.config.durability {
-            Durability::Always => self.sync()?,
+            Durability::Always => {
+                if let Some(syncers) = &self.syncers {
+                    syncers.written(batch.next_offset, len)?;
+                }
+                self.dirty = false;
+                Duration::ZERO
+            }
             Durability::Interval(every) if self.last_sync.elapsed() >= every => self.sync()?,
             Durability::Interval(_) | Durability::Never => {
                 progress.set_durable(batch.next_offset);
@@ -194,24 +193,20 @@ impl Writer {
         };
         self.report(SyncStats {
             duration,
-            bytes: batch.buf.len() as u64,
+            bytes: len,
             entries: batch.frames.len() as u64,
         });
-        let mut queue = self.shared.queue.lock();
-        queue.recycle(batch.buf);
-        if self.shared.config.durability == Durability::Always {
-            // Appenders of this batch that append again, plus those already queued.
-            let appends = batch.appends + queue.queued_appends();
-            self.linger = (appends > 1).then(|| Linger {
-                appends,
-                until: Instant::now() + (duration / 2).min(MAX_LINGER),
-            });
-        }
+        self.shared.queue.lock().recycle(batch.buf);
         Ok(())
     }
 
-    /// `fdatasync`s the active segment if it has unsynced data and publishes `durable`.
+    /// Makes everything written durable: under `Always` by waiting for the syncers, otherwise
+    /// by `fdatasync`ing the active segment if it has unsynced data. Publishes `durable`.
     fn sync(&mut self) -> Result<Duration, LogError> {
+        if let Some(syncers) = &self.syncers {
+            syncers.wait_quiet()?;
+            return Ok(Duration::ZERO);
+        }
         if !self.dirty {
             return Ok(Duration::ZERO);
         }
@@ -242,6 +237,9 @@ impl Writer {
         )?);
         sync_dir(&self.shared.dir)?;
         self.shared.segments.write().push(Arc::clone(&segment));
+        if let Some(syncers) = &self.syncers {
+            syncers.set_active(Arc::clone(&segment));
+        }
         self.active = segment;
         Ok(())
     }

@@ -128,16 +128,17 @@ fn garbage_after_the_last_frame_is_a_torn_tail() {
 fn flipped_byte_followed_by_more_than_one_write_batch_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(64 << 20, Durability::Always);
-    // 50,000 frames of 128 bytes: 6.4 MB, more than one 4 MiB write batch after frame 3.
-    let files = write_log(dir.path(), &cfg, 50_000);
+    // 100,000 frames of 128 bytes: 12.8 MB, more than the 8 MiB that may be written but not
+    // yet synced after frame 3.
+    let files = write_log(dir.path(), &cfg, 100_000);
     assert_eq!(files.len(), 1);
     flip_byte(&files[0], 3 * FRAME + 60);
     expect_corrupt(Log::open(dir.path(), cfg.clone()), &files[0], 3 * FRAME);
     // The same damage within the last batch's reach is a torn tail.
     flip_byte(&files[0], 3 * FRAME + 60);
-    flip_byte(&files[0], 49_990 * FRAME + 60);
+    flip_byte(&files[0], 99_990 * FRAME + 60);
     let log = Log::open(dir.path(), cfg).unwrap();
-    assert_eq!(log.next_offset(), 49_990);
+    assert_eq!(log.next_offset(), 99_990);
 }
 
 #[test]

@@ -1,0 +1,254 @@
+//! Syncers: the threads that `fdatasync` the active segment under `Durability::Always`.
+//!
+//! The writer thread only writes. After each batch it publishes how far it has written and
+//! hands the sync to a syncer, then goes straight on to the next batch. A syncer claims
+//! everything written so far, runs one `fdatasync`, and publishes the claim as durable:
+//! `fdatasync` makes durable every write that completed before it was called, so the claim
+//! is safe whatever other syncs are doing. Up to [`MAX_SYNCERS`] syncs of one log run at
+//! once; on this class of disk concurrent flushes overlap, so a batch no longer waits for the
+//! previous batch's sync to finish before its own can start.
+//!
+//! Syncer threads start on demand and exit after [`IDLE_EXIT`] without work, so an idle log
+//! costs only its writer thread.
+//!
+//! Bounds that keep recovery's torn-write rule true (see the crate docs): at most
+//! [`MAX_UNSYNCED_BYTES`] (or one batch, if a single batch is larger) are written but not yet
+//! durable, and the writer waits for every sync to finish before it rolls to a new segment,
+//! so only the last segment can ever hold unsynced bytes.
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::config::SyncStats;
+use crate::error::LogError;
+use crate::log::Shared;
+use crate::queue::WRITE_BATCH_MAX_BYTES;
+use crate::segment::Segment;
+
+/// Most concurrent `fdatasync`s of one log.
+pub(crate) const MAX_SYNCERS: usize = 4;
+/// Most bytes written but not yet durable, unless one batch alone is larger.
+pub(crate) const MAX_UNSYNCED_BYTES: u64 = 2 * WRITE_BATCH_MAX_BYTES as u64;
+/// A syncer thread with no work for this long exits.
+const IDLE_EXIT: Duration = Duration::from_secs(5);
+
+/// A position in the log: an offset and the bytes written up to it (over all segments
+/// since the log was opened).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Mark {
+    offset: u64,
+    bytes: u64,
+}
+
+struct State {
+    active: Arc<Segment>,
+    written: Mark,
+    /// The highest mark a running or finished sync claimed.
+    claimed: Mark,
+    durable: Mark,
+    /// Syncs in progress.
+    running: usize,
+    /// Syncer threads alive, and how many of them wait for work.
+    threads: usize,
+    waiting: usize,
+    stopping: bool,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl State {
+    fn has_work(&self) -> bool {
+        self.written.offset > self.claimed.offset
+    }
+
+    fn quiet(&self) -> bool {
+        self.running == 0 && !self.has_work()
+    }
+}
+
+pub(crate) struct Syncers {
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+    /// Signalled when there is something to sync, or on stop.
+    work: Condvar,
+    /// Signalled when a sync finishes or a syncer exits.
+    done: Condvar,
+}
+
+impl Syncers {
+    pub(crate) fn new(shared: Arc<Shared>, active: Arc<Segment>, next_offset: u64) -> Arc<Syncers> {
+        let start = Mark {
+            offset: next_offset,
+            bytes: 0,
+        };
+        Arc::new(Syncers {
+            shared,
+            state: Mutex::new(State {
+                active,
+                written: start,
+                claimed: start,
+                durable: start,
+                running: 0,
+                threads: 0,
+                waiting: 0,
+                stopping: false,
+                handles: Vec::new(),
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        })
+    }
+
+    /// Blocks until a batch of `len` bytes may be written without exceeding
+    /// [`MAX_UNSYNCED_BYTES`] of unsynced data (a batch is always allowed once everything
+    /// before it is durable).
+    pub(crate) fn wait_for_room(&self, len: u64) -> Result<(), LogError> {
+        let mut state = self.state.lock();
+        loop {
+            self.check_failure()?;
+            let unsynced = state.written.bytes - state.durable.bytes;
+            if unsynced == 0 || unsynced + len <= MAX_UNSYNCED_BYTES {
+                return Ok(());
+            }
+            self.done.wait(&mut state);
+        }
+    }
+
+    /// Records that everything below `next_offset` is written (`len` more bytes) and gets a
+    /// syncer going on it.
+    pub(crate) fn written(self: &Arc<Self>, next_offset: u64, len: u64) -> Result<(), LogError> {
+        let mut state = self.state.lock();
+        state.written = Mark {
+            offset: next_offset,
+            bytes: state.written.bytes + len,
+        };
+        if state.waiting > 0 {
+            self.work.notify_one();
+        } else if state.threads < MAX_SYNCERS {
+            // Every syncer is busy: start another.
+            let this = Arc::clone(self);
+            let handle = thread::Builder::new()
+                .name("ferry-log-sync".to_string())
+                .spawn(move || this.run())
+                .map_err(LogError::io(&self.shared.dir))?;
+            state.threads += 1;
+            state.handles.push(handle);
+        }
+        // Otherwise a busy syncer claims this when it finishes.
+        Ok(())
+    }
+
+    /// Waits until every written byte is durable and no sync is running. The writer calls
+    /// this before it rolls or closes.
+    pub(crate) fn wait_quiet(&self) -> Result<(), LogError> {
+        let mut state = self.state.lock();
+        loop {
+            self.check_failure()?;
+            if state.quiet() {
+                return Ok(());
+            }
+            self.done.wait(&mut state);
+        }
+    }
+
+    /// Points later syncs at the new active segment. Only call when quiet.
+    pub(crate) fn set_active(&self, segment: Arc<Segment>) {
+        let mut state = self.state.lock();
+        debug_assert!(state.quiet());
+        state.active = segment;
+    }
+
+    /// Stops and joins every syncer thread (after the syncs in progress).
+    pub(crate) fn stop(&self) {
+        let handles = {
+            let mut state = self.state.lock();
+            state.stopping = true;
+            self.work.notify_all();
+            std::mem::take(&mut state.handles)
+        };
+        for handle in handles {
+            // A syncer that panicked already marked the log failed through its guard.
+            let _ = handle.join();
+        }
+    }
+
+    fn check_failure(&self) -> Result<(), LogError> {
+        match self.shared.progress.failure() {
+            Some(reason) => Err(LogError::Poisoned(reason.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    fn run(self: Arc<Self>) {
+        let _exit = ExitGuard(Arc::clone(&self));
+        loop {
+            let mut state = self.state.lock();
+            if state.stopping || self.shared.progress.failure().is_some() {
+                return;
+            }
+            if !state.has_work() {
+                state.waiting += 1;
+                let timed_out = self.work.wait_for(&mut state, IDLE_EXIT).timed_out();
+                state.waiting -= 1;
+                if timed_out && !state.has_work() {
+                    return;
+                }
+                continue;
+            }
+            let claim = state.written;
+            state.claimed = claim;
+            state.running += 1;
+            let segment = Arc::clone(&state.active);
+            drop(state);
+
+            let start = Instant::now();
+            let synced = segment.file().sync_data();
+            let duration = start.elapsed();
+
+            let mut state = self.state.lock();
+            state.running -= 1;
+            match synced {
+                Ok(()) => {
+                    if claim.offset > state.durable.offset {
+                        state.durable = claim;
+                        self.shared.progress.set_durable(claim.offset);
+                        self.shared.progress.wake();
+                    }
+                }
+                Err(error) => {
+                    let error = LogError::io(segment.path())(error);
+                    tracing::error!(dir = %self.shared.dir.display(), %error, "fdatasync failed; the log refuses further appends");
+                    self.shared.progress.fail(error.to_string());
+                }
+            }
+            self.done.notify_all();
+            drop(state);
+            if let Some(observer) = &self.shared.config.on_sync {
+                observer(SyncStats {
+                    duration,
+                    bytes: 0,
+                    entries: 0,
+                });
+            }
+        }
+    }
+}
+
+/// Keeps the thread count true however a syncer exits, and marks the log failed on a panic.
+struct ExitGuard(Arc<Syncers>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let syncers = &self.0;
+        if thread::panicking() {
+            syncers
+                .shared
+                .progress
+                .fail("a sync thread panicked".to_string());
+        }
+        syncers.state.lock().threads -= 1;
+        syncers.done.notify_all();
+    }
+}
