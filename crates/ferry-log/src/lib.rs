@@ -49,6 +49,11 @@
 //! At most 8 MiB (or one batch, if larger) is ever written but not yet synced, and the
 //! writer lets every sync finish before it rolls to a new segment. Syncer threads start on
 //! demand and exit after 5 s idle.
+//!
+//! With [`LogConfig::preallocate_bytes`] the syncers also keep zeros, written with direct
+//! I/O, ahead of the writer in the active segment: overwriting zeros already on disk spares
+//! `fdatasync` the inode update that appending needs. Zero-filled space is cut off when the
+//! segment rolls and when the log closes, so only the active segment ever has it.
 //! `Interval(d)` writes immediately and syncs at most every `d`; `Never` syncs only on roll
 //! and close. Under the relaxed modes "durable" means
 //! written to the file: it survives a process crash, not a power loss.
@@ -58,7 +63,9 @@
 //! On open every closed segment's index is checked (and rebuilt by a full scan if missing or
 //! inconsistent), and the last segment is scanned frame by frame. Entries of one `append`
 //! are never lost out of order: recovery keeps the longest intact prefix, and batches are
-//! written and synced in offset order. A bad frame (bad length, CRC or offset) is classified:
+//! written and synced in offset order. Zeros after the last intact frame of the last segment
+//! are zero-filled space, the clean end of the data; otherwise a bad frame (bad length, CRC or
+//! offset) is classified, counting only the bytes up to the last non-zero one after it:
 //!
 //! * in a segment other than the last: **corruption** (that segment was synced before the
 //!   next one was created), open fails with [`LogError::Corrupt`] naming file and position;

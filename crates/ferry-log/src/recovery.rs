@@ -11,6 +11,7 @@
 //! * Segments must be contiguous: each one starts at the offset where the previous one ends.
 
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -198,39 +199,68 @@ fn check_last_point(file: &File, base: u64, size: u64, index: &SparseIndex) -> R
     Ok(header.next_offset())
 }
 
-/// Opens the last segment: scans every frame and truncates a torn tail.
+/// Opens the last segment: scans every frame and truncates a torn tail. Zeros after the last
+/// intact frame are zero-filled space (see `LogConfig::preallocate_bytes`), kept for appends.
 fn recover_last(base: u64, path: PathBuf, config: &LogConfig) -> Result<Segment, LogError> {
     let file = Segment::open_file(&path)?;
     let size = file.metadata().map_err(LogError::io(&path))?.len();
     let scan = scan(&file, &path, base, size, config.index_interval_bytes)?;
+    let mut allocated = scan.valid_len;
     if let Some((position, reason)) = scan.bad {
-        let tail = size - position;
-        let window = torn_write_window(config);
-        if config.durability == Durability::Always && tail > window {
-            return Err(LogError::corrupt(
-                &path,
+        let data_end = end_of_nonzero(&file, position, size).map_err(LogError::io(&path))?;
+        if data_end == position {
+            // Nothing but zeros: the end of the data, not a bad frame.
+            allocated = size;
+        } else {
+            let tail = data_end - position;
+            let window = torn_write_window(config);
+            if config.durability == Durability::Always && tail > window {
+                return Err(LogError::corrupt(
+                    &path,
+                    position,
+                    format!(
+                        "{reason}; {tail} bytes follow, more than can be unsynced ({window} bytes), so this is not a torn write"
+                    ),
+                ));
+            }
+            tracing::warn!(
+                path = %path.display(),
                 position,
-                format!(
-                    "{reason}; {tail} bytes follow, more than one write batch ({window} bytes), so this is not a torn write"
-                ),
-            ));
+                dropped_bytes = tail,
+                reason = %reason,
+                "truncating the torn tail of the last segment"
+            );
+            file.set_len(position).map_err(LogError::io(&path))?;
+            file.sync_all().map_err(LogError::io(&path))?;
         }
-        tracing::warn!(
-            path = %path.display(),
-            position,
-            dropped_bytes = tail,
-            reason = %reason,
-            "truncating the torn tail of the last segment"
-        );
-        file.set_len(position).map_err(LogError::io(&path))?;
-        file.sync_all().map_err(LogError::io(&path))?;
     }
     let meta = SegmentMeta {
         size: scan.valid_len,
         next_offset: scan.next_offset,
         index: scan.index,
     };
-    Ok(Segment::new(base, path, file, meta))
+    let segment = Segment::new(base, path, file, meta);
+    segment.set_allocated(allocated);
+    Ok(segment)
+}
+
+/// Where the last non-zero byte in `[from, size)` of `file` ends (`from` if there is none).
+/// Reads backwards from the end, so zero-filled space costs one pass over itself.
+fn end_of_nonzero(file: &File, from: u64, size: u64) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; SCAN_READAHEAD];
+    let mut end = size;
+    while end > from {
+        let len = usize::try_from(end - from)
+            .unwrap_or(usize::MAX)
+            .min(SCAN_READAHEAD);
+        let start = end - len as u64;
+        file.read_exact_at(&mut buf[..len], start)?;
+        if let Some(last) = buf[..len].iter().rposition(|&b| b != 0) {
+            return Ok(start + last as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(from)
 }
 
 /// The most bytes that can be written but not yet synced at the end of the last segment under

@@ -7,7 +7,10 @@
 //! never wait for the disk writes or syncs of the writer.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -48,7 +51,15 @@ pub(crate) struct Segment {
     path: PathBuf,
     file: File,
     meta: RwLock<SegmentMeta>,
+    /// Length of the file: the written frames plus zero-filled space after them (see
+    /// `LogConfig::preallocate_bytes`). Only the active segment has zero-filled space.
+    allocated: AtomicU64,
 }
+
+/// Alignment of direct I/O offsets, lengths and buffers.
+pub(crate) const DIRECT_IO_ALIGN: u64 = 4096;
+/// Zero-fill writes at most this much per `pwrite`.
+const ZERO_FILL_CHUNK: usize = 1 << 20;
 
 /// Path of a segment's file with extension `log`, `index` or `timeindex`.
 pub(crate) fn segment_path(dir: &Path, base_offset: u64, extension: &str) -> PathBuf {
@@ -95,12 +106,73 @@ impl Segment {
 
     pub(crate) fn new(base_offset: u64, path: PathBuf, file: File, meta: SegmentMeta) -> Segment {
         debug_assert!(meta.next_offset >= base_offset);
+        let allocated = AtomicU64::new(meta.size);
         Segment {
             base_offset,
             path,
             file,
             meta: RwLock::new(meta),
+            allocated,
         }
+    }
+
+    /// Length of the file, zero-filled space included.
+    pub(crate) fn allocated(&self) -> u64 {
+        self.allocated.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_allocated(&self, len: u64) {
+        self.allocated.store(len, Ordering::Release);
+    }
+
+    /// Writes zeros to `[start, end)` (aligned to [`DIRECT_IO_ALIGN`]) with direct I/O, so
+    /// the zeros go to the disk without passing through (and later being flushed from) the
+    /// page cache, syncs them, then asks the kernel to read them back into the page cache,
+    /// so the writer's partial-page writes there do not have to read from the disk. The
+    /// caller guarantees the writer does not write into the range meanwhile.
+    pub(crate) fn zero_fill(&self, start: u64, end: u64) -> std::io::Result<()> {
+        debug_assert!(
+            start.is_multiple_of(DIRECT_IO_ALIGN)
+                && end.is_multiple_of(DIRECT_IO_ALIGN)
+                && start < end
+        );
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&self.path)?;
+        let zeros = AlignedZeros::new(ZERO_FILL_CHUNK);
+        let mut position = start;
+        while position < end {
+            let len = usize::try_from(end - position)
+                .unwrap_or(usize::MAX)
+                .min(ZERO_FILL_CHUNK);
+            direct.write_all_at(&zeros.as_slice()[..len], position)?;
+            position += len as u64;
+        }
+        direct.sync_data()?;
+        // Advice only: if the kernel ignores it, a partial-page write reads one page.
+        // SAFETY: plain syscall on a valid, open file descriptor.
+        unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                start as libc::off_t,
+                (end - start) as libc::off_t,
+                libc::POSIX_FADV_WILLNEED,
+            );
+        }
+        self.allocated.fetch_max(end, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Cuts zero-filled space off the end of the file, so it ends at its last frame (closed
+    /// segments must). The caller syncs.
+    pub(crate) fn trim_allocation(&self) -> Result<(), LogError> {
+        let size = self.size();
+        if self.allocated() > size {
+            self.file.set_len(size).map_err(LogError::io(&self.path))?;
+            self.set_allocated(size);
+        }
+        Ok(())
     }
 
     pub(crate) fn base_offset(&self) -> u64 {
@@ -321,6 +393,36 @@ impl Segment {
             )),
             Err(e) => Err(e.into_log_error(&self.path)),
         }
+    }
+}
+
+/// A zeroed buffer aligned for direct I/O.
+struct AlignedZeros {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl AlignedZeros {
+    fn new(len: usize) -> AlignedZeros {
+        let layout = std::alloc::Layout::from_size_align(len, DIRECT_IO_ALIGN as usize)
+            .expect("a valid layout");
+        // SAFETY: `layout` has a non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr =
+            std::ptr::NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        AlignedZeros { ptr, layout }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` points to `layout.size()` initialised (zeroed) bytes owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedZeros {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
     }
 }
 

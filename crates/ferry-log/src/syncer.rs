@@ -11,6 +11,11 @@
 //! Syncer threads start on demand and exit after [`IDLE_EXIT`] without work, so an idle log
 //! costs only its writer thread.
 //!
+//! With `LogConfig::preallocate_bytes`, a syncer that finds less than half of that much
+//! zero-filled space ahead of the writer zero-fills the next stretch of the active segment
+//! (up to where it rolls) in the background; the writer never writes into a stretch while
+//! it is being filled.
+//!
 //! Bounds that keep recovery's torn-write rule true (see the crate docs): at most
 //! [`MAX_UNSYNCED_BYTES`] (or one batch, if a single batch is larger) are written but not yet
 //! durable, and the writer waits for every sync to finish before it rolls to a new segment,
@@ -26,12 +31,14 @@ use crate::config::SyncStats;
 use crate::error::LogError;
 use crate::log::Shared;
 use crate::queue::WRITE_BATCH_MAX_BYTES;
-use crate::segment::Segment;
+use crate::segment::{Segment, DIRECT_IO_ALIGN};
 
 /// Most concurrent `fdatasync`s of one log.
 pub(crate) const MAX_SYNCERS: usize = 4;
 /// Most bytes written but not yet durable, unless one batch alone is larger.
 pub(crate) const MAX_UNSYNCED_BYTES: u64 = 2 * WRITE_BATCH_MAX_BYTES as u64;
+/// The smallest stretch zero-filled at once.
+const MIN_FILL_BYTES: u64 = 64 << 10;
 /// A syncer thread with no work for this long exits.
 const IDLE_EXIT: Duration = Duration::from_secs(5);
 
@@ -56,6 +63,14 @@ struct State {
     waiting: usize,
     stopping: bool,
     handles: Vec<JoinHandle<()>>,
+    /// How far the writer may have written in the active segment: the end of the batch it is
+    /// writing, reserved before the write starts, so no zero-fill is ever planned over it.
+    reserved_end: u64,
+    /// A syncer is zero-filling this byte range of the active segment.
+    filling: Option<(u64, u64)>,
+    /// Zero-filling failed once (for example, no direct I/O on this file system): not tried
+    /// again, appends simply extend the file.
+    preallocation_off: bool,
 }
 
 impl State {
@@ -64,8 +79,37 @@ impl State {
     }
 
     fn quiet(&self) -> bool {
-        self.running == 0 && !self.has_work()
+        self.running == 0 && !self.has_work() && self.filling.is_none()
     }
+
+    /// Whether a write of `[start, start + len)` would touch the range being zero-filled.
+    fn overlaps_filling(&self, start: u64, len: u64) -> bool {
+        self.filling
+            .is_some_and(|(from, to)| start < to && from < start + len)
+    }
+
+    /// The next stretch to zero-fill, if the writer is getting close to the end of the
+    /// zero-filled space. A stretch is as long as the segment's data so far, between
+    /// [`MIN_FILL_BYTES`] and `preallocate`, so a log that sees little traffic gets little
+    /// zero-filled space. Never beyond the size at which the segment rolls.
+    fn next_fill(&self, preallocate: u64, segment_bytes: u64) -> Option<(u64, u64)> {
+        if preallocate == 0 || self.preallocation_off || self.filling.is_some() {
+            return None;
+        }
+        let data_end = self.reserved_end;
+        let stretch = align_up(data_end.clamp(MIN_FILL_BYTES, preallocate.max(MIN_FILL_BYTES)));
+        let allocated = self.active.allocated();
+        if allocated.saturating_sub(data_end) >= stretch / 2 {
+            return None;
+        }
+        let start = align_up(allocated.max(data_end));
+        let end = (start + stretch).min(align_up(segment_bytes));
+        (start < end).then_some((start, end))
+    }
+}
+
+fn align_up(n: u64) -> u64 {
+    n.div_ceil(DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN
 }
 
 pub(crate) struct Syncers {
@@ -79,6 +123,7 @@ pub(crate) struct Syncers {
 
 impl Syncers {
     pub(crate) fn new(shared: Arc<Shared>, active: Arc<Segment>, next_offset: u64) -> Arc<Syncers> {
+        let active_for_state = Arc::clone(&active);
         let start = Mark {
             offset: next_offset,
             bytes: 0,
@@ -86,7 +131,7 @@ impl Syncers {
         Arc::new(Syncers {
             shared,
             state: Mutex::new(State {
-                active,
+                active: active_for_state,
                 written: start,
                 claimed: start,
                 durable: start,
@@ -95,21 +140,27 @@ impl Syncers {
                 waiting: 0,
                 stopping: false,
                 handles: Vec::new(),
+                reserved_end: active.size(),
+                filling: None,
+                preallocation_off: false,
             }),
             work: Condvar::new(),
             done: Condvar::new(),
         })
     }
 
-    /// Blocks until a batch of `len` bytes may be written without exceeding
-    /// [`MAX_UNSYNCED_BYTES`] of unsynced data (a batch is always allowed once everything
-    /// before it is durable).
-    pub(crate) fn wait_for_room(&self, len: u64) -> Result<(), LogError> {
+    /// Blocks until a batch of `len` bytes may be written at `start` in the active segment:
+    /// without exceeding [`MAX_UNSYNCED_BYTES`] of unsynced data (a batch is always allowed
+    /// once everything before it is durable), and not into a range being zero-filled. Then
+    /// reserves the range, so no zero-fill is planned over it.
+    pub(crate) fn wait_for_room(&self, start: u64, len: u64) -> Result<(), LogError> {
         let mut state = self.state.lock();
         loop {
             self.check_failure()?;
             let unsynced = state.written.bytes - state.durable.bytes;
-            if unsynced == 0 || unsynced + len <= MAX_UNSYNCED_BYTES {
+            let room = unsynced == 0 || unsynced + len <= MAX_UNSYNCED_BYTES;
+            if room && !state.overlaps_filling(start, len) {
+                state.reserved_end = start + len;
                 return Ok(());
             }
             self.done.wait(&mut state);
@@ -157,6 +208,7 @@ impl Syncers {
     pub(crate) fn set_active(&self, segment: Arc<Segment>) {
         let mut state = self.state.lock();
         debug_assert!(state.quiet());
+        state.reserved_end = segment.size();
         state.active = segment;
     }
 
@@ -172,6 +224,19 @@ impl Syncers {
             // A syncer that panicked already marked the log failed through its guard.
             let _ = handle.join();
         }
+    }
+
+    /// Zero-fills `[start, end)` of `segment` (claimed in `State::filling`). A failure only
+    /// turns preallocation off: no entry lives in that range.
+    fn zero_fill(&self, segment: &Segment, start: u64, end: u64) {
+        let filled = segment.zero_fill(start, end);
+        let mut state = self.state.lock();
+        state.filling = None;
+        if let Err(error) = filled {
+            tracing::warn!(path = %segment.path().display(), %error, "cannot zero-fill ahead of the writer; appends extend the file instead");
+            state.preallocation_off = true;
+        }
+        self.done.notify_all();
     }
 
     fn check_failure(&self) -> Result<(), LogError> {
@@ -223,8 +288,16 @@ impl Syncers {
                     self.shared.progress.fail(error.to_string());
                 }
             }
+            let config = &self.shared.config;
+            let fill = state.next_fill(config.preallocate_bytes, config.segment_bytes);
+            if fill.is_some() {
+                state.filling = fill;
+            }
             self.done.notify_all();
             drop(state);
+            if let Some((start, end)) = fill {
+                self.zero_fill(&segment, start, end);
+            }
             if let Some(observer) = &self.shared.config.on_sync {
                 observer(SyncStats {
                     duration,

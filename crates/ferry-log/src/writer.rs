@@ -106,6 +106,7 @@ impl Writer {
                 Work::Stop => {
                     // Close makes everything durable, whatever the policy.
                     self.sync()?;
+                    self.trim_active()?;
                     return Ok(());
                 }
             }
@@ -142,11 +143,11 @@ impl Writer {
             self.roll(batch.frames[0].offset)?;
         }
         let len = batch.buf.len() as u64;
-        if let Some(syncers) = &self.syncers {
-            syncers.wait_for_room(len)?;
-        }
         let segment = &self.active;
         let start = segment.size();
+        if let Some(syncers) = &self.syncers {
+            syncers.wait_for_room(start, len)?;
+        }
         segment
             .file()
             .write_all_at(&batch.buf, start)
@@ -229,6 +230,7 @@ impl Writer {
         debug_assert_eq!(base, self.active.next_offset());
         // Even under `Never`: only the last segment may ever have a torn tail.
         self.sync()?;
+        self.trim_active()?;
         self.active.persist_index()?;
         let segment = Arc::new(Segment::create(
             &self.shared.dir,
@@ -241,6 +243,20 @@ impl Writer {
             syncers.set_active(Arc::clone(&segment));
         }
         self.active = segment;
+        Ok(())
+    }
+
+    /// Cuts the active segment's zero-filled space (nothing is being written or filled) and
+    /// syncs the new length, so the file ends at its last frame.
+    fn trim_active(&self) -> Result<(), LogError> {
+        let segment = &self.active;
+        if segment.allocated() > segment.size() {
+            segment.trim_allocation()?;
+            segment
+                .file()
+                .sync_all()
+                .map_err(LogError::io(segment.path()))?;
+        }
         Ok(())
     }
 

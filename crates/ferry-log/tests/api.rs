@@ -667,3 +667,48 @@ fn reads_and_retention_run_concurrently_with_appends_and_rolls() {
     let start = log.start_offset();
     assert_generated(&read_all(&log), start..TOTAL);
 }
+
+#[test]
+fn zero_filling_ahead_of_the_writer_never_touches_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 128 << 10,
+        index_interval_bytes: 1024,
+        max_entry_bytes: 64 << 10,
+        preallocate_bytes: 64 << 10,
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir.path(), config).unwrap();
+    // Random sizes up to a whole half segment, from concurrent appenders, so batches keep
+    // running into the stretches being zero-filled.
+    let appenders: Vec<_> = (0..4u64)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut seed = t + 1;
+                let mut mine = Vec::new();
+                for _ in 0..300 {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let len = (seed >> 33) as usize % (64 << 10);
+                    let byte = (seed >> 24) as u8 | 1;
+                    let appended = log.append(&[Entry::new(0, vec![byte; len])]).unwrap();
+                    log.wait_durable_blocking(appended.next_offset).unwrap();
+                    mine.push((appended.base_offset, byte, len));
+                }
+                mine
+            })
+        })
+        .collect();
+    let written: Vec<(u64, u8, usize)> = appenders
+        .into_iter()
+        .flat_map(|a| a.join().unwrap())
+        .collect();
+    for (offset, byte, len) in written {
+        let entry = log.read_entry(offset).unwrap();
+        assert_eq!(entry.payload.len(), len);
+        assert!(entry.payload.iter().all(|&b| b == byte), "entry {offset}");
+    }
+    log.close().unwrap();
+}

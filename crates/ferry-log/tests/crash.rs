@@ -19,7 +19,8 @@ const APPENDER_THREADS: u64 = 4;
 const CHILD_MAX_RUNTIME: Duration = Duration::from_secs(60);
 const ROUNDS: usize = 6;
 
-/// Small segments so crashes also land around segment rolls.
+/// Small segments so crashes also land around segment rolls, zero-filled ahead of the writer
+/// so crashes also leave zero-filled space behind the last frame.
 fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 128 << 10,
@@ -27,6 +28,7 @@ fn config() -> LogConfig {
         durability: Durability::Always,
         max_entry_bytes: 64 << 10,
         on_sync: None,
+        preallocate_bytes: 64 << 10,
     }
 }
 

@@ -142,6 +142,89 @@ fn flipped_byte_followed_by_more_than_one_write_batch_is_corruption() {
 }
 
 #[test]
+fn zeros_after_the_last_frame_are_the_end_of_the_data_and_are_cut_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(64 << 20, Durability::Always);
+    let files = write_log(dir.path(), &cfg, 20);
+    // What a crash leaves behind when space after the last frame was zero-filled.
+    let file = OpenOptions::new().write(true).open(&files[0]).unwrap();
+    file.set_len(20 * FRAME + (3 << 20)).unwrap();
+    let log = Log::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(log.next_offset(), 20);
+    assert_entries(&log, 0..20);
+    let entries: Vec<Entry> = (20..30).map(|o| Entry::new(o, body(o as u64))).collect();
+    log.append(&entries).unwrap();
+    log.close().unwrap();
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), 30 * FRAME);
+    assert_entries(&Log::open(dir.path(), cfg).unwrap(), 0..30);
+}
+
+#[test]
+fn a_torn_tail_followed_by_zeros_is_still_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(64 << 20, Durability::Always);
+    let files = write_log(dir.path(), &cfg, 100);
+    flip_byte(&files[0], 95 * FRAME + 60);
+    // Far more zeros than the torn-write window: only non-zero bytes count.
+    let file = OpenOptions::new().write(true).open(&files[0]).unwrap();
+    file.set_len(100 * FRAME + (32 << 20)).unwrap();
+    let log = Log::open(dir.path(), cfg).unwrap();
+    assert_eq!(log.next_offset(), 95);
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), 95 * FRAME);
+}
+
+#[test]
+fn preallocated_space_is_zero_filled_ahead_of_the_writer_and_survives_a_crash_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        preallocate_bytes: 1 << 20,
+        ..config(64 << 20, Durability::Always)
+    };
+    let log = Log::open(dir.path().join("log"), cfg.clone()).unwrap();
+    let path = log.segments()[0].path.clone();
+    let mut next = 0u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // Zero-filling runs after a sync, in the background: append until it shows.
+    while std::fs::metadata(&path).unwrap().len() <= next * FRAME {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no zero-filled space appeared"
+        );
+        let appended = log.append(&[Entry::new(next as i64, body(next))]).unwrap();
+        log.wait_durable_blocking(appended.next_offset).unwrap();
+        next = appended.next_offset;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let entries: Vec<Entry> = (next..next + 50)
+        .map(|o| Entry::new(o as i64, body(o)))
+        .collect();
+    let appended = log.append(&entries).unwrap();
+    log.wait_durable_blocking(appended.next_offset).unwrap();
+    let total = appended.next_offset;
+    // The files as a crash would leave them: frames, then zeros.
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    let copied_len = std::fs::metadata(copy.join(path.file_name().unwrap()))
+        .unwrap()
+        .len();
+    assert!(
+        copied_len > total * FRAME,
+        "zero-filled space after the frames"
+    );
+    let recovered = Log::open(&copy, cfg.clone()).unwrap();
+    assert_eq!(recovered.next_offset(), total);
+    assert_entries(&recovered, 0..total);
+    drop(recovered);
+    log.close().unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        total * FRAME,
+        "trimmed on close"
+    );
+}
+
+#[test]
 fn relaxed_modes_truncate_the_last_segment_at_the_first_bad_frame() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(64 << 20, Durability::Never);
