@@ -4,9 +4,16 @@
 //!
 //! ```text
 //! cargo bench -p ferry-broker --bench topic_fan_out -- [--publishers 64] [--subscriptions 10] [--seconds 5]
+//!     [--enveloped [--signature-version 1|2]]
 //! ```
+//!
+//! Subscriptions use raw message delivery unless `--enveloped`: then each gets the signed SNS
+//! JSON envelope, so every publish also costs one RSA signature (`SignatureVersion` of the topic,
+//! default 1).
 
-use ferry_broker::topic::{PublishRequest, SubscriptionAttributes, Topics, TopicsConfig};
+use ferry_broker::topic::{
+    PublishRequest, SubscriptionAttributes, TopicAttributes, Topics, TopicsConfig,
+};
 use ferry_broker::{Broker, BrokerConfig, MessageAttributeValue};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +23,8 @@ struct Args {
     publishers: usize,
     subscriptions: usize,
     seconds: u64,
+    enveloped: bool,
+    signature_version: u64,
 }
 
 fn parse_args() -> Args {
@@ -23,6 +32,8 @@ fn parse_args() -> Args {
         publishers: 64,
         subscriptions: 10,
         seconds: 5,
+        enveloped: false,
+        signature_version: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -35,6 +46,8 @@ fn parse_args() -> Args {
             "--publishers" => a.publishers = value() as usize,
             "--subscriptions" => a.subscriptions = value() as usize,
             "--seconds" => a.seconds = value(),
+            "--signature-version" => a.signature_version = value(),
+            "--enveloped" => a.enveloped = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -64,8 +77,16 @@ async fn run(a: Args) {
     let dir = tempfile::tempdir_in(".").expect("temporary directory");
     let broker = Broker::open(BrokerConfig::new(dir.path())).expect("open broker");
     let topics = Topics::open(TopicsConfig::new(dir.path()), broker.clone()).expect("open topics");
+    let topic_attributes = TopicAttributes {
+        opaque: [(
+            TopicAttributes::SIGNATURE_VERSION.to_string(),
+            a.signature_version.to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    };
     topics
-        .create_topic("bench", Default::default(), Default::default())
+        .create_topic("bench", topic_attributes, Default::default())
         .expect("create topic");
     for i in 0..a.subscriptions {
         let queue = format!("q{i}");
@@ -74,7 +95,7 @@ async fn run(a: Args) {
             .expect("create queue");
         let attributes = SubscriptionAttributes {
             filter_policy: (i % 2 == 1).then(|| r#"{"half": ["yes"]}"#.to_string()),
-            raw_message_delivery: true,
+            raw_message_delivery: !a.enveloped,
             ..Default::default()
         };
         topics
@@ -121,8 +142,13 @@ async fn run(a: Args) {
         .map(|s| s.delivered)
         .sum();
     let n = published.load(Ordering::Relaxed);
+    let delivery = if a.enveloped {
+        format!("enveloped, SignatureVersion {}", a.signature_version)
+    } else {
+        "raw".to_string()
+    };
     println!(
-        "fan-out: {} publishers, {} subscriptions (half filtered, half the messages match), 1 KiB, always",
+        "fan-out: {} publishers, {} subscriptions (half filtered, half the messages match), 1 KiB, always, {delivery}",
         a.publishers, a.subscriptions
     );
     println!("  publishes   {:>10.0} /s", n as f64 / secs);

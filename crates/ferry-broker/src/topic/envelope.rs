@@ -12,9 +12,10 @@
 //!  "MessageAttributes":{"k":{"Type":"String","Value":"v"}}}
 //! ```
 //!
-//! Every envelope is signed by a [`Signer`] (see [`super::signing`]).
+//! [`notification`] and [`confirmation`] build an envelope without its signature fields; the
+//! caller signs it with [`super::signing::Signer::sign_envelopes`] (off the async runtime), then
+//! serialises it.
 
-use super::signing::Signer;
 use crate::types::MessageAttributeValue;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -72,7 +73,8 @@ pub struct Notification<'a> {
     pub sequence_number: Option<&'a str>,
 }
 
-pub fn notification(n: &Notification<'_>, signer: &Signer) -> String {
+/// A `Notification` envelope, not yet signed.
+pub fn notification(n: &Notification<'_>) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("Type".into(), json!("Notification"));
     m.insert("MessageId".into(), json!(n.message_id));
@@ -89,8 +91,7 @@ pub fn notification(n: &Notification<'_>, signer: &Signer) -> String {
     if !n.attributes.is_empty() {
         m.insert("MessageAttributes".into(), attributes_json(n.attributes));
     }
-    signer.sign_envelope(&mut m);
-    Value::Object(m).to_string()
+    m
 }
 
 /// Which handshake message a [`Confirmation`] is.
@@ -122,7 +123,8 @@ pub struct Confirmation<'a> {
     pub timestamp_ms: u64,
 }
 
-pub fn confirmation(c: &Confirmation<'_>, signer: &Signer) -> String {
+/// A `SubscriptionConfirmation` or `UnsubscribeConfirmation` envelope, not yet signed.
+pub fn confirmation(c: &Confirmation<'_>) -> Map<String, Value> {
     let message = match c.kind {
         ConfirmationKind::Subscribe => format!(
             "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
@@ -141,8 +143,7 @@ pub fn confirmation(c: &Confirmation<'_>, signer: &Signer) -> String {
     m.insert("Message".into(), json!(message));
     m.insert("SubscribeURL".into(), json!(c.subscribe_url));
     m.insert("Timestamp".into(), json!(iso8601(c.timestamp_ms)));
-    signer.sign_envelope(&mut m);
-    Value::Object(m).to_string()
+    m
 }
 
 /// A random UUID (version 4) in text form.

@@ -375,6 +375,12 @@ struct Intent {
     targets: Vec<String>,
 }
 
+/// What one target receives: the raw message with its attributes, or a signed envelope.
+struct Rendered {
+    body: Bytes,
+    attributes: BTreeMap<String, MessageAttributeValue>,
+}
+
 /// How a single target append ended.
 enum TargetResult {
     Delivered,
@@ -656,13 +662,23 @@ impl Topics {
         ))
     }
 
-    /// A signer for envelopes of a topic with `attributes`.
-    fn signer(&self, attributes: &TopicAttributes) -> Result<Signer, TopicError> {
-        Ok(Signer::new(
-            self.signing_key()?,
-            attributes.signature_version(),
-            self.signing_cert_url()?,
-        ))
+    /// A signer for envelopes of a topic with `attributes`. Loads (or makes) the key on a
+    /// blocking thread if `start` has not.
+    async fn signer(&self, attributes: &TopicAttributes) -> Result<Signer, TopicError> {
+        let loaded = self.inner.signing_key.lock().clone();
+        let key = match loaded {
+            Some(k) => k,
+            None => {
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || this.signing_key())
+                    .await
+                    .map_err(|e| {
+                        BrokerError::Storage(format!("loading the SNS signing key: {e}"))
+                    })??
+            }
+        };
+        let cert_url = format!("{}/{}", self.public_url(), key.cert_file_name());
+        Ok(Signer::new(key, attributes.signature_version(), cert_url))
     }
 
     pub fn region(&self) -> &str {
@@ -1035,7 +1051,7 @@ impl Topics {
     }
 
     /// A signed `SubscriptionConfirmation` or `UnsubscribeConfirmation` for `sub`, and its id.
-    fn render_confirmation(
+    async fn render_confirmation(
         &self,
         sub: &Subscription,
         token: &str,
@@ -1050,42 +1066,49 @@ impl Topics {
             token
         );
         let message_id = envelope::uuid();
-        let body = envelope::confirmation(
-            &envelope::Confirmation {
-                kind,
-                message_id: &message_id,
-                topic_arn: &topic_arn,
-                subscription_arn: &self.subscription_arn(&sub.topic, &sub.id),
-                token,
-                subscribe_url: &url,
-                timestamp_ms: self.now(),
-            },
-            &self.signer(attributes)?,
-        );
-        Ok((body, message_id))
+        let mut body = envelope::confirmation(&envelope::Confirmation {
+            kind,
+            message_id: &message_id,
+            topic_arn: &topic_arn,
+            subscription_arn: &self.subscription_arn(&sub.topic, &sub.id),
+            token,
+            subscribe_url: &url,
+            timestamp_ms: self.now(),
+        });
+        self.signer(attributes)
+            .await?
+            .sign_envelopes(vec![&mut body])
+            .await?;
+        Ok((serde_json::Value::Object(body).to_string(), message_id))
     }
 
     fn enqueue_confirmation(&self, sub: &Subscription, token: &str) -> Result<(), TopicError> {
         let attributes = self.get_topic(&sub.topic)?.attributes;
-        let (body, message_id) = self.render_confirmation(
-            sub,
-            token,
-            envelope::ConfirmationKind::Subscribe,
-            &attributes,
-        )?;
-        let mut msg = delivery::delivery_message(body, "SubscriptionConfirmation", false);
-        msg.attributes.insert(
-            delivery::ATTR_MESSAGE_ID.into(),
-            MessageAttributeValue {
-                data_type: "String".into(),
-                string_value: Some(message_id),
-                binary_value: None,
-            },
-        );
         let this = self.clone();
-        let dq = delivery_queue_name(&sub.id);
-        // The queue append is synchronous; only the wait for durability is async.
-        let fut = async move { this.inner.delivery.send(&dq, vec![msg]).await };
+        let (sub, token) = (sub.clone(), token.to_string());
+        // Signed on a blocking thread, then appended; subscribe does not wait for either.
+        let fut = async move {
+            let (body, message_id) = this
+                .render_confirmation(
+                    &sub,
+                    &token,
+                    envelope::ConfirmationKind::Subscribe,
+                    &attributes,
+                )
+                .await?;
+            let mut msg = delivery::delivery_message(body, "SubscriptionConfirmation", false);
+            msg.attributes.insert(
+                delivery::ATTR_MESSAGE_ID.into(),
+                MessageAttributeValue {
+                    data_type: "String".into(),
+                    string_value: Some(message_id),
+                    binary_value: None,
+                },
+            );
+            let dq = delivery_queue_name(&sub.id);
+            this.inner.delivery.send(&dq, vec![msg]).await?;
+            Ok::<(), TopicError>(())
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
                 h.spawn(async move {
@@ -1188,27 +1211,30 @@ impl Topics {
             return;
         };
         let kind = envelope::ConfirmationKind::Unsubscribe;
-        let (body, message_id) = match self.render_confirmation(sub, token, kind, attributes) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(subscription = %sub.id, error = %e, "rendering an UnsubscribeConfirmation");
-                return;
-            }
-        };
-        let post = delivery::HttpPost {
-            url: sub.endpoint.clone(),
-            headers: delivery::headers(
-                kind.message_type(),
-                &self.topic_arn(&sub.topic),
-                &self.subscription_arn(&sub.topic, &sub.id),
-                Some(message_id),
-                false,
-            ),
-            body: Bytes::from(body),
-            timeout: delivery::POST_TIMEOUT,
-        };
-        let id = sub.id.clone();
+        let this = self.clone();
+        let (sub, token, attributes) = (sub.clone(), token.to_string(), attributes.clone());
         handle.spawn(async move {
+            let (body, message_id) =
+                match this.render_confirmation(&sub, &token, kind, &attributes).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(subscription = %sub.id, error = %e, "rendering an UnsubscribeConfirmation");
+                        return;
+                    }
+                };
+            let post = delivery::HttpPost {
+                url: sub.endpoint.clone(),
+                headers: delivery::headers(
+                    kind.message_type(),
+                    &this.topic_arn(&sub.topic),
+                    &this.subscription_arn(&sub.topic, &sub.id),
+                    Some(message_id),
+                    false,
+                ),
+                body: Bytes::from(body),
+                timeout: delivery::POST_TIMEOUT,
+            };
+            let id = &sub.id;
             match deliverer.post(post).await {
                 Ok(status) if (200..300).contains(&status) => {}
                 result => {
@@ -1370,10 +1396,12 @@ impl Topics {
             self.remember_dedup(&live, &published, now);
             return Ok(outcome);
         }
-        let signer = self.signer(&live.attributes)?;
+        // Rendered (and signed, off the runtime) before the intent is written.
+        let signer = self.signer(&live.attributes).await?;
+        let bodies = self.render_all(&targets, &published, &signer).await?;
         // One target: the append itself is atomic; no intent needed.
-        if targets.len() == 1 {
-            return match self.deliver(&targets[0], &published, &signer).await {
+        if let ([target], [body]) = (&targets[..], &bodies[..]) {
+            return match self.deliver(target, &published, body).await {
                 TargetResult::Retry(e) => Err(e.into()),
                 _ => {
                     self.remember_dedup(&live, &published, now);
@@ -1394,7 +1422,7 @@ impl Topics {
                 targets: ids,
             },
         );
-        let (done, failure) = self.fan_out(&targets, &published, &signer).await;
+        let (done, failure) = self.fan_out(&targets, &published, &bodies).await;
         match failure {
             None => {
                 self.inner.open_intents.lock().remove(&offset);
@@ -1446,14 +1474,15 @@ impl Topics {
         &self,
         targets: &[Arc<LiveSubscription>],
         p: &Published,
-        signer: &Signer,
+        bodies: &[Rendered],
     ) -> (Vec<String>, Option<BrokerError>) {
         // Polled together in this task (no spawn per target): each queue append happens at
         // the first poll, then all wait for their logs' group commits at once.
         let results = join_all(
             targets
                 .iter()
-                .map(|t| async move { (t.sub.id.clone(), self.deliver(t, p, signer).await) })
+                .zip(bodies)
+                .map(|(t, b)| async move { (t.sub.id.clone(), self.deliver(t, p, b).await) })
                 .collect(),
         )
         .await;
@@ -1507,43 +1536,70 @@ impl Topics {
         p.request.message.clone()
     }
 
-    /// Renders the notification for `sub`: raw, or a signed envelope.
-    fn render(
+    /// Renders the notification for each target, in order: raw, or an envelope signed by
+    /// `signer` (each distinct string to sign once, on a blocking thread).
+    async fn render_all(
         &self,
-        sub: &Subscription,
+        targets: &[Arc<LiveSubscription>],
         p: &Published,
         signer: &Signer,
-    ) -> (String, BTreeMap<String, MessageAttributeValue>) {
-        let message = Self::message_for(p, sub.protocol);
-        if sub.attributes.raw_message_delivery {
-            return (message, p.request.attributes.clone());
+    ) -> Result<Vec<Rendered>, TopicError> {
+        enum Draft {
+            Raw(String),
+            Envelope(serde_json::Map<String, serde_json::Value>),
         }
-        let topic_arn = self.topic_arn(&sub.topic);
-        let unsubscribe = format!(
-            "{}/?Action=Unsubscribe&SubscriptionArn={}",
-            self.public_url(),
-            envelope::url_encode(&self.subscription_arn(&sub.topic, &sub.id))
-        );
-        let body = envelope::notification(
-            &envelope::Notification {
-                message_id: &p.message_id,
-                topic_arn: &topic_arn,
-                subject: p.request.subject.as_deref(),
-                message: &message,
-                timestamp_ms: p.timestamp_ms,
-                unsubscribe_url: &unsubscribe,
-                attributes: &p.request.attributes,
-                sequence_number: p.sequence_number.as_deref(),
-            },
-            signer,
-        );
-        (body, BTreeMap::new())
+        let topic_arn = self.topic_arn(&p.topic);
+        let public_url = self.public_url();
+        let mut drafts: Vec<Draft> = targets
+            .iter()
+            .map(|t| {
+                let sub = &t.sub;
+                let message = Self::message_for(p, sub.protocol);
+                if sub.attributes.raw_message_delivery {
+                    return Draft::Raw(message);
+                }
+                let unsubscribe = format!(
+                    "{public_url}/?Action=Unsubscribe&SubscriptionArn={}",
+                    envelope::url_encode(&self.subscription_arn(&sub.topic, &sub.id))
+                );
+                Draft::Envelope(envelope::notification(&envelope::Notification {
+                    message_id: &p.message_id,
+                    topic_arn: &topic_arn,
+                    subject: p.request.subject.as_deref(),
+                    message: &message,
+                    timestamp_ms: p.timestamp_ms,
+                    unsubscribe_url: &unsubscribe,
+                    attributes: &p.request.attributes,
+                    sequence_number: p.sequence_number.as_deref(),
+                }))
+            })
+            .collect();
+        let envelopes = drafts
+            .iter_mut()
+            .filter_map(|d| match d {
+                Draft::Envelope(m) => Some(m),
+                Draft::Raw(_) => None,
+            })
+            .collect();
+        signer.sign_envelopes(envelopes).await?;
+        Ok(drafts
+            .into_iter()
+            .map(|d| match d {
+                Draft::Raw(message) => Rendered {
+                    body: Bytes::from(message),
+                    attributes: p.request.attributes.clone(),
+                },
+                Draft::Envelope(m) => Rendered {
+                    body: Bytes::from(serde_json::Value::Object(m).to_string()),
+                    attributes: BTreeMap::new(),
+                },
+            })
+            .collect())
     }
 
     /// Appends `p` to one subscription's target.
-    async fn deliver(&self, s: &LiveSubscription, p: &Published, signer: &Signer) -> TargetResult {
-        let (body, attributes) = self.render(&s.sub, p, signer);
-        let body = Bytes::from(body);
+    async fn deliver(&self, s: &LiveSubscription, p: &Published, r: &Rendered) -> TargetResult {
+        let (body, attributes) = (r.body.clone(), r.attributes.clone());
         let result = match s.sub.protocol {
             Protocol::Sqs => {
                 let queue = s.sub.queue.clone().unwrap_or_default();
@@ -1735,10 +1791,13 @@ impl Topics {
                 None => Vec::new(),
             };
             let signer = match &live {
-                Some(l) => self.signer(&l.attributes)?,
-                None => self.signer(&TopicAttributes::default())?,
+                Some(l) => self.signer(&l.attributes).await?,
+                None => self.signer(&TopicAttributes::default()).await?,
             };
-            let (done, failure) = self.fan_out(&targets, &intent.published, &signer).await;
+            let bodies = self
+                .render_all(&targets, &intent.published, &signer)
+                .await?;
+            let (done, failure) = self.fan_out(&targets, &intent.published, &bodies).await;
             let complete = failure.is_none();
             self.append_intent(
                 &IntentRecord::Done {

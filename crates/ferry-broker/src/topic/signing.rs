@@ -23,16 +23,22 @@
 //! use and kept in `<data_dir>/topics/signing/`, so messages signed before a restart still verify
 //! after it. The door serves the certificate at `/<cert_file_name>` (as AWS serves
 //! `SimpleNotificationService-<id>.pem`).
+//!
+//! An RSA-2048 signature costs about a millisecond of CPU, so it is never computed on an async
+//! worker: [`Signer::sign_envelopes`] runs it on tokio's blocking pool, at most
+//! [`SigningKey::max_concurrent`] at once (one per core), and the publish awaits it. Version 2
+//! signs with `ring` (assembly bignum, several times faster than the pure-Rust `rsa` crate);
+//! `ring` cannot sign SHA-1, so version 1 stays on `rsa`.
 
 use crate::BrokerError;
 use base64::Engine;
-use parking_lot::Mutex;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::signature::{RandomizedSigner, SignatureEncoding};
 use serde_json::{Map, Value};
 use sha2::Digest;
 use std::path::Path;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// Size of the generated key.
 pub const KEY_BITS: usize = 2048;
@@ -42,8 +48,9 @@ const KEY_FILE: &str = "key.pem";
 const CERT_FILE: &str = "cert.pem";
 /// Subject common name of the self-signed certificate.
 const CERT_COMMON_NAME: &str = "Ferry Simple Notification Service";
-/// Most distinct strings a [`Signer`] remembers (one per per-protocol message of a publish).
-const MEMO_ENTRIES: usize = 4;
+/// Most signatures computed at once per key, whatever the number of cores: each occupies a
+/// blocking thread for its whole duration.
+const MAX_CONCURRENT_SIGNATURES: usize = 16;
 
 /// Fields signed in a `Notification`, in order; a missing `Subject` is left out.
 pub const NOTIFICATION_FIELDS: [&str; 6] = [
@@ -112,12 +119,22 @@ pub fn string_to_sign(envelope: &Map<String, Value>) -> String {
     out
 }
 
+/// The SHA256withRSA signer: `ring` when it accepts the key (it always accepts the keys
+/// [`SigningKey::load_or_create`] makes), else the `rsa` crate.
+enum Sha256Key {
+    Ring(ring::rsa::KeyPair),
+    RustCrypto(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
+}
+
 /// The server's signing key and its certificate.
 pub struct SigningKey {
     sha1: rsa::pkcs1v15::SigningKey<sha1::Sha1>,
-    sha256: rsa::pkcs1v15::SigningKey<sha2::Sha256>,
+    sha256: Sha256Key,
     cert_pem: String,
     cert_file_name: String,
+    /// Signatures in flight, at most one per core (see [`SigningKey::max_concurrent`]).
+    slots: Semaphore,
+    max_concurrent: usize,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -178,12 +195,35 @@ impl SigningKey {
             "SimpleNotificationService-{}.pem",
             hex::encode(&digest[..16])
         );
+        let sha256 = match key
+            .to_pkcs8_der()
+            .map_err(|e| e.to_string())
+            .and_then(|der| {
+                ring::rsa::KeyPair::from_pkcs8(der.as_bytes()).map_err(|e| e.to_string())
+            }) {
+            Ok(pair) => Sha256Key::Ring(pair),
+            Err(e) => {
+                tracing::warn!(error = %e, "ring refuses the SNS signing key; SignatureVersion 2 signs with the slower rsa crate");
+                Sha256Key::RustCrypto(rsa::pkcs1v15::SigningKey::new(key.clone()))
+            }
+        };
+        let max_concurrent = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_CONCURRENT_SIGNATURES);
         SigningKey {
-            sha1: rsa::pkcs1v15::SigningKey::new(key.clone()),
-            sha256: rsa::pkcs1v15::SigningKey::new(key),
+            sha1: rsa::pkcs1v15::SigningKey::new(key),
+            sha256,
             cert_pem,
             cert_file_name,
+            slots: Semaphore::new(max_concurrent),
+            max_concurrent,
         }
+    }
+
+    /// How many signatures run at once: one per core (at most 16), so signing never takes
+    /// more than the machine's CPUs and a burst of publishes queues for them in order.
+    pub fn max_concurrent(&self) -> usize {
+        self.max_concurrent
     }
 
     /// The certificate, PEM-encoded.
@@ -197,14 +237,58 @@ impl SigningKey {
         &self.cert_file_name
     }
 
-    /// The base64 signature of `data` (RSA PKCS#1 v1.5, blinded).
+    /// The base64 signature of `data` (RSA PKCS#1 v1.5, blinded). CPU-bound for about a
+    /// millisecond: call it from a blocking thread (as [`Signer::sign_envelopes`] does).
     pub fn sign(&self, version: SignatureVersion, data: &[u8]) -> String {
-        let mut rng = rand::thread_rng();
-        let bytes = match version {
-            SignatureVersion::V1 => self.sha1.sign_with_rng(&mut rng, data).to_vec(),
-            SignatureVersion::V2 => self.sha256.sign_with_rng(&mut rng, data).to_vec(),
+        let bytes = match (version, &self.sha256) {
+            (SignatureVersion::V1, _) => self
+                .sha1
+                .sign_with_rng(&mut rand::thread_rng(), data)
+                .to_vec(),
+            (SignatureVersion::V2, Sha256Key::Ring(pair)) => {
+                let mut signature = vec![0; pair.public().modulus_len()];
+                let rng = ring::rand::SystemRandom::new();
+                match pair.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    data,
+                    &mut signature,
+                ) {
+                    Ok(()) => signature,
+                    // Only a failing system RNG gets here; the rsa crate has its own.
+                    Err(_) => {
+                        rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(self.sha1.as_ref().clone())
+                            .sign_with_rng(&mut rand::thread_rng(), data)
+                            .to_vec()
+                    }
+                }
+            }
+            (SignatureVersion::V2, Sha256Key::RustCrypto(key)) => {
+                key.sign_with_rng(&mut rand::thread_rng(), data).to_vec()
+            }
         };
         base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    /// Signs each of `texts` on a blocking thread, waiting for a free slot first.
+    async fn sign_off_runtime(
+        self: &Arc<Self>,
+        version: SignatureVersion,
+        texts: Vec<String>,
+    ) -> Result<Vec<String>, BrokerError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            BrokerError::Storage(format!("signing an SNS envelope: {e}"))
+        };
+        let _slot = self.slots.acquire().await.map_err(|e| failed(&e))?;
+        let key = self.clone();
+        tokio::task::spawn_blocking(move || {
+            texts
+                .iter()
+                .map(|t| key.sign(version, t.as_bytes()))
+                .collect()
+        })
+        .await
+        .map_err(|e| failed(&e))
     }
 }
 
@@ -239,14 +323,12 @@ fn self_signed_certificate(key_pem: &str) -> Result<String, BrokerError> {
     Ok(params.self_signed(&key_pair).map_err(err)?.pem())
 }
 
-/// Signs the envelopes of one publish (or one confirmation): the key, the topic's version, the
-/// certificate URL, and a memo so a fan-out signs each distinct string once (a Notification's
-/// signature does not cover its per-subscription `UnsubscribeURL`).
+/// Signs the envelopes of one publish (or one confirmation) with the key, the topic's version and
+/// the certificate URL.
 pub struct Signer {
     key: Arc<SigningKey>,
     version: SignatureVersion,
     cert_url: String,
-    memo: Mutex<Vec<(String, String)>>,
 }
 
 impl Signer {
@@ -255,39 +337,45 @@ impl Signer {
             key,
             version,
             cert_url,
-            memo: Mutex::new(Vec::new()),
         }
     }
 
-    /// Adds `SignatureVersion`, `Signature` and `SigningCertURL` to `envelope`.
-    pub fn sign_envelope(&self, envelope: &mut Map<String, Value>) {
-        let text = string_to_sign(envelope);
-        let known = self
-            .memo
-            .lock()
-            .iter()
-            .find(|(t, _)| *t == text)
-            .map(|(_, s)| s.clone());
-        let signature = match known {
-            Some(s) => s,
-            None => {
-                let s = self.key.sign(self.version, text.as_bytes());
-                let mut memo = self.memo.lock();
-                if memo.len() < MEMO_ENTRIES {
-                    memo.push((text, s.clone()));
+    /// Adds `SignatureVersion`, `Signature` and `SigningCertURL` to each envelope. Each distinct
+    /// string to sign is signed once (a fan-out's Notifications differ only in the unsigned
+    /// `UnsubscribeURL`), on a blocking thread: the calling task only waits.
+    pub async fn sign_envelopes(
+        &self,
+        envelopes: Vec<&mut Map<String, Value>>,
+    ) -> Result<(), BrokerError> {
+        if envelopes.is_empty() {
+            return Ok(());
+        }
+        let mut texts: Vec<String> = Vec::new();
+        let mut which = Vec::with_capacity(envelopes.len());
+        for e in &envelopes {
+            let text = string_to_sign(e);
+            let i = match texts.iter().position(|t| *t == text) {
+                Some(i) => i,
+                None => {
+                    texts.push(text);
+                    texts.len() - 1
                 }
-                s
-            }
-        };
-        envelope.insert(
-            "SignatureVersion".into(),
-            Value::String(self.version.as_str().into()),
-        );
-        envelope.insert("Signature".into(), Value::String(signature));
-        envelope.insert(
-            "SigningCertURL".into(),
-            Value::String(self.cert_url.clone()),
-        );
+            };
+            which.push(i);
+        }
+        let signatures = self.key.sign_off_runtime(self.version, texts).await?;
+        for (envelope, i) in envelopes.into_iter().zip(which) {
+            envelope.insert(
+                "SignatureVersion".into(),
+                Value::String(self.version.as_str().into()),
+            );
+            envelope.insert("Signature".into(), Value::String(signatures[i].clone()));
+            envelope.insert(
+                "SigningCertURL".into(),
+                Value::String(self.cert_url.clone()),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -365,7 +453,10 @@ mod tests {
         assert!(a.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
         // Signed with the key read back from disk, verified with the one generated.
         let sha1 = a.sha1.verifying_key();
-        let sha256 = a.sha256.verifying_key();
+        let sha256 =
+            rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(a.sha1.as_ref().to_public_key());
+        // The keys this module makes are signed with ring under version 2.
+        assert!(matches!(b.sha256, Sha256Key::Ring(_)));
         let data = b"Message\nhello\n";
         let decode = |s: String| {
             let bytes = base64::engine::general_purpose::STANDARD.decode(s).unwrap();
@@ -377,5 +468,40 @@ mod tests {
         sha256.verify(data, &v2).unwrap();
         assert!(sha256.verify(data, &v1).is_err());
         assert!(sha1.verify(b"Message\nhellO\n", &v1).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn envelopes_are_signed_off_the_runtime_once_per_distinct_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Arc::new(SigningKey::load_or_create(dir.path()).unwrap());
+        assert!(key.max_concurrent() >= 1);
+        let verifier =
+            rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.sha1.as_ref().to_public_key());
+        let signer = Signer::new(key, SignatureVersion::V2, "http://x/c.pem".into());
+        let base = json!({"Type": "Notification", "MessageId": "m", "TopicArn": "arn",
+            "Message": "one", "Timestamp": "2026-12-05T15:00:00.000Z"});
+        let mut a = map(base.clone());
+        a.insert("UnsubscribeURL".into(), json!("http://x/?a"));
+        let mut b = map(base.clone());
+        b.insert("UnsubscribeURL".into(), json!("http://x/?b"));
+        let mut c = map(base);
+        c.insert("Message".into(), json!("two"));
+        signer
+            .sign_envelopes(vec![&mut a, &mut b, &mut c])
+            .await
+            .unwrap();
+        // RSA PKCS#1 v1.5 is deterministic: equal texts, equal signatures.
+        assert_eq!(a["Signature"], b["Signature"]);
+        assert_ne!(a["Signature"], c["Signature"]);
+        for e in [&a, &c] {
+            assert_eq!(e["SignatureVersion"], "2");
+            assert_eq!(e["SigningCertURL"], "http://x/c.pem");
+            let sig = e["Signature"].as_str().unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(sig)
+                .unwrap();
+            let sig = rsa::pkcs1v15::Signature::try_from(&bytes[..]).unwrap();
+            verifier.verify(string_to_sign(e).as_bytes(), &sig).unwrap();
+        }
     }
 }
