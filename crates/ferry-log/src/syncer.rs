@@ -185,6 +185,8 @@ impl Syncers {
                 .spawn(move || this.run())
                 .map_err(LogError::io(&self.shared.dir))?;
             state.threads += 1;
+            // Dropping the handle of a syncer that exited (idle) releases its thread.
+            state.handles.retain(|h| !h.is_finished());
             state.handles.push(handle);
         }
         // Otherwise a busy syncer claims this when it finishes.
