@@ -11,9 +11,9 @@ topic:
   process by default. Timed inside the producer from the first `produce()` to the end of
   `flush()` (process start-up and imports are not counted).
 - cold consume: a new consumer reads everything from the beginning, with kcat (C, assign
-  mode, no group) and with confluent-kafka's batch API `consume(num_messages=10000)` in a new
-  group. kcat is timed as a whole process (connect, metadata, fetches); the Python consumer from
-  its first message to its last.
+  mode, no group, `-c N`, see KCAT_CONSUME for its settings) and with confluent-kafka's batch
+  API `consume(num_messages=10000)` in a new group. kcat is timed as a whole process (connect,
+  metadata, fetches); the Python consumer from its first message to its last.
 - end-to-end latency at a fixed rate (10k records/s, acks=all, linger.ms=0): the producer
   process writes `time.time()` into each value; a consumer in a *separate process* (so the
   two never contend for one interpreter lock) long-polls with fetch.wait.max.ms=100 and
@@ -107,15 +107,20 @@ def bench_produce(bootstrap, records, size, processes, partitions):
     return topic, per * processes, max(e for e, _ in results)
 
 
-def bench_consume_kcat(bootstrap, topic):
+KCAT_CONSUME = ["-X", "fetch.max.bytes=4194304", "-X", "queued.min.messages=1000000",
+                "-X", "queued.max.messages.kbytes=1048576"]
+
+
+def bench_consume_kcat(bootstrap, topic, total):
+    """kcat -c TOTAL rather than -e: detecting the end takes one empty long poll per partition
+    (fetch.wait.max.ms, 500 ms by default), which would be timed as consuming."""
     kcat = shutil.which("kcat")
     if kcat is None:
         return None
     start = time.perf_counter()
     out = subprocess.run(
-        [kcat, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "x",
-         "-X", "fetch.max.bytes=52428800", "-X", "max.partition.fetch.bytes=10485760",
-         "-X", "queued.max.messages.kbytes=1048576"],
+        [kcat, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-c", str(total), "-q",
+         "-f", "x", *KCAT_CONSUME],
         check=True, stdout=subprocess.PIPE,
     ).stdout
     return len(out), time.perf_counter() - start
@@ -235,7 +240,7 @@ def main():
                 print(f"produce: {total} x {size} B, acks=all, linger 5 ms, {args.processes} producer(s), "
                       f"{args.partitions} partitions: {total / elapsed:,.0f} records/s, "
                       f"{total * size / elapsed / 1e6:.1f} MB/s ({elapsed:.2f} s)", flush=True)
-                kcat = bench_consume_kcat(bootstrap, topic)
+                kcat = bench_consume_kcat(bootstrap, topic, total)
                 if kcat:
                     n, elapsed = kcat
                     print(f"cold consume, kcat: {n} records: {n / elapsed:,.0f} records/s, "

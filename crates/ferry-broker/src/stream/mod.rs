@@ -430,8 +430,9 @@ struct Inner {
     coordinator: Coordinator,
     offsets: OffsetStore,
     producer_ids: producer::ProducerIds,
-    /// Bumped whenever new records become durable (fetch long polls wait on it).
-    appended: watch::Sender<u64>,
+    /// Bumped whenever new records become durable (fetch long polls wait on it). Partition
+    /// logs bump it themselves after every write and sync (see [`partition_log_config`]).
+    appended: Arc<watch::Sender<u64>>,
 }
 
 pub fn validate_name(name: &str) -> Result<(), StreamError> {
@@ -458,6 +459,7 @@ impl Streams {
         let _ = std::fs::remove_dir_all(&trash);
         let offsets =
             OffsetStore::open(&config.dir, log_config(&config, &StreamConfig::default()))?;
+        let appended = Arc::new(watch::channel(0).0);
         let producer_ids = producer::ProducerIds::open(&config.dir)?;
         let mut streams = BTreeMap::new();
         let dirs = std::fs::read_dir(&topics).map_err(|e| StreamError::io(&topics, e))?;
@@ -480,7 +482,7 @@ impl Streams {
                 partitions.push(Arc::new(Partition::open(
                     &dir.join(p.to_string()),
                     p,
-                    log_config(&config, &meta.config),
+                    partition_log_config(&config, &meta.config, &appended),
                 )?));
             }
             streams.insert(
@@ -501,7 +503,7 @@ impl Streams {
                 coordinator: Coordinator::new(),
                 offsets,
                 producer_ids,
-                appended: watch::channel(0).0,
+                appended,
             }),
         })
     }
@@ -536,7 +538,7 @@ impl Streams {
             parts.push(Arc::new(Partition::open(
                 &dir.join(p.to_string()),
                 p,
-                log_config(&self.inner.config, &config),
+                partition_log_config(&self.inner.config, &config, &self.inner.appended),
             )?));
         }
         let stream = Arc::new(Stream {
@@ -631,7 +633,7 @@ impl Streams {
             parts.push(Arc::new(Partition::open(
                 &stream.dir.join(p.to_string()),
                 p,
-                log_config(&self.inner.config, &config),
+                partition_log_config(&self.inner.config, &config, &self.inner.appended),
             )?));
         }
         drop(parts);
@@ -703,9 +705,11 @@ impl Streams {
         self.inner.config.clock.now_ms() as i64
     }
 
-    /// Wakes fetch long polls (call after an append became durable).
+    /// Wakes fetch long polls (call after an append became durable). Partition logs also do
+    /// this themselves as soon as a sync completes; this call covers any path that bypasses
+    /// that (and costs one spurious wake-up otherwise).
     pub fn notify_appended(&self) {
-        self.inner.appended.send_modify(|n| *n = n.wrapping_add(1));
+        bump(&self.inner.appended);
     }
 
     /// A receiver that changes whenever records become durable anywhere.
@@ -827,6 +831,27 @@ impl Streams {
     }
 }
 
+fn bump(appended: &watch::Sender<u64>) {
+    appended.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// A partition log's configuration: [`log_config`] plus a sync observer that wakes fetch long
+/// polls from the log's own writer and syncer threads, as soon as the durable offset moves,
+/// rather than after the producing connection's task has noticed and run. (The observer is
+/// also called after writes not yet durable; a fetch woken early finds nothing new and waits
+/// again.)
+fn partition_log_config(
+    streams: &StreamsConfig,
+    config: &StreamConfig,
+    appended: &Arc<watch::Sender<u64>>,
+) -> LogConfig {
+    let appended = Arc::clone(appended);
+    LogConfig {
+        on_sync: Some(Arc::new(move |_| bump(&appended))),
+        ..log_config(streams, config)
+    }
+}
+
 fn log_config(streams: &StreamsConfig, config: &StreamConfig) -> LogConfig {
     LogConfig {
         segment_bytes: config.segment_bytes,
@@ -929,5 +954,28 @@ mod tests {
             s.describe("orders").unwrap().partitions[0].high_watermark,
             0
         );
+    }
+
+    /// A long poll is woken by the partition log itself once an append is durable, even when
+    /// the appender never calls `notify_appended` (so it does not wait for the producer's task).
+    #[tokio::test]
+    async fn durable_appends_wake_long_polls_without_notify() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Streams::open(StreamsConfig::new(dir.path())).unwrap();
+        s.create("orders", 1, &[]).unwrap();
+        let mut changes = s.subscribe();
+        changes.borrow_and_update();
+        let (part, appended) = s.append("orders", 0, recs(2)).unwrap();
+        loop {
+            // Generous bound: this checks that the wake-up happens at all, not its speed.
+            tokio::time::timeout(std::time::Duration::from_secs(30), changes.changed())
+                .await
+                .expect("no wake-up from the partition log")
+                .unwrap();
+            if part.high_watermark() >= appended.durable_at {
+                break;
+            }
+        }
+        assert_eq!(part.read_batches(0, 1 << 20).unwrap().batches.len(), 1);
     }
 }
