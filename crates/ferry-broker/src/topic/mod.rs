@@ -373,6 +373,9 @@ enum IntentRecord {
 struct Intent {
     published: Published,
     targets: Vec<String>,
+    /// Its publish is still fanning out: the retry loop leaves it alone (retrying it then would
+    /// deliver twice). Cleared when that fan-out fails.
+    in_flight: bool,
 }
 
 /// What one target receives: the raw message with its attributes, or a signed envelope.
@@ -1420,6 +1423,7 @@ impl Topics {
             Intent {
                 published: published.clone(),
                 targets: ids,
+                in_flight: true,
             },
         );
         let (done, failure) = self.fan_out(&targets, &published, &bodies).await;
@@ -1442,6 +1446,7 @@ impl Topics {
             Some(e) => {
                 if let Some(i) = self.inner.open_intents.lock().get_mut(&offset) {
                     i.targets.retain(|t| !done.contains(t));
+                    i.in_flight = false;
                 }
                 let _ = self
                     .append_intent(
@@ -1776,6 +1781,7 @@ impl Topics {
             .open_intents
             .lock()
             .iter()
+            .filter(|(_, i)| !i.in_flight)
             .map(|(o, i)| (*o, i.clone()))
             .collect();
         let mut completed = 0;
@@ -1964,7 +1970,14 @@ fn read_open_intents(log: &ferry_log::Log) -> Result<BTreeMap<u64, Intent>, Topi
         for e in &entries {
             match serde_json::from_slice::<IntentRecord>(&e.payload) {
                 Ok(IntentRecord::Intent { published, targets }) => {
-                    open.insert(e.offset, Intent { published, targets });
+                    open.insert(
+                        e.offset,
+                        Intent {
+                            published,
+                            targets,
+                            in_flight: false,
+                        },
+                    );
                 }
                 Ok(IntentRecord::Done {
                     offset,

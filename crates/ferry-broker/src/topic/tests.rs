@@ -202,6 +202,39 @@ async fn open_intents_are_completed_at_the_next_open() {
 }
 
 #[tokio::test]
+async fn the_retry_loop_leaves_a_publish_that_is_still_fanning_out_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, t) = open(dir.path());
+    b.create_queue("a", Default::default(), Default::default())
+        .unwrap();
+    t.create_topic("t", Default::default(), Default::default())
+        .unwrap();
+    let s1 = sqs_sub(&t, "t", "a", None, false);
+    let published = Published {
+        message_id: "m1".into(),
+        topic: "t".into(),
+        timestamp_ms: 1,
+        sequence_number: None,
+        request: PublishRequest {
+            message: "in flight".into(),
+            ..Default::default()
+        },
+    };
+    let intent = |in_flight| Intent {
+        published: published.clone(),
+        targets: vec![s1.id.clone()],
+        in_flight,
+    };
+    t.inner.open_intents.lock().insert(7, intent(true));
+    assert_eq!(t.complete_open_intents().await.unwrap(), 0);
+    assert!(drain(&b, "a").await.is_empty(), "delivered twice");
+    // Once its fan-out has failed, the intent is the retry loop's.
+    t.inner.open_intents.lock().insert(7, intent(false));
+    assert_eq!(t.complete_open_intents().await.unwrap(), 1);
+    assert_eq!(drain(&b, "a").await.len(), 1);
+}
+
+#[tokio::test]
 async fn catalog_survives_reopen_with_filters_and_attributes() {
     let dir = tempfile::tempdir().unwrap();
     {
