@@ -14,6 +14,9 @@ topic:
   mode, no group, `-c N`, see KCAT_CONSUME for its settings) and with confluent-kafka's batch
   API `consume(num_messages=10000)` in a new group. kcat is timed as a whole process (connect,
   metadata, fetches); the Python consumer from its first message to its last.
+- `--only disk`: the disk's own sequential write bandwidth in the same directory, for
+  comparison: 1 GiB written in chunks of 256 KiB to 16 MiB with an `fdatasync` after each chunk,
+  and 1 GiB with one `fdatasync` at the end (what `dd bs=1M count=1024 conv=fdatasync` does).
 - end-to-end latency at a fixed rate (10k records/s, acks=all, linger.ms=0): the producer
   process writes `time.time()` into each value; a consumer in a *separate process* (so the
   two never contend for one interpreter lock) long-polls with fetch.wait.max.ms=100 and
@@ -221,6 +224,30 @@ def percentiles(samples):
     return len(samples), pick(0.5), pick(0.99), pick(0.999), samples[-1] * 1000
 
 
+def bench_disk(directory):
+    """Sequential write bandwidth of the disk under `directory`: (label, MB/s) pairs."""
+    path = os.path.join(directory, "seqwrite.bin")
+    total = 1 << 30
+    results = []
+    for chunk in (256 << 10, 1 << 20, 4 << 20, 16 << 20, total):
+        buf = b"x" * min(chunk, 16 << 20)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        start = time.perf_counter()
+        written = 0
+        while written < total:
+            os.write(fd, buf)
+            written += len(buf)
+            if chunk < total:
+                os.fdatasync(fd)
+        os.fdatasync(fd)
+        elapsed = time.perf_counter() - start
+        os.close(fd)
+        os.unlink(path)
+        label = "one fdatasync at the end" if chunk == total else f"fdatasync every {chunk >> 10} KiB"
+        results.append((label, total / elapsed / 1e6))
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=2_000_000)
@@ -229,10 +256,15 @@ def main():
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--only", choices=["produce", "e2e"], help="run one part (produce includes consume)")
+    ap.add_argument("--only", choices=["produce", "e2e", "disk"],
+                    help="run one part (produce includes consume)")
     args = ap.parse_args()
     size = args.record_bytes
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as d:
+        if args.only == "disk":
+            for label, mbs in bench_disk(d):
+                print(f"disk: 1 GiB sequential write, {label}: {mbs:,.0f} MB/s", flush=True)
+            return
         proc, bootstrap = start_server(d)
         try:
             if args.only != "e2e":
