@@ -1,16 +1,22 @@
-//! Watermarks published by the writer thread, and waiting on them.
+//! Watermarks published by the writer and syncer threads, and waiting on them.
 //!
-//! The writer publishes two offsets: `written` (every entry below it is in the file and
-//! readable) and `durable` (every entry below it is durable under the configured policy).
-//! Waiters do not register per offset: after each batch the writer wakes everyone once, and
-//! each waiter re-checks the watermark it cares about. That is one wake-up per batch however
-//! many appenders share it, which is what group commit needs.
+//! Two offsets are published: `written` (every entry below it is in the file and readable)
+//! and `durable` (every entry below it is durable under the configured policy).
+//!
+//! Async waiters register with the offset they wait for, and a publication wakes exactly the
+//! waiters it satisfies: with several syncs in flight, a sync that covers only the older half
+//! of the waiting appenders does not wake the younger half just to have them sleep again.
+//! Blocking waiters (rare: reads of not-yet-written entries, maintenance) share one condvar
+//! and re-check after each publication.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
 
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::Notify;
 
 use crate::error::LogError;
 
@@ -22,9 +28,16 @@ pub(crate) struct Progress {
     failure: OnceLock<String>,
     /// Set when the writer thread has exited (closed or failed).
     stopped: AtomicBool,
-    notify: Notify,
+    waiters: Mutex<Waiters>,
     lock: Mutex<()>,
     cond: Condvar,
+}
+
+/// Registered async waiters, per watermark, by (offset waited for, registration id).
+#[derive(Debug, Default)]
+struct Waiters {
+    next_id: u64,
+    by_mark: [BTreeMap<(u64, u64), Waker>; 2],
 }
 
 /// Which watermark a waiter is waiting for.
@@ -34,6 +47,15 @@ pub(crate) enum Watermark {
     Durable,
 }
 
+impl Watermark {
+    fn index(self) -> usize {
+        match self {
+            Watermark::Written => 0,
+            Watermark::Durable => 1,
+        }
+    }
+}
+
 impl Progress {
     pub(crate) fn new(next_offset: u64) -> Progress {
         Progress {
@@ -41,7 +63,7 @@ impl Progress {
             durable: AtomicU64::new(next_offset),
             failure: OnceLock::new(),
             stopped: AtomicBool::new(false),
-            notify: Notify::new(),
+            waiters: Mutex::new(Waiters::default()),
             lock: Mutex::new(()),
             cond: Condvar::new(),
         }
@@ -82,10 +104,28 @@ impl Progress {
         self.wake();
     }
 
-    /// Wakes every waiter so it re-checks its watermark.
+    /// Wakes the async waiters whose offsets the watermarks now reach (all of them once the
+    /// log failed or stopped) and every blocking waiter.
     pub(crate) fn wake(&self) {
-        self.notify.notify_waiters();
-        // Taking the lock orders this wake-up after any waiter's check-then-wait.
+        let finished = self.failure().is_some() || self.stopped.load(Ordering::Acquire);
+        let reached = [self.written(), self.durable()];
+        let mut ready = Vec::new();
+        {
+            // Waiters check under this lock, so none checks before and sleeps after this.
+            let mut waiters = self.waiters.lock();
+            for (map, reached) in waiters.by_mark.iter_mut().zip(reached) {
+                if finished {
+                    ready.extend(std::mem::take(map).into_values());
+                } else if map.first_key_value().is_some_and(|(k, _)| k.0 <= reached) {
+                    let later = map.split_off(&(reached + 1, 0));
+                    ready.extend(std::mem::replace(map, later).into_values());
+                }
+            }
+        }
+        for waker in ready {
+            waker.wake();
+        }
+        // Taking the lock orders this wake-up after any blocking waiter's check-then-wait.
         let _guard = self.lock.lock();
         self.cond.notify_all();
     }
@@ -122,15 +162,56 @@ impl Progress {
     }
 
     /// Waits until `mark` reaches `offset` without blocking the thread.
-    pub(crate) async fn wait(&self, mark: Watermark, offset: u64) -> Result<(), LogError> {
-        loop {
-            let mut notified = std::pin::pin!(self.notify.notified());
-            // Register before checking, so a wake-up between the check and the await is kept.
-            notified.as_mut().enable();
-            if let Some(done) = self.check(mark, offset) {
-                return done;
+    pub(crate) fn wait(&self, mark: Watermark, offset: u64) -> Wait<'_> {
+        Wait {
+            progress: self,
+            mark,
+            offset,
+            id: None,
+        }
+    }
+}
+
+/// The future of [`Progress::wait`]; deregisters itself when dropped.
+pub(crate) struct Wait<'a> {
+    progress: &'a Progress,
+    mark: Watermark,
+    offset: u64,
+    /// Registration id while a waker is (or may be) registered.
+    id: Option<u64>,
+}
+
+impl Future for Wait<'_> {
+    type Output = Result<(), LogError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let progress = self.progress;
+        if let Some(done) = progress.check(self.mark, self.offset) {
+            return Poll::Ready(done);
+        }
+        let mut waiters = progress.waiters.lock();
+        // Again under the lock: a publication in between either is seen here or wakes us.
+        if let Some(done) = progress.check(self.mark, self.offset) {
+            return Poll::Ready(done);
+        }
+        let id = match self.id {
+            Some(id) => id,
+            None => {
+                waiters.next_id += 1;
+                waiters.next_id
             }
-            notified.await;
+        };
+        waiters.by_mark[self.mark.index()].insert((self.offset, id), cx.waker().clone());
+        drop(waiters);
+        self.id = Some(id);
+        Poll::Pending
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.progress.waiters.lock().by_mark[self.mark.index()].remove(&(self.offset, id));
         }
     }
 }
