@@ -27,7 +27,7 @@
 //! An RSA-2048 signature costs about a millisecond of CPU, so it is never computed on an async
 //! worker: [`Signer::sign_envelopes`] runs it on tokio's blocking pool, at most
 //! [`SigningKey::max_concurrent`] at once (one per core), and the publish awaits it. Version 2
-//! signs with `ring` (assembly bignum, several times faster than the pure-Rust `rsa` crate);
+//! signs with `ring` (assembly bignum, 2–3× faster than the pure-Rust `rsa` crate here);
 //! `ring` cannot sign SHA-1, so version 1 stays on `rsa`.
 
 use crate::BrokerError;
@@ -133,7 +133,7 @@ pub struct SigningKey {
     cert_pem: String,
     cert_file_name: String,
     /// Signatures in flight, at most one per core (see [`SigningKey::max_concurrent`]).
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     max_concurrent: usize,
 }
 
@@ -215,7 +215,7 @@ impl SigningKey {
             sha256,
             cert_pem,
             cert_file_name,
-            slots: Semaphore::new(max_concurrent),
+            slots: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
         }
     }
@@ -279,9 +279,17 @@ impl SigningKey {
         let failed = |e: &dyn std::fmt::Display| {
             BrokerError::Storage(format!("signing an SNS envelope: {e}"))
         };
-        let _slot = self.slots.acquire().await.map_err(|e| failed(&e))?;
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| failed(&e))?;
         let key = self.clone();
+        // The slot moves into the thread: a publish dropped while waiting does not free it
+        // before the signature is done.
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             texts
                 .iter()
                 .map(|t| key.sign(version, t.as_bytes()))
