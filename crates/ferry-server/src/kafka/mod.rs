@@ -58,8 +58,12 @@ pub const MAX_FRAME_BYTES: usize = 100 << 20;
 const MIN_FRAME_BYTES: usize = 10;
 /// A connection that sends half a frame and stalls is closed after this long.
 pub const FRAME_READ_TIMEOUT: Duration = Duration::from_secs(60);
-/// Produce requests of one connection whose answers may wait for durability at once.
-pub const MAX_PIPELINED_PRODUCES: usize = 64;
+/// Produce requests of one connection whose answers may wait for durability at once. A
+/// pending produce holds only its small response (the records are already in the log's
+/// queue, itself bounded), so this can be large. It must be: librdkafka with `linger.ms=0`
+/// sends one request per record, so 10,000 records/s with a 10 ms `fdatasync` stall means 100
+/// requests waiting, and a request not read cannot join the next (overlapping) sync.
+pub const MAX_PIPELINED_PRODUCES: usize = 1024;
 /// Frames read ahead of the one being handled (bounds a connection's memory to a few frames).
 const READ_AHEAD_FRAMES: usize = 2;
 /// Most open Kafka connections.
