@@ -181,16 +181,8 @@ pub async fn run(
             ));
         }
     };
-    let topics = match crate::aws::sns::start_topics(&config, &broker, aws_addr).await {
-        Ok(topics) => topics,
-        Err(e) => {
-            let _ = stop_http.send(true);
-            upkeep.abort();
-            let _ = broker.shutdown().await;
-            return Err(e);
-        }
-    };
-    state.set_topics(topics.clone());
+    // Streams open before topics: topic fan-outs interrupted by a crash may target a stream,
+    // and topics complete them before the server is ready.
     let (streams, stop_kafka, kafka_server, stream_upkeep) =
         match crate::kafka::start(&config, kafka_listener).await {
             Ok(started) => started,
@@ -202,6 +194,17 @@ pub async fn run(
             }
         };
     state.set_streams(streams.clone());
+    let topics = match crate::aws::sns::start_topics(&config, &broker, &streams, aws_addr).await {
+        Ok(topics) => topics,
+        Err(e) => {
+            let _ = stop_http.send(true);
+            upkeep.abort();
+            crate::kafka::stop(streams, stop_kafka, kafka_server, stream_upkeep).await;
+            let _ = broker.shutdown().await;
+            return Err(e);
+        }
+    };
+    state.set_topics(topics.clone());
     state.set_ready(broker.clone());
     tracing::info!(
         queues = broker.list_queues(None).len(),

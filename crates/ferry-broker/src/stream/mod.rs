@@ -435,6 +435,13 @@ struct Inner {
     appended: Arc<watch::Sender<u64>>,
 }
 
+/// The partition of a keyed record whose producer did not choose one: `crc32c(key) % partitions`
+/// (what the native produce API does).
+pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+    debug_assert!(partitions > 0);
+    crc32c::crc32c(key) % partitions.max(1)
+}
+
 pub fn validate_name(name: &str) -> Result<(), StreamError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN

@@ -24,7 +24,7 @@
 //! (the queue's visibility granularity). `throttlePolicy.maxReceivesPerSecond` caps how many
 //! deliveries to the endpoint start per second ([`Throttle`]).
 
-use super::{delivery_queue_name, Protocol, Subscription, Topics};
+use super::{delivery_queue_name, Subscription, Topics};
 use crate::types::{MessageAttributeValue, ReceiveRequest, SendMessage, VisibilityChange};
 use crate::BrokerError;
 use bytes::Bytes;
@@ -438,7 +438,7 @@ pub fn spawn_supervisor(topics: Topics, deliverer: Arc<dyn Deliverer>) {
                 .list_subscriptions(None)
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|s| s.protocol != Protocol::Sqs)
+                .filter(|s| s.protocol.is_http())
                 .collect();
             running.retain(|id, h| {
                 let keep = subs.iter().any(|s| &s.id == id) && !h.is_finished();

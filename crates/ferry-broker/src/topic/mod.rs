@@ -1,4 +1,5 @@
-//! Topics: publish/subscribe routers that fan a message out to queues and HTTP endpoints.
+//! Topics: publish/subscribe routers that fan a message out to queues, streams and HTTP
+//! endpoints.
 //!
 //! # Layout
 //!
@@ -12,9 +13,10 @@
 //! # Publish and its guarantee
 //!
 //! `publish` evaluates every confirmed subscription's filter policy, then appends the message to
-//! every matching target — the subscribed queue (an SQS subscription) or the subscription's
-//! private delivery queue (HTTP/HTTPS) — concurrently, so appends to different queue logs share
-//! each log's group commit. It returns only once every append is durable.
+//! every matching target — the subscribed queue (an SQS subscription), the subscribed stream (a
+//! `stream` subscription, a Ferry extension: one record per message, see `append_to_stream`) or
+//! the subscription's private delivery queue (HTTP/HTTPS) — concurrently, so appends to different
+//! logs share each log's group commit. It returns only once every append is durable.
 //!
 //! With two or more targets the fan-out is made all-or-nothing *eventually* by an intent record:
 //!
@@ -30,8 +32,8 @@
 //! second copy to a target that had the message before the crash (at-least-once, as SNS);
 //! FIFO queue targets drop such copies through their deduplication id.
 //!
-//! A target that refuses the message for good (its queue was deleted, is full, or the message is
-//! too large for it) counts as a failed delivery and goes to the subscription's dead-letter
+//! A target that refuses the message for good (its queue or stream was deleted, the queue is full,
+//! or the message is too large for it) counts as a failed delivery and goes to the subscription's dead-letter
 //! queue when it has one (SNS's RedrivePolicy); this does not fail the publish.
 //!
 //! FIFO topics serialise their fan-outs so that every FIFO queue sees each message group in the
@@ -42,6 +44,7 @@ pub mod envelope;
 pub mod filter;
 pub mod signing;
 
+use crate::stream::{StreamError, Streams};
 use crate::types::{MessageAttributeValue, QueueAttributes, SendMessage};
 use crate::{Broker, BrokerConfig, BrokerError, Clock};
 use bytes::Bytes;
@@ -164,6 +167,8 @@ pub enum Protocol {
     Sqs,
     Http,
     Https,
+    /// A Ferry stream (an extension to SNS): the endpoint is the stream's name.
+    Stream,
 }
 
 impl Protocol {
@@ -172,9 +177,21 @@ impl Protocol {
             Protocol::Sqs => "sqs",
             Protocol::Http => "http",
             Protocol::Https => "https",
+            Protocol::Stream => "stream",
         }
     }
+
+    /// HTTP(S): delivered by a delivery loop through a private queue, after a confirmation
+    /// handshake. The other protocols are appended to during the publish and confirmed at once.
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Https)
+    }
 }
+
+/// Record header carrying the SNS message id on a stream subscription's records.
+pub const STREAM_HEADER_MESSAGE_ID: &str = "x-amz-sns-message-id";
+/// Record header carrying the topic ARN on a stream subscription's records.
+pub const STREAM_HEADER_TOPIC_ARN: &str = "x-amz-sns-topic-arn";
 
 /// A subscription's settable attributes.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -198,7 +215,7 @@ pub struct Subscription {
     pub id: String,
     pub topic: String,
     pub protocol: Protocol,
-    /// As given: an SQS queue ARN or a URL.
+    /// As given: an SQS queue ARN, a URL, or a stream's name.
     pub endpoint: String,
     /// SQS subscriptions: the target queue's name.
     pub queue: Option<String>,
@@ -317,6 +334,8 @@ struct Inner {
     config: TopicsConfig,
     dir: PathBuf,
     broker: Broker,
+    /// The streams that `stream` subscriptions append to; set by [`Topics::set_streams`].
+    streams: RwLock<Option<Streams>>,
     /// Private broker holding one delivery queue per HTTP(S) subscription.
     delivery: Broker,
     catalog: Mutex<TopicCatalog>,
@@ -610,6 +629,7 @@ impl Topics {
             config,
             dir,
             broker,
+            streams: RwLock::new(None),
             delivery,
             catalog: Mutex::new(catalog),
             live: RwLock::new(Arc::new(BTreeMap::new())),
@@ -631,6 +651,17 @@ impl Topics {
             topics.rebuild(&catalog);
         }
         Ok(topics)
+    }
+
+    /// Gives the router the streams that `stream` subscriptions deliver into. Call before
+    /// [`Topics::start`]: until then, a fan-out to a stream fails as a storage failure (its intent
+    /// stays open and is retried) and `stream` subscriptions are refused.
+    pub fn set_streams(&self, streams: Streams) {
+        *self.inner.streams.write() = Some(streams);
+    }
+
+    fn streams(&self) -> Option<Streams> {
+        self.inner.streams.read().clone()
     }
 
     /// Sets the base URL of the AWS door (for SubscribeURL and UnsubscribeURL).
@@ -929,9 +960,10 @@ impl Topics {
 
     // ------------------------------------------------------------------ subscriptions
 
-    /// Subscribes `endpoint` (an SQS queue ARN for `sqs`, a URL for `http`/`https`). SQS
-    /// subscriptions are confirmed at once; HTTP(S) ones get a SubscriptionConfirmation POST and
-    /// stay pending until `confirm_subscription`. Subscribing the same endpoint again returns the
+    /// Subscribes `endpoint` (an SQS queue ARN for `sqs`, a URL for `http`/`https`, the name of
+    /// an existing stream for `stream`). SQS and stream subscriptions are confirmed at once;
+    /// HTTP(S) ones get a SubscriptionConfirmation POST and stay pending until
+    /// `confirm_subscription`. Subscribing the same endpoint again returns the
     /// existing subscription.
     pub fn subscribe(
         &self,
@@ -944,9 +976,10 @@ impl Topics {
             "sqs" => Protocol::Sqs,
             "http" => Protocol::Http,
             "https" => Protocol::Https,
+            "stream" => Protocol::Stream,
             "email" | "email-json" | "sms" | "application" | "lambda" | "firehose" => {
                 return Err(TopicError::Unsupported(format!(
-                    "Protocol {protocol} is not supported by Ferry (supported: sqs, http, https)"
+                    "Protocol {protocol} is not supported by Ferry (supported: sqs, http, https, stream)"
                 )))
             }
             other => return Err(param("Protocol", format!("Invalid protocol type: {other}"))),
@@ -964,6 +997,21 @@ impl Topics {
             ),
             Protocol::Http if endpoint.starts_with("http://") => None,
             Protocol::Https if endpoint.starts_with("https://") => None,
+            Protocol::Stream => {
+                let Some(streams) = self.streams() else {
+                    return Err(param(
+                        "Protocol",
+                        "streams are not available on this server",
+                    ));
+                };
+                if !streams.exists(endpoint) {
+                    return Err(param(
+                        "Endpoint",
+                        format!("Stream does not exist: {endpoint:?}"),
+                    ));
+                }
+                None
+            }
             _ => {
                 return Err(param(
                     "Endpoint",
@@ -994,8 +1042,11 @@ impl Topics {
             }
             return Ok(s);
         }
-        if fifo && protocol != Protocol::Sqs {
-            return Err(param("Protocol", "FIFO topics deliver only to SQS queues"));
+        if fifo && protocol.is_http() {
+            return Err(param(
+                "Protocol",
+                "FIFO topics deliver only to SQS queues and streams",
+            ));
         }
         if let Some(q) = &queue {
             if q.ends_with(".fifo") && !fifo {
@@ -1006,7 +1057,9 @@ impl Topics {
             }
         }
         let id = envelope::uuid();
-        let token = (protocol != Protocol::Sqs).then(|| hex::encode(rand::random::<[u8; 32]>()));
+        let token = protocol
+            .is_http()
+            .then(|| hex::encode(rand::random::<[u8; 32]>()));
         let sub = Subscription {
             id: id.clone(),
             topic: topic.to_string(),
@@ -1014,11 +1067,11 @@ impl Topics {
             endpoint: endpoint.to_string(),
             queue,
             attributes,
-            confirmed: protocol == Protocol::Sqs,
+            confirmed: !protocol.is_http(),
             token: token.clone(),
             created_ms: self.now(),
         };
-        if protocol != Protocol::Sqs {
+        if protocol.is_http() {
             let dq = delivery_queue_name(&id);
             self.inner.delivery.create_queue(
                 &dq,
@@ -1248,7 +1301,7 @@ impl Topics {
     }
 
     fn drop_delivery_queue(&self, s: &Subscription) {
-        if s.protocol != Protocol::Sqs {
+        if s.protocol.is_http() {
             if let Err(e) = self
                 .inner
                 .delivery
@@ -1666,10 +1719,14 @@ impl Topics {
                             .map(|_| ())
                     })
             }
+            Protocol::Stream => {
+                self.append_to_stream(&s.sub.endpoint, p, body.clone())
+                    .await
+            }
         };
         match result {
             Ok(()) => {
-                if s.sub.protocol == Protocol::Sqs {
+                if !s.sub.protocol.is_http() {
                     s.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 }
                 TargetResult::Delivered
@@ -1701,6 +1758,79 @@ impl Topics {
                 TargetResult::Refused
             }
         }
+    }
+
+    /// Appends `p` to a stream as one record and waits until it is durable.
+    ///
+    /// ```text
+    /// value      the rendered notification: the message (raw delivery) or the SNS JSON envelope
+    /// key        the MessageGroupId on FIFO topics; none otherwise
+    /// headers    x-amz-sns-message-id, x-amz-sns-topic-arn, then one per message attribute
+    ///            (String/Number/String.Array: the string value as UTF-8; Binary: the bytes)
+    /// timestamp  the publish time
+    /// partition  crc32c(key) % partitions, or crc32c(message id) % partitions without a key
+    /// ```
+    ///
+    /// The partition depends only on the message, so a retried intent appends to the same one.
+    /// A missing stream, or a record it refuses (too large), is a refusal
+    /// (`BrokerError::InvalidParameter`); storage failures and shutdown are retried.
+    async fn append_to_stream(
+        &self,
+        stream: &str,
+        p: &Published,
+        value: Bytes,
+    ) -> Result<(), BrokerError> {
+        let streams = self
+            .streams()
+            .ok_or_else(|| BrokerError::Storage("streams are not open yet".into()))?;
+        let refused = |e: StreamError| match e {
+            StreamError::Storage(m) => BrokerError::Storage(m),
+            StreamError::Closed => BrokerError::ShuttingDown,
+            other => BrokerError::InvalidParameter {
+                parameter: "stream".into(),
+                reason: other.to_string(),
+            },
+        };
+        let key = p.request.group_id.clone().map(Bytes::from);
+        let mut headers = vec![
+            (
+                STREAM_HEADER_MESSAGE_ID.to_string(),
+                Some(Bytes::from(p.message_id.clone())),
+            ),
+            (
+                STREAM_HEADER_TOPIC_ARN.to_string(),
+                Some(Bytes::from(self.topic_arn(&p.topic))),
+            ),
+        ];
+        for (name, v) in &p.request.attributes {
+            let value = match (&v.binary_value, &v.string_value) {
+                (Some(b), _) => Some(b.clone()),
+                (None, Some(s)) => Some(Bytes::from(s.clone())),
+                (None, None) => None,
+            };
+            headers.push((name.clone(), value));
+        }
+        let partitions = streams.get(stream).map_err(refused)?.partition_count();
+        let hashed = key.as_deref().unwrap_or(p.message_id.as_bytes());
+        let partition = crate::stream::partition_for_key(hashed, partitions);
+        let batch = crate::stream::batch::encode_records(
+            &[crate::stream::batch::NewRecord {
+                key,
+                value: Some(value),
+                headers,
+                timestamp_ms: Some(p.timestamp_ms as i64),
+            }],
+            p.timestamp_ms as i64,
+        )
+        .map_err(refused)?;
+        let (part, appended) = streams
+            .append(stream, i64::from(partition), batch)
+            .map_err(refused)?;
+        part.wait_durable(appended.durable_at)
+            .await
+            .map_err(refused)?;
+        streams.notify_appended();
+        Ok(())
     }
 
     fn check_publish(&self, live: &LiveTopic, r: &PublishRequest) -> Result<(), TopicError> {

@@ -491,3 +491,356 @@ async fn http_confirmation_delivery_retries_and_dead_letter() {
     let s = &t.stats()[0].subscriptions[0];
     assert_eq!((s.delivered, s.failed, s.dead_lettered), (1, 1, 1));
 }
+
+// ------------------------------------------------------------------ stream subscriptions
+
+use crate::stream::batch::{decode_records, StreamRecord};
+use crate::stream::{Streams, StreamsConfig};
+
+fn open_with_streams(dir: &std::path::Path) -> (Broker, Topics, Streams) {
+    let (b, t) = open(dir);
+    let s = Streams::open(StreamsConfig::new(dir)).unwrap();
+    t.set_streams(s.clone());
+    (b, t, s)
+}
+
+/// Every record of every partition: (partition, record).
+fn stream_records(s: &Streams, name: &str) -> Vec<(u32, StreamRecord)> {
+    let mut out = Vec::new();
+    for (index, p) in s.get(name).unwrap().partitions().into_iter().enumerate() {
+        let index = index as u32;
+        if p.high_watermark() == 0 {
+            continue;
+        }
+        let read = p.read(0, 16 << 20).unwrap();
+        for r in decode_records(&read.records).unwrap() {
+            out.push((index, r));
+        }
+    }
+    out
+}
+
+fn header<'a>(r: &'a StreamRecord, name: &str) -> Option<&'a [u8]> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.as_deref())
+}
+
+fn stream_sub(t: &Topics, topic: &str, stream: &str, a: SubscriptionAttributes) -> Subscription {
+    t.subscribe(topic, "stream", stream, a).unwrap()
+}
+
+#[tokio::test]
+async fn stream_subscription_appends_one_durable_record_per_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_b, t, s) = open_with_streams(dir.path());
+    s.create("events", 4, &[]).unwrap();
+    s.create("raw-red", 1, &[]).unwrap();
+    t.create_topic("orders", Default::default(), Default::default())
+        .unwrap();
+    let sub = stream_sub(&t, "orders", "events", Default::default());
+    assert!(sub.confirmed, "stream subscriptions need no confirmation");
+    assert_eq!(sub.protocol, Protocol::Stream);
+    assert_eq!(sub.token, None);
+    stream_sub(
+        &t,
+        "orders",
+        "raw-red",
+        SubscriptionAttributes {
+            raw_message_delivery: true,
+            filter_policy: Some(r#"{"color": ["red"]}"#.into()),
+            ..Default::default()
+        },
+    );
+    let before = t.now() as i64;
+    let mut ids = Vec::new();
+    for color in ["red", "blue"] {
+        let bin = MessageAttributeValue {
+            data_type: "Binary".into(),
+            string_value: None,
+            binary_value: Some(Bytes::from_static(&[0, 1, 255])),
+        };
+        let req = PublishRequest {
+            message: format!("hello {color}"),
+            attributes: [
+                ("color".to_string(), attr(color)),
+                ("blob".to_string(), bin),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        // Returns only once the records are durable: readable right away.
+        ids.push(t.publish("orders", req).await.unwrap().message_id);
+    }
+    let after = t.now() as i64;
+
+    let events = stream_records(&s, "events");
+    assert_eq!(events.len(), 2);
+    for (id, color) in ids.iter().zip(["red", "blue"]) {
+        let (partition, r) = events
+            .iter()
+            .find(|(_, r)| header(r, STREAM_HEADER_MESSAGE_ID) == Some(id.as_bytes()))
+            .unwrap();
+        assert_eq!(
+            *partition,
+            crate::stream::partition_for_key(id.as_bytes(), 4),
+            "keyless records are placed by a hash of the message id"
+        );
+        assert_eq!(r.key, None);
+        assert!(r.timestamp_ms >= before && r.timestamp_ms <= after);
+        let env: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+        assert_eq!(env["Type"], "Notification");
+        assert_eq!(env["MessageId"], id.as_str());
+        assert_eq!(env["Message"], format!("hello {color}"));
+        assert_eq!(header(r, "color"), Some(color.as_bytes()));
+        assert_eq!(header(r, "blob"), Some(&[0u8, 1, 255][..]));
+        assert_eq!(
+            header(r, STREAM_HEADER_TOPIC_ARN),
+            Some(t.topic_arn("orders").as_bytes())
+        );
+    }
+
+    // Raw delivery, and the filter keeps only the red one.
+    let raw = stream_records(&s, "raw-red");
+    assert_eq!(raw.len(), 1);
+    assert_eq!(raw[0].1.value.as_deref(), Some(&b"hello red"[..]));
+    assert_eq!(header(&raw[0].1, "color"), Some(&b"red"[..]));
+    assert_eq!(
+        header(&raw[0].1, STREAM_HEADER_MESSAGE_ID),
+        Some(ids[0].as_bytes())
+    );
+
+    let stats = t.stats();
+    let by_id = |id: &str| {
+        stats[0]
+            .subscriptions
+            .iter()
+            .find(|x| x.id == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id(&sub.id).delivered, 2);
+    assert_eq!(by_id(&sub.id).protocol, "stream");
+    assert_eq!(
+        stats[0]
+            .subscriptions
+            .iter()
+            .map(|x| (x.delivered, x.filtered_out))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+        (3, 1)
+    );
+}
+
+#[tokio::test]
+async fn stream_subscription_needs_an_existing_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_b, t) = open(dir.path());
+    t.create_topic("t", Default::default(), Default::default())
+        .unwrap();
+    let e = t
+        .subscribe("t", "stream", "events", Default::default())
+        .unwrap_err();
+    assert!(matches!(e, TopicError::InvalidParameter { .. }), "{e:?}");
+    let s = Streams::open(StreamsConfig::new(dir.path())).unwrap();
+    t.set_streams(s.clone());
+    let e = t
+        .subscribe("t", "stream", "events", Default::default())
+        .unwrap_err();
+    assert!(
+        matches!(&e, TopicError::InvalidParameter { parameter, .. } if parameter == "Endpoint"),
+        "{e:?}"
+    );
+    s.create("events", 1, &[]).unwrap();
+    let a = t
+        .subscribe("t", "stream", "events", Default::default())
+        .unwrap();
+    let again = t
+        .subscribe("t", "stream", "events", Default::default())
+        .unwrap();
+    assert_eq!(a.id, again.id, "same endpoint again → same subscription");
+}
+
+#[tokio::test]
+async fn fifo_topic_keeps_each_group_in_order_in_one_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_b, t, s) = open_with_streams(dir.path());
+    s.create("ordered", 8, &[]).unwrap();
+    t.create_topic(
+        "t.fifo",
+        TopicAttributes {
+            fifo: true,
+            content_based_deduplication: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .unwrap();
+    stream_sub(
+        &t,
+        "t.fifo",
+        "ordered",
+        SubscriptionAttributes {
+            raw_message_delivery: true,
+            ..Default::default()
+        },
+    );
+    let groups = ["g1", "g2", "g3"];
+    for i in 0..30 {
+        let g = groups[i % 3];
+        t.publish(
+            "t.fifo",
+            PublishRequest {
+                message: format!("{g}-{i}"),
+                group_id: Some(g.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let records = stream_records(&s, "ordered");
+    assert_eq!(records.len(), 30);
+    for g in groups {
+        let mine: Vec<&(u32, StreamRecord)> = records
+            .iter()
+            .filter(|(_, r)| r.key.as_deref() == Some(g.as_bytes()))
+            .collect();
+        assert_eq!(mine.len(), 10);
+        let partition = crate::stream::partition_for_key(g.as_bytes(), 8);
+        assert!(
+            mine.iter().all(|(p, _)| *p == partition),
+            "{g}: one partition"
+        );
+        let values: Vec<String> = mine
+            .iter()
+            .map(|(_, r)| String::from_utf8(r.value.as_deref().unwrap().to_vec()).unwrap())
+            .collect();
+        let expected: Vec<String> = (0..30)
+            .filter(|i| groups[i % 3] == g)
+            .map(|i| format!("{g}-{i}"))
+            .collect();
+        assert_eq!(values, expected, "{g}: publish order");
+    }
+}
+
+#[tokio::test]
+async fn deleted_stream_is_a_refused_target_and_goes_to_the_dead_letter_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, t, s) = open_with_streams(dir.path());
+    b.create_queue("dlq", Default::default(), Default::default())
+        .unwrap();
+    b.create_queue("ok", Default::default(), Default::default())
+        .unwrap();
+    s.create("gone", 1, &[]).unwrap();
+    t.create_topic("t", Default::default(), Default::default())
+        .unwrap();
+    let sub = stream_sub(
+        &t,
+        "t",
+        "gone",
+        SubscriptionAttributes {
+            raw_message_delivery: true,
+            redrive_policy: Some(format!(
+                r#"{{"deadLetterTargetArn":"{}"}}"#,
+                t.queue_arn("dlq")
+            )),
+            dead_letter_queue: Some("dlq".into()),
+            ..Default::default()
+        },
+    );
+    sqs_sub(&t, "t", "ok", None, false);
+    s.delete("gone").await.unwrap();
+    t.publish(
+        "t",
+        PublishRequest {
+            message: "m".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("a refused target does not fail the publish");
+    let dead = drain(&b, "dlq").await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(&dead[0].body[..], b"m");
+    assert_eq!(drain(&b, "ok").await.len(), 1);
+    let stats = t.stats();
+    let st = stats[0]
+        .subscriptions
+        .iter()
+        .find(|x| x.id == sub.id)
+        .unwrap();
+    assert_eq!((st.delivered, st.failed, st.dead_lettered), (0, 1, 1));
+    assert!(t.inner.open_intents.lock().is_empty());
+}
+
+#[tokio::test]
+async fn open_intent_to_a_stream_is_completed_once_streams_are_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream_sub_id;
+    {
+        let (b, t, s) = open_with_streams(dir.path());
+        b.create_queue("a", Default::default(), Default::default())
+            .unwrap();
+        s.create("events", 2, &[]).unwrap();
+        t.create_topic("t", Default::default(), Default::default())
+            .unwrap();
+        let s1 = sqs_sub(&t, "t", "a", None, false);
+        let s2 = stream_sub(&t, "t", "events", Default::default());
+        stream_sub_id = s2.id.clone();
+        // A crash between the intent and the fan-out: write the intent only.
+        let published = Published {
+            message_id: "m1".into(),
+            topic: "t".into(),
+            timestamp_ms: 1,
+            sequence_number: None,
+            request: PublishRequest {
+                message: "crashed".into(),
+                ..Default::default()
+            },
+        };
+        t.append_intent(
+            &IntentRecord::Intent {
+                published,
+                targets: vec![s1.id, s2.id],
+            },
+            true,
+        )
+        .await
+        .unwrap();
+        t.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+        s.close().unwrap();
+    }
+    // Reopened before the streams are handed over: the queue gets its copy, the stream target
+    // stays open (a retryable failure, not a refusal).
+    let (b, t) = open(dir.path());
+    assert_eq!(t.inner.open_intents.lock().len(), 1);
+    assert_eq!(t.complete_open_intents().await.unwrap(), 0);
+    assert_eq!(drain(&b, "a").await.len(), 1);
+    assert_eq!(
+        t.inner.open_intents.lock().values().next().unwrap().targets,
+        vec![stream_sub_id]
+    );
+    let s = Streams::open(StreamsConfig::new(dir.path())).unwrap();
+    t.set_streams(s.clone());
+    assert_eq!(t.complete_open_intents().await.unwrap(), 1);
+    let records = stream_records(&s, "events");
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        header(&records[0].1, STREAM_HEADER_MESSAGE_ID),
+        Some(&b"m1"[..])
+    );
+    assert_eq!(records[0].1.timestamp_ms, 1);
+    assert_eq!(records[0].0, crate::stream::partition_for_key(b"m1", 2));
+    assert!(
+        drain(&b, "a").await.is_empty(),
+        "the queue is not given a second copy"
+    );
+    t.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    s.close().unwrap();
+    drop((b, t));
+    let (_b, t) = open(dir.path());
+    assert!(t.inner.open_intents.lock().is_empty());
+}

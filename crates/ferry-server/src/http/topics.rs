@@ -6,7 +6,7 @@
 //! GET    /v1/topics                                {"topics":["a","b"]}
 //! GET    /v1/topics/{name}                         attributes, counts, stats
 //! DELETE /v1/topics/{name}
-//! POST   /v1/topics/{name}/subscriptions           {"queue":"orders"} or {"protocol":"http","endpoint":"http://…"},
+//! POST   /v1/topics/{name}/subscriptions           {"queue":"orders"}, {"stream":"events"} or {"protocol":"http","endpoint":"http://…"},
 //!                                                  "filter_policy"?:{..},"filter_policy_scope"?,"raw_message_delivery"?,
 //!                                                  "dead_letter_queue"?,"delivery_policy"?:{..}
 //! GET    /v1/topics/{name}/subscriptions           {"subscriptions":[..]}
@@ -25,8 +25,8 @@ use axum::Json;
 use base64::Engine;
 use ferry_broker::topic::filter::FilterPolicyScope;
 use ferry_broker::topic::{
-    PublishOutcome, PublishRequest, Subscription, SubscriptionAttributes, TopicAttributes,
-    TopicError, TopicInfo, TopicStats, MAX_BATCH, MAX_MESSAGE_BYTES,
+    Protocol, PublishOutcome, PublishRequest, Subscription, SubscriptionAttributes,
+    TopicAttributes, TopicError, TopicInfo, TopicStats, MAX_BATCH, MAX_MESSAGE_BYTES,
 };
 use ferry_broker::MessageAttributeValue;
 use serde::{Deserialize, Serialize};
@@ -87,12 +87,14 @@ pub struct CreateTopicRequest {
 pub struct SubscriptionWire {
     pub id: String,
     pub arn: String,
-    /// `sqs`, `http` or `https`.
+    /// `sqs`, `http`, `https` or `stream`.
     pub protocol: String,
-    /// The queue ARN (sqs) or URL.
+    /// The queue ARN (sqs), URL (http, https) or stream name (stream).
     pub endpoint: String,
     /// sqs: the queue's name.
     pub queue: Option<String>,
+    /// stream: the stream's name.
+    pub stream: Option<String>,
     pub confirmed: bool,
     pub raw_message_delivery: bool,
     #[schema(value_type = Option<Object>)]
@@ -163,6 +165,7 @@ fn subscription_wire(state_arn: String, s: Subscription) -> SubscriptionWire {
         id: s.id,
         arn: state_arn,
         protocol: s.protocol.as_str().to_string(),
+        stream: (s.protocol == Protocol::Stream).then(|| s.endpoint.clone()),
         endpoint: s.endpoint,
         queue: s.queue,
         confirmed: s.confirmed,
@@ -186,12 +189,14 @@ pub struct SubscriptionListResponse {
     pub subscriptions: Vec<SubscriptionWire>,
 }
 
-/// `POST /v1/topics/{name}/subscriptions`: give `queue` (an SQS subscription to a Ferry queue)
-/// or `protocol` and `endpoint`.
+/// `POST /v1/topics/{name}/subscriptions`: give `queue` (an SQS subscription to a Ferry queue),
+/// `stream` (a stream subscription: one record per message) or `protocol` and `endpoint`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeRequest {
     pub queue: Option<String>,
+    /// The name of an existing stream.
+    pub stream: Option<String>,
     pub protocol: Option<String>,
     pub endpoint: Option<String>,
     /// An SNS filter policy (JSON object).
@@ -289,7 +294,7 @@ pub async fn delete_topic(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Subscribes a queue or an HTTP(S) endpoint.
+/// Subscribes a queue, a stream or an HTTP(S) endpoint.
 #[utoipa::path(post, path = "/v1/topics/{name}/subscriptions", tag = "topics", request_body = SubscribeRequest,
     params(("name" = String, Path, description = "Topic name")),
     responses((status = 201, body = SubscriptionWire), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
@@ -299,12 +304,13 @@ pub async fn subscribe(
     ApiJson(r): ApiJson<SubscribeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let topics = state.topics()?;
-    let (protocol, endpoint) = match (&r.queue, &r.protocol, &r.endpoint) {
-        (Some(q), None, None) => ("sqs".to_string(), topics.queue_arn(q)),
-        (None, Some(p), Some(e)) => (p.clone(), e.clone()),
+    let (protocol, endpoint) = match (&r.queue, &r.stream, &r.protocol, &r.endpoint) {
+        (Some(q), None, None, None) => ("sqs".to_string(), topics.queue_arn(q)),
+        (None, Some(s), None, None) => ("stream".to_string(), s.clone()),
+        (None, None, Some(p), Some(e)) => (p.clone(), e.clone()),
         _ => {
             return Err(ApiError::invalid(
-                "give either \"queue\", or \"protocol\" and \"endpoint\"",
+                "give either \"queue\", \"stream\", or \"protocol\" and \"endpoint\"",
             ))
         }
     };

@@ -4,6 +4,7 @@
 //! ```text
 //! ferry topic create orders
 //! ferry topic subscribe orders --queue paid --filter '{"status": ["paid"]}'
+//! ferry topic subscribe orders --stream order-events
 //! ferry topic subscribe orders --endpoint http://127.0.0.1:8080/hook
 //! ferry topic publish orders 'hello' -a status=paid
 //! ```
@@ -26,7 +27,7 @@ pub enum TopicCommand {
     Describe { name: String },
     /// Delete a topic and its subscriptions.
     Delete { name: String },
-    /// Subscribe a queue (--queue) or an HTTP endpoint (--endpoint).
+    /// Subscribe a queue (--queue), a stream (--stream) or an HTTP endpoint (--endpoint).
     Subscribe(SubscribeArgs),
     /// List a topic's subscriptions.
     Subscriptions { name: String },
@@ -54,10 +55,13 @@ pub struct SubscribeArgs {
     /// Deliver to this queue.
     #[arg(
         long,
-        conflicts_with = "endpoint",
-        required_unless_present = "endpoint"
+        conflicts_with_all = ["endpoint", "stream"],
+        required_unless_present_any = ["endpoint", "stream"]
     )]
     pub queue: Option<String>,
+    /// Append each message as a record to this stream (it must exist).
+    #[arg(long, conflicts_with = "endpoint")]
+    pub stream: Option<String>,
     /// Deliver by HTTP POST to this URL (it must confirm the subscription first).
     #[arg(long)]
     pub endpoint: Option<String>,
@@ -233,11 +237,14 @@ fn done(json_output: bool, value: &Value, text: impl FnOnce() -> String) -> Resu
 
 fn subscribe(client: &ApiClient, a: SubscribeArgs, json_output: bool) -> Result<(), CliError> {
     let mut body = Map::new();
-    match (&a.queue, &a.endpoint) {
-        (Some(q), _) => {
+    match (&a.queue, &a.stream, &a.endpoint) {
+        (Some(q), _, _) => {
             body.insert("queue".into(), json!(q));
         }
-        (None, Some(e)) => {
+        (None, Some(s), _) => {
+            body.insert("stream".into(), json!(s));
+        }
+        (None, None, Some(e)) => {
             let protocol = if e.starts_with("https://") {
                 "https"
             } else {
@@ -246,7 +253,11 @@ fn subscribe(client: &ApiClient, a: SubscribeArgs, json_output: bool) -> Result<
             body.insert("protocol".into(), json!(protocol));
             body.insert("endpoint".into(), json!(e));
         }
-        (None, None) => return Err(CliError::Usage("give --queue or --endpoint".into())),
+        (None, None, None) => {
+            return Err(CliError::Usage(
+                "give --queue, --stream or --endpoint".into(),
+            ))
+        }
     }
     if let Some(f) = &a.filter {
         let policy: Value = serde_json::from_str(f)

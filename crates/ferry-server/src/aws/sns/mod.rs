@@ -471,13 +471,14 @@ pub fn page<T: Clone>(
     Ok((slice, next))
 }
 
-/// Opens the topic router next to `broker` (recovery on a blocking thread), points its
+/// Opens the topic router next to `broker` and `streams` (recovery on a blocking thread), points its
 /// SubscribeURL/UnsubscribeURL/SigningCertURL at the AWS door, loads (or makes, on first start)
 /// the message signing key, completes fan-outs a crash interrupted and starts HTTP push
 /// delivery.
 pub async fn start_topics(
     config: &crate::config::ServerConfig,
     broker: &ferry_broker::Broker,
+    streams: &ferry_broker::stream::Streams,
     aws_addr: SocketAddr,
 ) -> anyhow::Result<Topics> {
     let topics_config = ferry_broker::topic::TopicsConfig {
@@ -492,6 +493,7 @@ pub async fn start_topics(
         .map_err(|e| anyhow::anyhow!("opening topics panicked: {e}"))?
         .map_err(|e| anyhow::anyhow!("cannot open topics in {}: {e}", config.data_dir.display()))?;
     topics.set_public_url(&format!("http://{aws_addr}"));
+    topics.set_streams(streams.clone());
     topics
         .start(std::sync::Arc::new(deliverer::HttpDeliverer::new()))
         .await

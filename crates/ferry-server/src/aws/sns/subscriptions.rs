@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ferry_broker::topic::filter::FilterPolicyScope;
-use ferry_broker::topic::{Protocol, Subscription, SubscriptionAttributes, Topics};
+use ferry_broker::topic::{Subscription, SubscriptionAttributes, Topics};
 
 use super::{attribute_map, page, Ctx, Params, SnsError, X};
 
@@ -139,7 +139,7 @@ pub fn get_attributes(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     m.insert("Endpoint".into(), s.endpoint.clone());
     m.insert(
         "ConfirmationWasAuthenticated".into(),
-        (s.protocol == Protocol::Sqs).to_string(),
+        (!s.protocol.is_http()).to_string(),
     );
     m.insert("PendingConfirmation".into(), (!s.confirmed).to_string());
     m.insert(
