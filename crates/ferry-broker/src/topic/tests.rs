@@ -611,6 +611,21 @@ async fn stream_subscription_appends_one_durable_record_per_message() {
         Some(ids[0].as_bytes())
     );
 
+    // MessageStructure=json: the `stream` entry, else `default`.
+    t.publish(
+        "orders",
+        PublishRequest {
+            message: r#"{"default": "d", "stream": "for streams"}"#.into(),
+            message_structure_json: true,
+            attributes: [("color".to_string(), attr("red"))].into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let raw = stream_records(&s, "raw-red");
+    assert_eq!(raw[1].1.value.as_deref(), Some(&b"for streams"[..]));
+
     let stats = t.stats();
     let by_id = |id: &str| {
         stats[0]
@@ -620,7 +635,7 @@ async fn stream_subscription_appends_one_durable_record_per_message() {
             .unwrap()
             .clone()
     };
-    assert_eq!(by_id(&sub.id).delivered, 2);
+    assert_eq!(by_id(&sub.id).delivered, 3);
     assert_eq!(by_id(&sub.id).protocol, "stream");
     assert_eq!(
         stats[0]
@@ -628,7 +643,7 @@ async fn stream_subscription_appends_one_durable_record_per_message() {
             .iter()
             .map(|x| (x.delivered, x.filtered_out))
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
-        (3, 1)
+        (5, 1)
     );
 }
 
