@@ -859,3 +859,39 @@ async fn open_intent_to_a_stream_is_completed_once_streams_are_there() {
     let (_b, t) = open(dir.path());
     assert!(t.inner.open_intents.lock().is_empty());
 }
+
+#[tokio::test]
+async fn record_too_large_for_the_stream_is_a_refused_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_b, t, s) = open_with_streams(dir.path());
+    s.create("small", 1, &[("max.message.bytes".into(), "200".into())])
+        .unwrap();
+    t.create_topic("t", Default::default(), Default::default())
+        .unwrap();
+    let sub = stream_sub(
+        &t,
+        "t",
+        "small",
+        SubscriptionAttributes {
+            raw_message_delivery: true,
+            ..Default::default()
+        },
+    );
+    for message in ["x".repeat(10), "y".repeat(1000)] {
+        t.publish(
+            "t",
+            PublishRequest {
+                message,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a refused target does not fail the publish");
+    }
+    let records = stream_records(&s, "small");
+    assert_eq!(records.len(), 1);
+    let stats = t.stats();
+    let st = &stats[0].subscriptions[0];
+    assert_eq!(st.id, sub.id);
+    assert_eq!((st.delivered, st.failed, st.dead_lettered), (1, 1, 0));
+}
