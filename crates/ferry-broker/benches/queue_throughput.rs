@@ -101,9 +101,48 @@ fn rss_kib() -> u64 {
 }
 
 fn open(dir: &Path, durability: ferry_log::Durability) -> Broker {
+    open_observed(dir, durability, None)
+}
+
+fn open_observed(
+    dir: &Path,
+    durability: ferry_log::Durability,
+    on_sync: Option<ferry_log::SyncObserver>,
+) -> Broker {
     let mut c = BrokerConfig::new(dir);
     c.default_durability = durability;
+    c.on_sync = on_sync;
     Broker::open(c).expect("open broker")
+}
+
+/// What the queue logs' writers and syncers did (from `on_sync`), to say what limits a run.
+#[derive(Default)]
+struct LogWork {
+    syncs: AtomicU64,
+    sync_us: AtomicU64,
+    writes: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl LogWork {
+    fn observer(self: &Arc<Self>) -> ferry_log::SyncObserver {
+        let work = Arc::clone(self);
+        Arc::new(move |stats: ferry_log::SyncStats| {
+            if !stats.duration.is_zero() {
+                work.syncs.fetch_add(1, Ordering::Relaxed);
+                work.sync_us
+                    .fetch_add(stats.duration.as_micros() as u64, Ordering::Relaxed);
+            }
+            if stats.bytes > 0 {
+                work.writes.fetch_add(1, Ordering::Relaxed);
+                work.bytes.fetch_add(stats.bytes, Ordering::Relaxed);
+            }
+        })
+    }
+
+    fn snapshot(&self) -> [u64; 4] {
+        [&self.syncs, &self.sync_us, &self.writes, &self.bytes].map(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 fn body(n: usize) -> Bytes {
@@ -111,7 +150,8 @@ fn body(n: usize) -> Bytes {
 }
 
 async fn throughput(a: &Args, dir: &Path) {
-    let b = open(dir, a.durability);
+    let work = Arc::new(LogWork::default());
+    let b = open_observed(dir, a.durability, Some(work.observer()));
     b.create_queue("bench", QueueAttributes::default(), BTreeMap::new())
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -184,6 +224,7 @@ async fn throughput(a: &Args, dir: &Path) {
         acked.load(Ordering::Relaxed),
         Instant::now(),
     );
+    let w0 = work.snapshot();
     for i in 0..a.seconds {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let el = t0.elapsed().as_secs_f64();
@@ -196,6 +237,7 @@ async fn throughput(a: &Args, dir: &Path) {
     }
     let el = t0.elapsed().as_secs_f64();
     let (s1, a1) = (sent.load(Ordering::Relaxed), acked.load(Ordering::Relaxed));
+    let w1 = work.snapshot();
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
@@ -220,6 +262,15 @@ async fn throughput(a: &Args, dir: &Path) {
         (a1 - a0) as f64 / el
     );
     println!("  backlog at end    {:>10}", st.visible + st.in_flight);
+    let [syncs, sync_us, writes, bytes] = [0, 1, 2, 3].map(|i| w1[i] - w0[i]);
+    println!(
+        "  log: {:.0} writes/s ({:.1} MB/s, {:.0} KB each), {:.0} fdatasyncs/s of {:.0} us on average",
+        writes as f64 / el,
+        bytes as f64 / el / 1e6,
+        bytes as f64 / writes.max(1) as f64 / 1e3,
+        syncs as f64 / el,
+        sync_us as f64 / syncs.max(1) as f64
+    );
     b.shutdown().await.unwrap();
 }
 
