@@ -297,15 +297,17 @@ impl Syncers {
             }
             self.done.notify_all();
             drop(state);
-            if let Some((start, end)) = fill {
-                self.zero_fill(&segment, start, end);
-            }
+            // Reported before any zero-fill, so the sync is recorded right after its waiters
+            // were woken, not milliseconds later.
             if let Some(observer) = &self.shared.config.on_sync {
                 observer(SyncStats {
                     duration,
                     bytes: 0,
                     entries: 0,
                 });
+            }
+            if let Some((start, end)) = fill {
+                self.zero_fill(&segment, start, end);
             }
         }
     }

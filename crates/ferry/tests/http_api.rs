@@ -462,7 +462,16 @@ fn metrics_expose_the_documented_names() {
     let server = Server::start();
     server.create_queue("m", json!({}));
     server.send("m", "x");
-    let text = server.metrics();
+    // The fsync histogram is recorded by the log's syncer right after it wakes the waiters
+    // (the answer to the send may arrive first): wait for it briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut text = server.metrics();
+    while !text.contains("ferry_log_fsync_duration_seconds_bucket")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        text = server.metrics();
+    }
     let documented = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../docs/metrics.md"
@@ -470,7 +479,7 @@ fn metrics_expose_the_documented_names() {
     .unwrap();
     for name in [
         "ferry_http_request_duration_seconds_bucket",
-        // The send above was fdatasynced (durability `always`), so the hook recorded it.
+        // The send above was fdatasynced (durability `always`), so the hook records it.
         "ferry_log_fsync_duration_seconds_bucket",
         "ferry_queue_messages_visible{queue=\"m\"} 1",
         "ferry_queue_messages_in_flight",
