@@ -493,6 +493,11 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     out.into_iter().flatten().collect()
 }
 
+/// The outcome of a one-message `Broker::send` (an empty answer means a deduplicated send).
+fn one_sent(mut outcomes: Vec<Result<crate::SendOutcome, BrokerError>>) -> Result<(), BrokerError> {
+    outcomes.pop().map_or(Ok(()), |o| o.map(|_| ()))
+}
+
 /// Name of the private delivery queue of an HTTP(S) subscription.
 pub fn delivery_queue_name(subscription_id: &str) -> String {
     format!("sns_delivery_{subscription_id}")
@@ -1681,15 +1686,7 @@ impl Topics {
                     .broker
                     .send(&queue, vec![msg])
                     .await
-                    .and_then(|mut r| {
-                        r.pop()
-                            .unwrap_or(Ok(crate::SendOutcome {
-                                message_id: String::new(),
-                                sequence_number: None,
-                                deduplicated: true,
-                            }))
-                            .map(|_| ())
-                    })
+                    .and_then(one_sent)
             }
             Protocol::Http | Protocol::Https => {
                 let mut msg = delivery::delivery_message(
@@ -1709,15 +1706,7 @@ impl Topics {
                     .delivery
                     .send(&delivery_queue_name(&s.sub.id), vec![msg])
                     .await
-                    .and_then(|mut r| {
-                        r.pop()
-                            .unwrap_or(Ok(crate::SendOutcome {
-                                message_id: String::new(),
-                                sequence_number: None,
-                                deduplicated: true,
-                            }))
-                            .map(|_| ())
-                    })
+                    .and_then(one_sent)
             }
             Protocol::Stream => {
                 self.append_to_stream(&s.sub.endpoint, p, body.clone())

@@ -167,6 +167,17 @@ impl Shared {
         self.phase.load(Ordering::Relaxed)
     }
 
+    /// Lets the workers warm up, then measures for `duration` and stops them. Returns the
+    /// measured seconds.
+    async fn run_window(&self, warmup: Duration, duration: Duration) -> f64 {
+        tokio::time::sleep(warmup).await;
+        self.phase.store(MEASURING, Ordering::SeqCst);
+        let start = Instant::now();
+        tokio::time::sleep(duration).await;
+        self.phase.store(STOPPED, Ordering::SeqCst);
+        start.elapsed().as_secs_f64()
+    }
+
     fn error(&self, e: anyhow::Error) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut first) = self.first_error.lock() {
@@ -354,12 +365,7 @@ async fn drive<T: Target>(
         )));
     }
 
-    tokio::time::sleep(args.warmup).await;
-    shared.phase.store(MEASURING, Ordering::SeqCst);
-    let start = Instant::now();
-    tokio::time::sleep(args.duration).await;
-    shared.phase.store(STOPPED, Ordering::SeqCst);
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = shared.run_window(args.warmup, args.duration).await;
 
     let mut publish = empty.clone();
     for p in producers {

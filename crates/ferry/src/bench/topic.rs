@@ -421,12 +421,7 @@ async fn drive(fixture: Fixture, args: &BenchArgs, server: &str) -> Result<Topic
         }));
     }
 
-    tokio::time::sleep(args.warmup).await;
-    shared.phase.store(MEASURING, Ordering::SeqCst);
-    let start = Instant::now();
-    tokio::time::sleep(args.duration).await;
-    shared.phase.store(STOPPED, Ordering::SeqCst);
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = shared.run_window(args.warmup, args.duration).await;
 
     let mut publish_latency = empty.clone();
     for p in publishers {
