@@ -123,7 +123,7 @@ pub(crate) struct Syncers {
 
 impl Syncers {
     pub(crate) fn new(shared: Arc<Shared>, active: Arc<Segment>, next_offset: u64) -> Arc<Syncers> {
-        let active_for_state = Arc::clone(&active);
+        let reserved_end = active.size();
         let start = Mark {
             offset: next_offset,
             bytes: 0,
@@ -131,7 +131,7 @@ impl Syncers {
         Arc::new(Syncers {
             shared,
             state: Mutex::new(State {
-                active: active_for_state,
+                active,
                 written: start,
                 claimed: start,
                 durable: start,
@@ -140,7 +140,7 @@ impl Syncers {
                 waiting: 0,
                 stopping: false,
                 handles: Vec::new(),
-                reserved_end: active.size(),
+                reserved_end,
                 filling: None,
                 preallocation_off: false,
             }),
