@@ -70,6 +70,7 @@ pub mod topic;
 pub mod validate;
 
 pub use error::BrokerError;
+pub use queue::uuid_text;
 pub use types::*;
 
 use catalog::{Catalog, MoveTaskRecord, QueueEntry};

@@ -87,6 +87,7 @@ pub struct Queue {
     checkpoint_lock: Mutex<()>,
 }
 
+/// 16 bytes in the 8-4-4-4-12 hex form of a UUID.
 pub fn uuid_text(id: &[u8; 16]) -> String {
     let h = hex::encode(id);
     format!(

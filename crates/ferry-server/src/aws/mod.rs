@@ -146,16 +146,7 @@ pub fn router(door: AwsDoor) -> Router {
 }
 
 fn request_id() -> String {
-    let b: [u8; 16] = rand::random();
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    ferry_broker::uuid_text(&rand::random())
 }
 
 fn now_secs() -> i64 {

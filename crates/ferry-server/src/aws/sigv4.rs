@@ -352,14 +352,16 @@ fn encode(s: &str, encode_slash: bool) -> String {
     out
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+/// HMAC-SHA256.
+pub fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     // HMAC accepts keys of any length.
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
 }
 
-fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+/// The SigV4 signing key: HMAC("AWS4"+secret, date) → region → service → "aws4_request".
+pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
     let k = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k = hmac(&k, region.as_bytes());
     let k = hmac(&k, service.as_bytes());
@@ -376,50 +378,31 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u8>().ok();
+    let year = s.get(0..4)?.parse::<i32>().ok()?;
+    let month = time::Month::try_from(num(4..6)?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, num(6..8)?).ok()?;
     let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+    if ss > 60 {
         return None;
     }
-    Some(days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss)
+    // A leap second (:60) counts as the next second.
+    let clock = time::Time::from_hms(hh, mm, ss.min(59)).ok()?;
+    Some(date.with_time(clock).assume_utc().unix_timestamp() + i64::from(ss.saturating_sub(59)))
 }
 
 /// Seconds since the epoch → `20240101T120000Z`.
 pub fn format_amz_date(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(secs);
     format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
-}
-
-// Howard Hinnant's civil-date algorithms.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
@@ -432,6 +415,14 @@ mod tests {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
         assert_eq!(format_amz_date(1_440_938_160), "20150830T123600Z");
+        assert_eq!(format_amz_date(0), "19700101T000000Z");
+        assert_eq!(format_amz_date(951_782_400), "20000229T000000Z");
+        assert_eq!(format_amz_date(4_102_444_799), "20991231T235959Z");
+        assert_eq!(parse_amz_date("20000229T000000Z"), Some(951_782_400));
+        assert_eq!(parse_amz_date("20150830T123660Z"), Some(1_440_938_220));
+        assert_eq!(parse_amz_date("20150830T123661Z"), None);
+        assert_eq!(parse_amz_date("20150230T000000Z"), None);
+        assert_eq!(parse_amz_date("20151330T000000Z"), None);
         assert_eq!(parse_amz_date("2015-08-30"), None);
     }
 

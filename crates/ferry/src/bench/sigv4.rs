@@ -11,10 +11,11 @@
 //! The server verifies the same way (`ferry-server/src/aws/sigv4.rs`); the e2e test
 //! `bench_sqs_signs_requests_when_the_server_requires_it` proves the two agree.
 
-use hmac::{Hmac, Mac};
+use ferry_server::aws::sigv4::{hmac, signing_key};
 use sha2::{Digest, Sha256};
 
-type HmacSha256 = Hmac<Sha256>;
+/// `YYYYMMDDTHHMMSSZ`, as the server formats and parses it.
+pub use ferry_server::aws::sigv4::format_amz_date as amz_date;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -33,13 +34,6 @@ pub struct Request<'a> {
     pub query: &'a str,
     pub headers: &'a [(&'a str, &'a str)],
     pub body: &'a [u8],
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
 }
 
 /// The `Authorization` header value for `request` at `amz_date` (`YYYYMMDDTHHMMSSZ`).
@@ -74,13 +68,7 @@ pub fn authorization(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
     );
-    let mut key = hmac(
-        format!("AWS4{}", credentials.secret_access_key).as_bytes(),
-        date.as_bytes(),
-    );
-    for part in [region, service, "aws4_request"] {
-        key = hmac(&key, part.as_bytes());
-    }
+    let key = signing_key(&credentials.secret_access_key, date, region, service);
     let signature = hex::encode(hmac(&key, string_to_sign.as_bytes()));
     format!(
         "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
@@ -88,39 +76,9 @@ pub fn authorization(
     )
 }
 
-/// `YYYYMMDDTHHMMSSZ` for seconds since the Unix epoch (UTC).
-pub fn amz_date(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let secs = unix_secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_utc_basic_format() {
-        assert_eq!(amz_date(0), "19700101T000000Z");
-        assert_eq!(amz_date(1_440_938_160), "20150830T123600Z");
-        assert_eq!(amz_date(951_782_400), "20000229T000000Z");
-        assert_eq!(amz_date(4_102_444_799), "20991231T235959Z");
-    }
 
     /// AWS's published SigV4 test suite, case `get-vanilla`.
     #[test]

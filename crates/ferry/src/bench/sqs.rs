@@ -149,8 +149,7 @@ impl SqsTarget {
         if let Some(credentials) = &self.credentials {
             let secs = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+                .map_or(0, |d| d.as_secs() as i64);
             let amz_date = sigv4::amz_date(secs);
             let authorization = sigv4::authorization(
                 credentials,
