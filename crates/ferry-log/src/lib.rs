@@ -52,8 +52,11 @@
 //!
 //! With [`LogConfig::preallocate_bytes`] the syncers also keep zeros, written with direct
 //! I/O, ahead of the writer in the active segment: overwriting zeros already on disk spares
-//! `fdatasync` the inode update that appending needs. Zero-filled space is cut off when the
-//! segment rolls and when the log closes, so only the active segment ever has it.
+//! `fdatasync` the inode update that appending needs. In zero-filled space the writer pads
+//! each write with zeros to the end of its last page (the file's bytes do not change), so the
+//! page stays whole in the page cache and the next write never reads it back from the disk.
+//! Zero-filled space is cut off when the segment rolls and when the log closes, so only the
+//! active segment ever has it.
 //! `Interval(d)` writes immediately and syncs at most every `d`; `Never` syncs only on roll
 //! and close. Under the relaxed modes "durable" means
 //! written to the file: it survives a process crash, not a power loss.

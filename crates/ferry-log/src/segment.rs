@@ -8,7 +8,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -121,15 +120,31 @@ impl Segment {
         self.allocated.load(Ordering::Acquire)
     }
 
+    /// How many zero bytes to write after data ending at `end` so the write ends on a page
+    /// boundary: the rest of the last page, if that page lies in zero-filled space, else 0.
+    /// The file then holds the same bytes (zeros were there already), but the page is whole
+    /// in the page cache, so the next write, which starts inside it, never reads it from the
+    /// disk. Zero-fills start at page boundaries beyond the writer's reservation, so the
+    /// padding never reaches into one.
+    pub(crate) fn page_padding(&self, end: u64) -> usize {
+        let page_end = end.next_multiple_of(DIRECT_IO_ALIGN);
+        if page_end <= self.allocated() {
+            (page_end - end) as usize
+        } else {
+            0
+        }
+    }
+
     pub(crate) fn set_allocated(&self, len: u64) {
         self.allocated.store(len, Ordering::Release);
     }
 
     /// Writes zeros to `[start, end)` (aligned to [`DIRECT_IO_ALIGN`]) with direct I/O, so
     /// the zeros go to the disk without passing through (and later being flushed from) the
-    /// page cache, syncs them, then asks the kernel to read them back into the page cache,
-    /// so the writer's partial-page writes there do not have to read from the disk. The
-    /// caller guarantees the writer does not write into the range meanwhile.
+    /// page cache, and syncs them. The zeros are not read back: the writer writes whole pages
+    /// in zero-filled space (see [`Segment::page_padding`]), so it never reads a page from
+    /// the disk to change part of it. The caller guarantees the writer does not write into
+    /// the range meanwhile.
     pub(crate) fn zero_fill(&self, start: u64, end: u64) -> std::io::Result<()> {
         debug_assert!(
             start.is_multiple_of(DIRECT_IO_ALIGN)
@@ -150,16 +165,6 @@ impl Segment {
             position += len as u64;
         }
         direct.sync_data()?;
-        // Advice only: if the kernel ignores it, a partial-page write reads one page.
-        // SAFETY: plain syscall on a valid, open file descriptor.
-        unsafe {
-            libc::posix_fadvise(
-                self.file.as_raw_fd(),
-                start as libc::off_t,
-                (end - start) as libc::off_t,
-                libc::POSIX_FADV_WILLNEED,
-            );
-        }
         self.allocated.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }
@@ -431,4 +436,23 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(LogError::io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Segment, DIRECT_IO_ALIGN};
+
+    #[test]
+    fn writes_in_zero_filled_space_are_padded_to_a_whole_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(dir.path(), 0, 4096).unwrap();
+        // Nothing zero-filled: appends extend the file, no padding.
+        assert_eq!(segment.page_padding(100), 0);
+        segment.set_allocated(2 * DIRECT_IO_ALIGN);
+        assert_eq!(segment.page_padding(100), 4096 - 100);
+        assert_eq!(segment.page_padding(4096), 0);
+        assert_eq!(segment.page_padding(4097), 4095);
+        // The last page reaches beyond the zero-filled space: not padded.
+        assert_eq!(segment.page_padding(2 * 4096 + 1), 0);
+    }
 }

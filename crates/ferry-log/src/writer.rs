@@ -137,7 +137,7 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: Batch) -> Result<(), LogError> {
+    fn write(&mut self, mut batch: Batch) -> Result<(), LogError> {
         debug_assert!(!batch.frames.is_empty());
         if batch.roll {
             self.roll(batch.frames[0].offset)?;
@@ -148,6 +148,8 @@ impl Writer {
         if let Some(syncers) = &self.syncers {
             syncers.wait_for_room(start, len)?;
         }
+        let padding = segment.page_padding(start + len);
+        batch.buf.resize(batch.buf.len() + padding, 0);
         segment
             .file()
             .write_all_at(&batch.buf, start)
