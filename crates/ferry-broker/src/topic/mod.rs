@@ -403,6 +403,14 @@ struct Rendered {
     attributes: BTreeMap<String, MessageAttributeValue>,
 }
 
+/// Which broker a notification is sent through: the queues', or the private one holding HTTP
+/// subscriptions' delivery queues.
+#[derive(Clone, Copy)]
+enum DeliveryBroker {
+    Queues,
+    HttpDelivery,
+}
+
 /// How a single target append ended.
 enum TargetResult {
     Delivered,
@@ -1425,30 +1433,7 @@ impl Topics {
             sequence_number: sequence_number.clone(),
             request,
         };
-        // Filter.
-        let body_json = if live.subscriptions.iter().any(|s| {
-            s.filter
-                .as_ref()
-                .is_some_and(|f| f.scope() == FilterPolicyScope::MessageBody)
-        }) {
-            serde_json::from_str::<serde_json::Value>(&published.request.message).ok()
-        } else {
-            None
-        };
-        let mut targets = Vec::new();
-        for s in &live.subscriptions {
-            if !s.sub.confirmed {
-                continue;
-            }
-            if let Some(f) = &s.filter {
-                if !f.matches(&published.request.attributes, body_json.as_ref()) {
-                    s.counters.filtered_out.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-            }
-            targets.push(s.clone());
-        }
-        live.published.fetch_add(1, Ordering::Relaxed);
+        let targets = Self::matching_targets(&live, &published);
         let outcome = PublishOutcome {
             message_id: published.message_id.clone(),
             sequence_number: sequence_number.clone(),
@@ -1521,6 +1506,247 @@ impl Topics {
         }
     }
 
+    /// Publishes up to ten messages to a standard topic, with one outcome per message in
+    /// order (SNS PublishBatch). Each message keeps [`Topics::publish`]'s guarantees (every
+    /// matching subscription gets it, or, after a crash, its intent completes the fan-out),
+    /// but the work is shared: the intents of the whole batch are one durable append, each
+    /// queue gets the messages bound for it in one send, and the closing records are one
+    /// append. A FIFO topic publishes the messages one after another, in order.
+    pub async fn publish_batch(
+        &self,
+        topic: &str,
+        requests: Vec<PublishRequest>,
+    ) -> Result<Vec<Result<PublishOutcome, TopicError>>, TopicError> {
+        let live = self
+            .inner
+            .live
+            .read()
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
+        if live.attributes.fifo {
+            let mut outcomes = Vec::with_capacity(requests.len());
+            for request in requests {
+                outcomes.push(self.publish(topic, request).await);
+            }
+            return Ok(outcomes);
+        }
+        let now = self.now();
+        let mut outcomes: Vec<Option<Result<PublishOutcome, TopicError>>> =
+            vec![None; requests.len()];
+        // Messages with at least one target: (position in the batch, message, targets).
+        let mut fanning = Vec::new();
+        for (i, request) in requests.into_iter().enumerate() {
+            if let Err(e) = self.check_publish(&live, &request) {
+                outcomes[i] = Some(Err(e));
+                continue;
+            }
+            let published = Published {
+                message_id: envelope::uuid(),
+                topic: topic.to_string(),
+                timestamp_ms: now,
+                sequence_number: None,
+                request,
+            };
+            let targets = Self::matching_targets(&live, &published);
+            if targets.is_empty() {
+                outcomes[i] = Some(Ok(PublishOutcome {
+                    message_id: published.message_id,
+                    sequence_number: None,
+                }));
+            } else {
+                fanning.push((i, published, targets));
+            }
+        }
+        if !fanning.is_empty() {
+            self.fan_out_batch(&live, fanning, &mut outcomes).await;
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every message of the batch has an outcome"))
+            .collect())
+    }
+
+    /// The fan-out half of [`Topics::publish_batch`]: fills in the outcome of every message
+    /// in `fanning`.
+    async fn fan_out_batch(
+        &self,
+        live: &LiveTopic,
+        fanning: Vec<(usize, Published, Vec<Arc<LiveSubscription>>)>,
+        outcomes: &mut [Option<Result<PublishOutcome, TopicError>>],
+    ) {
+        let signer = match self.signer(&live.attributes).await {
+            Ok(signer) => signer,
+            Err(e) => {
+                for (i, _, _) in &fanning {
+                    outcomes[*i] = Some(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        // Rendered (and signed, off the runtime) before any intent is written.
+        let mut ready = Vec::with_capacity(fanning.len());
+        for (i, published, targets) in fanning {
+            match self.render_all(&targets, &published, &signer).await {
+                Ok(bodies) => ready.push((i, published, targets, bodies)),
+                Err(e) => outcomes[i] = Some(Err(e)),
+            }
+        }
+        // One intent record per message with two or more targets (one target needs none: the
+        // append itself is atomic), all in one durable append.
+        let records: Vec<IntentRecord> = ready
+            .iter()
+            .filter(|(_, _, targets, _)| targets.len() > 1)
+            .map(|(_, published, targets, _)| IntentRecord::Intent {
+                published: published.clone(),
+                targets: targets.iter().map(|t| t.sub.id.clone()).collect(),
+            })
+            .collect();
+        // The intent offset of each ready message, if it has one.
+        let mut intent_offsets: Vec<Option<u64>> = vec![None; ready.len()];
+        if !records.is_empty() {
+            match self.append_intents(&records, true).await {
+                Ok(base) => {
+                    let mut offset = base;
+                    let mut open = self.inner.open_intents.lock();
+                    for (k, (_, published, targets, _)) in ready.iter().enumerate() {
+                        if targets.len() > 1 {
+                            open.insert(
+                                offset,
+                                Intent {
+                                    published: published.clone(),
+                                    targets: targets.iter().map(|t| t.sub.id.clone()).collect(),
+                                    in_flight: true,
+                                },
+                            );
+                            intent_offsets[k] = Some(offset);
+                            offset += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // No intent is durable: only the single-target messages go ahead.
+                    let mut single = Vec::new();
+                    for (i, published, targets, bodies) in ready {
+                        if targets.len() > 1 {
+                            outcomes[i] = Some(Err(e.clone()));
+                        } else {
+                            single.push((i, published, targets, bodies));
+                        }
+                    }
+                    ready = single;
+                    intent_offsets = vec![None; ready.len()];
+                }
+            }
+        }
+        // Each subscription gets its messages (in batch order) in one delivery.
+        let mut per_subscription: Vec<(Arc<LiveSubscription>, Vec<(usize, usize)>)> = Vec::new();
+        for (k, (_, _, targets, _)) in ready.iter().enumerate() {
+            for (t, target) in targets.iter().enumerate() {
+                match per_subscription
+                    .iter_mut()
+                    .find(|(s, _)| Arc::ptr_eq(s, target))
+                {
+                    Some((_, items)) => items.push((k, t)),
+                    None => per_subscription.push((target.clone(), vec![(k, t)])),
+                }
+            }
+        }
+        let results = join_all(
+            per_subscription
+                .iter()
+                .map(|(s, items)| {
+                    let items: Vec<(&Published, &Rendered)> = items
+                        .iter()
+                        .map(|&(k, t)| (&ready[k].1, &ready[k].3[t]))
+                        .collect();
+                    async move { self.deliver_many(s, &items).await }
+                })
+                .collect(),
+        )
+        .await;
+        let mut done: Vec<Vec<String>> = vec![Vec::new(); ready.len()];
+        let mut failure: Vec<Option<BrokerError>> = vec![None; ready.len()];
+        for ((s, items), results) in per_subscription.iter().zip(results) {
+            for (&(k, _), result) in items.iter().zip(results) {
+                match result {
+                    TargetResult::Delivered | TargetResult::Refused => {
+                        done[k].push(s.sub.id.clone())
+                    }
+                    TargetResult::Retry(e) => {
+                        failure[k].get_or_insert(e);
+                    }
+                }
+            }
+        }
+        let mut closing = Vec::new();
+        for (k, (i, published, _, _)) in ready.into_iter().enumerate() {
+            let failed = failure[k].take();
+            if let Some(offset) = intent_offsets[k] {
+                let complete = failed.is_none();
+                {
+                    let mut open = self.inner.open_intents.lock();
+                    if complete {
+                        open.remove(&offset);
+                    } else if let Some(intent) = open.get_mut(&offset) {
+                        intent.targets.retain(|t| !done[k].contains(t));
+                        intent.in_flight = false;
+                    }
+                }
+                closing.push(IntentRecord::Done {
+                    offset,
+                    done: if complete {
+                        Vec::new()
+                    } else {
+                        std::mem::take(&mut done[k])
+                    },
+                    complete,
+                });
+            }
+            outcomes[i] = Some(match failed {
+                None => Ok(PublishOutcome {
+                    message_id: published.message_id,
+                    sequence_number: None,
+                }),
+                Some(e) => Err(e.into()),
+            });
+        }
+        if !closing.is_empty() {
+            // Not waited for: an intent whose closing record is lost is completed again after
+            // a restart, which only re-checks targets already done.
+            let _ = self.append_intents(&closing, false).await;
+        }
+    }
+
+    /// The confirmed subscriptions whose filter policy `published` passes (counting the
+    /// ones it does not), and counts the publish.
+    fn matching_targets(live: &LiveTopic, published: &Published) -> Vec<Arc<LiveSubscription>> {
+        let body_json = if live.subscriptions.iter().any(|s| {
+            s.filter
+                .as_ref()
+                .is_some_and(|f| f.scope() == FilterPolicyScope::MessageBody)
+        }) {
+            serde_json::from_str::<serde_json::Value>(&published.request.message).ok()
+        } else {
+            None
+        };
+        let mut targets = Vec::new();
+        for s in &live.subscriptions {
+            if !s.sub.confirmed {
+                continue;
+            }
+            if let Some(f) = &s.filter {
+                if !f.matches(&published.request.attributes, body_json.as_ref()) {
+                    s.counters.filtered_out.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            targets.push(s.clone());
+        }
+        live.published.fetch_add(1, Ordering::Relaxed);
+        targets
+    }
+
     fn remember_dedup(&self, live: &LiveTopic, p: &Published, now: u64) {
         if live.attributes.fifo {
             if let (Some(d), Some(seq)) = (&p.request.deduplication_id, &p.sequence_number) {
@@ -1563,16 +1789,30 @@ impl Topics {
     }
 
     async fn append_intent(&self, record: &IntentRecord, durable: bool) -> Result<u64, TopicError> {
-        let payload = serde_json::to_vec(record)
-            .map_err(|e| BrokerError::Storage(format!("encoding an intent: {e}")))?;
+        self.append_intents(std::slice::from_ref(record), durable)
+            .await
+    }
+
+    /// Appends `records` to the intent log in one call, one entry (and offset) each, in
+    /// order; returns the first one's offset.
+    async fn append_intents(
+        &self,
+        records: &[IntentRecord],
+        durable: bool,
+    ) -> Result<u64, TopicError> {
+        let now = self.now() as i64;
+        let entries = records
+            .iter()
+            .map(|record| {
+                serde_json::to_vec(record)
+                    .map(|payload| ferry_log::Entry::new(now, payload))
+                    .map_err(|e| BrokerError::Storage(format!("encoding an intent: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let storage = |e: ferry_log::LogError| {
             TopicError::Broker(BrokerError::Storage(format!("topic intent log: {e}")))
         };
-        let appended = self
-            .inner
-            .intents
-            .append(&[ferry_log::Entry::new(self.now() as i64, payload)])
-            .map_err(storage)?;
+        let appended = self.inner.intents.append(&entries).map_err(storage)?;
         if durable {
             self.inner
                 .intents
@@ -1662,14 +1902,64 @@ impl Topics {
 
     /// Appends `p` to one subscription's target.
     async fn deliver(&self, s: &LiveSubscription, p: &Published, r: &Rendered) -> TargetResult {
+        let result = match Self::queued_delivery(s, p, r) {
+            Some((broker, queue, msg)) => self
+                .broker_for(broker)
+                .send(&queue, vec![msg])
+                .await
+                .and_then(one_sent),
+            None => {
+                self.append_to_stream(&s.sub.endpoint, p, r.body.clone())
+                    .await
+            }
+        };
+        self.settle(s, r, result).await
+    }
+
+    /// Delivers several messages to one subscription. A queue or HTTP subscription gets them
+    /// in one send (one append to its queue's log), in order; each message still settles on
+    /// its own (a refused one is dead-lettered or dropped, the others are delivered).
+    async fn deliver_many(
+        &self,
+        s: &LiveSubscription,
+        items: &[(&Published, &Rendered)],
+    ) -> Vec<TargetResult> {
+        let queued: Option<Vec<_>> = items
+            .iter()
+            .map(|(p, r)| Self::queued_delivery(s, p, r))
+            .collect();
+        let Some(queued) = queued.filter(|q| q.len() > 1) else {
+            return join_all(items.iter().map(|(p, r)| self.deliver(s, p, r)).collect()).await;
+        };
+        let (broker, queue) = (queued[0].0, queued[0].1.clone());
+        let messages = queued.into_iter().map(|(_, _, m)| m).collect();
+        let results: Vec<Result<(), BrokerError>> =
+            match self.broker_for(broker).send(&queue, messages).await {
+                Ok(outcomes) => outcomes.into_iter().map(|o| o.map(|_| ())).collect(),
+                Err(e) => vec![Err(e); items.len()],
+            };
+        let mut settled = Vec::with_capacity(items.len());
+        for ((_, r), result) in items.iter().zip(results) {
+            settled.push(self.settle(s, r, result).await);
+        }
+        settled
+    }
+
+    /// For a queue or HTTP(S) subscription: which broker and queue a notification is sent to,
+    /// and the message. `None` for a stream subscription.
+    fn queued_delivery(
+        s: &LiveSubscription,
+        p: &Published,
+        r: &Rendered,
+    ) -> Option<(DeliveryBroker, String, SendMessage)> {
         let (body, attributes) = (r.body.clone(), r.attributes.clone());
-        let result = match s.sub.protocol {
+        match s.sub.protocol {
             Protocol::Sqs => {
                 let queue = s.sub.queue.clone().unwrap_or_default();
                 let fifo_queue = queue.ends_with(".fifo");
                 let msg = SendMessage {
-                    body: body.clone(),
-                    attributes: attributes.clone(),
+                    body,
+                    attributes,
                     group_id: if fifo_queue {
                         p.request.group_id.clone()
                     } else {
@@ -1682,15 +1972,11 @@ impl Topics {
                     },
                     ..Default::default()
                 };
-                self.inner
-                    .broker
-                    .send(&queue, vec![msg])
-                    .await
-                    .and_then(one_sent)
+                Some((DeliveryBroker::Queues, queue, msg))
             }
             Protocol::Http | Protocol::Https => {
                 let mut msg = delivery::delivery_message(
-                    body.clone(),
+                    body,
                     "Notification",
                     s.sub.attributes.raw_message_delivery,
                 );
@@ -1702,17 +1988,32 @@ impl Topics {
                         binary_value: None,
                     },
                 );
-                self.inner
-                    .delivery
-                    .send(&delivery_queue_name(&s.sub.id), vec![msg])
-                    .await
-                    .and_then(one_sent)
+                Some((
+                    DeliveryBroker::HttpDelivery,
+                    delivery_queue_name(&s.sub.id),
+                    msg,
+                ))
             }
-            Protocol::Stream => {
-                self.append_to_stream(&s.sub.endpoint, p, body.clone())
-                    .await
-            }
-        };
+            Protocol::Stream => None,
+        }
+    }
+
+    fn broker_for(&self, which: DeliveryBroker) -> &Broker {
+        match which {
+            DeliveryBroker::Queues => &self.inner.broker,
+            DeliveryBroker::HttpDelivery => &self.inner.delivery,
+        }
+    }
+
+    /// Counts how one target append ended and decides what becomes of the message: delivered,
+    /// retried later (storage failure, shutdown), or refused for good (dead-lettered when the
+    /// subscription has a dead-letter queue).
+    async fn settle(
+        &self,
+        s: &LiveSubscription,
+        r: &Rendered,
+        result: Result<(), BrokerError>,
+    ) -> TargetResult {
         match result {
             Ok(()) => {
                 if !s.sub.protocol.is_http() {
@@ -1728,8 +2029,8 @@ impl Topics {
                 s.counters.failed.fetch_add(1, Ordering::Relaxed);
                 if let Some(dlq) = &s.sub.attributes.dead_letter_queue {
                     let msg = SendMessage {
-                        body,
-                        attributes,
+                        body: r.body.clone(),
+                        attributes: r.attributes.clone(),
                         ..Default::default()
                     };
                     match self.inner.broker.send(dlq, vec![msg]).await {

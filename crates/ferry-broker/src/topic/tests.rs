@@ -151,6 +151,87 @@ async fn refused_target_goes_to_the_dead_letter_queue() {
 }
 
 #[tokio::test]
+async fn publish_batch_fans_out_each_message_in_order_with_its_own_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (b, t) = open(dir.path());
+        for q in ["all", "red", "dlq", "solo"] {
+            b.create_queue(q, Default::default(), Default::default())
+                .unwrap();
+        }
+        t.create_topic("orders", Default::default(), Default::default())
+            .unwrap();
+        sqs_sub(&t, "orders", "all", None, true);
+        sqs_sub(&t, "orders", "red", Some(r#"{"color": ["red"]}"#), true);
+        let to_missing = SubscriptionAttributes {
+            raw_message_delivery: true,
+            redrive_policy: Some(format!(
+                r#"{{"deadLetterTargetArn":"{}"}}"#,
+                t.queue_arn("dlq")
+            )),
+            ..Default::default()
+        };
+        t.subscribe("orders", "sqs", &t.queue_arn("missing"), to_missing)
+            .unwrap();
+        let message = |text: &str, color: &str| PublishRequest {
+            message: text.to_string(),
+            attributes: [("color".to_string(), attr(color))].into(),
+            ..Default::default()
+        };
+        let outcomes = t
+            .publish_batch(
+                "orders",
+                vec![
+                    message("red 1", "red"),
+                    message("blue 1", "blue"),
+                    message("", "red"),
+                    message("red 2", "red"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcomes.len(), 4);
+        assert!(
+            matches!(&outcomes[2], Err(TopicError::InvalidParameter { .. })),
+            "{:?}",
+            outcomes[2]
+        );
+        let ids: std::collections::HashSet<_> = [0, 1, 3]
+            .iter()
+            .map(|&i| outcomes[i].as_ref().unwrap().message_id.clone())
+            .collect();
+        assert_eq!(ids.len(), 3, "each message has its own id");
+        let bodies = |messages: Vec<crate::Message>| {
+            messages
+                .into_iter()
+                .map(|m| String::from_utf8(m.body.to_vec()).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bodies(drain(&b, "all").await), ["red 1", "blue 1", "red 2"]);
+        assert_eq!(bodies(drain(&b, "red").await), ["red 1", "red 2"]);
+        // Refused by the missing queue, one by one: each went to the dead-letter queue.
+        assert_eq!(bodies(drain(&b, "dlq").await), ["red 1", "blue 1", "red 2"]);
+        // A single target needs no intent.
+        t.create_topic("single", Default::default(), Default::default())
+            .unwrap();
+        sqs_sub(&t, "single", "solo", None, true);
+        let outcomes = t
+            .publish_batch("single", vec![message("a", "x"), message("b", "x")])
+            .await
+            .unwrap();
+        assert!(outcomes.iter().all(Result::is_ok));
+        assert_eq!(bodies(drain(&b, "solo").await), ["a", "b"]);
+        t.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    }
+    let (_b, t) = open(dir.path());
+    assert!(
+        t.inner.open_intents.lock().is_empty(),
+        "the batch's closing records close every intent"
+    );
+}
+
+#[tokio::test]
 async fn open_intents_are_completed_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -498,28 +498,25 @@ pub async fn publish_batch(
             ),
         ));
     }
-    let fifo = topics.get_topic(&name)?.attributes.fifo;
-    let requests: Vec<Result<PublishRequest, ApiError>> =
+    // Messages that decode go to the topic together (one intent append, one send per queue);
+    // the others keep their decoding error, in place.
+    let decoded: Vec<Result<PublishRequest, ApiError>> =
         r.messages.into_iter().map(PublishWire::decode).collect();
-    let publish_one = |request: Result<PublishRequest, ApiError>| {
-        let (topics, name) = (&topics, &name);
-        async move {
-            match request {
-                Ok(request) => topics.publish(name, request).await.map_err(ApiError::from),
-                Err(e) => Err(e),
-            }
-        }
-    };
-    let outcomes = if fifo {
-        // In order: a FIFO topic keeps the batch's order within each group.
-        let mut outcomes = Vec::with_capacity(n);
-        for request in requests {
-            outcomes.push(publish_one(request).await);
-        }
-        outcomes
-    } else {
-        futures_util::future::join_all(requests.into_iter().map(publish_one)).await
-    };
+    let valid: Vec<PublishRequest> = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok().cloned())
+        .collect();
+    let mut published = topics.publish_batch(&name, valid).await?.into_iter();
+    let outcomes: Vec<Result<PublishOutcome, ApiError>> = decoded
+        .into_iter()
+        .map(|d| match d {
+            Ok(_) => published
+                .next()
+                .expect("one outcome per published message")
+                .map_err(ApiError::from),
+            Err(e) => Err(e),
+        })
+        .collect();
     let results: Vec<PublishEntryResult> = outcomes.into_iter().map(publish_entry).collect();
     let failed = results.iter().filter(|r| !r.ok).count();
     Ok(Json(PublishBatchResponse { results, failed }))

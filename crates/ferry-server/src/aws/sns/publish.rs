@@ -141,11 +141,23 @@ pub async fn publish_batch(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     }
     let mut ok = Vec::new();
     let mut failed = Vec::new();
-    // In order: FIFO topics keep the batch's order within each group.
-    for e in entries {
-        let id = e.get("Id").unwrap_or("").to_string();
-        let result = match request_of(e) {
-            Ok(r) => ctx.topics.publish(&topic, r).await.map_err(SnsError::from),
+    // Entries that parse go to the topic together (in order: FIFO topics keep the batch's
+    // order within each group); the others keep their error, in place.
+    let parsed: Vec<(String, Result<PublishRequest, SnsError>)> = entries
+        .into_iter()
+        .map(|e| (e.get("Id").unwrap_or("").to_string(), request_of(e)))
+        .collect();
+    let valid: Vec<PublishRequest> = parsed
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().cloned())
+        .collect();
+    let mut published = ctx.topics.publish_batch(&topic, valid).await?.into_iter();
+    for (id, parsed) in parsed {
+        let result = match parsed {
+            Ok(_) => published
+                .next()
+                .expect("one outcome per published entry")
+                .map_err(SnsError::from),
             Err(err) => Err(err),
         };
         match result {
