@@ -1,6 +1,6 @@
-"""Crash test: SIGKILL during publish load to a topic with several (filtered) queue
-subscriptions; after restart every acknowledged publish is in every matching queue, and every
-publish is in all of its matching queues or in none (boto3)."""
+"""Crash test: SIGKILL during publish load (Publish and PublishBatch) to a topic with several
+(filtered) queue subscriptions; after restart every acknowledged publish is in every matching
+queue, and every publish is in all of its matching queues or in none (boto3)."""
 
 import json
 import threading
@@ -13,6 +13,7 @@ import boto3
 from snslib import ACCOUNT, REGION, drain, make_client
 
 WRITERS = 8
+BATCH = 5
 LOAD_SECONDS = 2.0
 
 
@@ -37,23 +38,38 @@ def test_kill_during_publish_load(ferry_factory, tmp_path):
         sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}", Attributes=attrs)
 
     acked = []
+    batched = [0]
     lock = threading.Lock()
     stop = threading.Event()
 
+    def attributes(n):
+        return {"parity": {"DataType": "String", "StringValue": "even" if n % 2 == 0 else "odd"},
+                "n": {"DataType": "Number", "StringValue": str(n % 1000)}}
+
     def writer(w):
+        """Even writers publish one message per call, odd ones batches of BATCH."""
         c = client(ferry, "sns")
         i = 0
         while not stop.is_set():
-            n = w * 1_000_000 + i
-            i += 1
+            count = 1 if w % 2 == 0 else BATCH
+            ns = [w * 1_000_000 + i + k for k in range(count)]
+            i += count
             try:
-                c.publish(TopicArn=arn, Message=f"msg-{n}", MessageAttributes={
-                    "parity": {"DataType": "String", "StringValue": "even" if n % 2 == 0 else "odd"},
-                    "n": {"DataType": "Number", "StringValue": str(n % 1000)}})
+                if count == 1:
+                    c.publish(TopicArn=arn, Message=f"msg-{ns[0]}", MessageAttributes=attributes(ns[0]))
+                    done = ns
+                else:
+                    r = c.publish_batch(TopicArn=arn, PublishBatchRequestEntries=[
+                        {"Id": f"e{n}", "Message": f"msg-{n}", "MessageAttributes": attributes(n)}
+                        for n in ns])
+                    # Only the successful entries are acknowledged (a failed one may be in
+                    # all of its queues or in none, like any unacknowledged publish).
+                    done = [int(e["Id"][1:]) for e in r["Successful"]]
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
                 return
             with lock:
-                acked.append(n)
+                acked.extend(done)
+                batched[0] += len(done) if count > 1 else 0
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(WRITERS)]
     for t in threads:
@@ -64,7 +80,8 @@ def test_kill_during_publish_load(ferry_factory, tmp_path):
     for t in threads:
         t.join(30)
     assert len(acked) > 50, f"too little load before the kill: {len(acked)}"
-    print(f"acknowledged publishes before the kill: {len(acked)}")
+    assert batched[0] > 20, f"too few batch-published messages before the kill: {batched[0]}"
+    print(f"acknowledged publishes before the kill: {len(acked)} ({batched[0]} in batches)")
 
     ferry = ferry_factory(doors=("http", "aws"), data_dir=data)
     sqs = make_client(ferry, "sqs")
