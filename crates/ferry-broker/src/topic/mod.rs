@@ -403,6 +403,13 @@ struct Rendered {
     attributes: BTreeMap<String, MessageAttributeValue>,
 }
 
+/// The messages of a publish batch bound for one subscription: (message, target) positions,
+/// in batch order.
+struct SubscriptionShare {
+    subscription: Arc<LiveSubscription>,
+    items: Vec<(usize, usize)>,
+}
+
 /// Which broker a notification is sent through: the queues', or the private one holding HTTP
 /// subscriptions' delivery queues.
 #[derive(Clone, Copy)]
@@ -1640,38 +1647,42 @@ impl Topics {
             }
         }
         // Each subscription gets its messages (in batch order) in one delivery.
-        let mut per_subscription: Vec<(Arc<LiveSubscription>, Vec<(usize, usize)>)> = Vec::new();
+        let mut per_subscription: Vec<SubscriptionShare> = Vec::new();
         for (k, (_, _, targets, _)) in ready.iter().enumerate() {
             for (t, target) in targets.iter().enumerate() {
                 match per_subscription
                     .iter_mut()
-                    .find(|(s, _)| Arc::ptr_eq(s, target))
+                    .find(|share| Arc::ptr_eq(&share.subscription, target))
                 {
-                    Some((_, items)) => items.push((k, t)),
-                    None => per_subscription.push((target.clone(), vec![(k, t)])),
+                    Some(share) => share.items.push((k, t)),
+                    None => per_subscription.push(SubscriptionShare {
+                        subscription: target.clone(),
+                        items: vec![(k, t)],
+                    }),
                 }
             }
         }
         let results = join_all(
             per_subscription
                 .iter()
-                .map(|(s, items)| {
-                    let items: Vec<(&Published, &Rendered)> = items
+                .map(|share| {
+                    let items: Vec<(&Published, &Rendered)> = share
+                        .items
                         .iter()
                         .map(|&(k, t)| (&ready[k].1, &ready[k].3[t]))
                         .collect();
-                    async move { self.deliver_many(s, &items).await }
+                    async move { self.deliver_many(&share.subscription, &items).await }
                 })
                 .collect(),
         )
         .await;
         let mut done: Vec<Vec<String>> = vec![Vec::new(); ready.len()];
         let mut failure: Vec<Option<BrokerError>> = vec![None; ready.len()];
-        for ((s, items), results) in per_subscription.iter().zip(results) {
-            for (&(k, _), result) in items.iter().zip(results) {
+        for (share, results) in per_subscription.iter().zip(results) {
+            for (&(k, _), result) in share.items.iter().zip(results) {
                 match result {
                     TargetResult::Delivered | TargetResult::Refused => {
-                        done[k].push(s.sub.id.clone())
+                        done[k].push(share.subscription.sub.id.clone())
                     }
                     TargetResult::Retry(e) => {
                         failure[k].get_or_insert(e);
