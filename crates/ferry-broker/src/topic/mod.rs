@@ -360,8 +360,9 @@ struct Inner {
 
 /// (topic, deduplication id)
 type DedupKey = (String, String);
-/// (message id, sequence number, expiry in ms)
-type DedupEntry = (String, String, u64);
+/// (message id, sequence number, expiry in ms, offset of the intent-log record that keeps it
+/// across restarts)
+type DedupEntry = (String, String, u64, u64);
 
 /// One publish as recorded in the intent log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -386,6 +387,9 @@ enum IntentRecord {
         done: Vec<String>,
         complete: bool,
     },
+    /// A FIFO publish with fewer than two targets (so no intent), kept for its deduplication
+    /// id and answer during the deduplication window.
+    Deduplicated { published: Published },
 }
 
 #[derive(Debug, Clone)]
@@ -643,8 +647,14 @@ impl Topics {
             },
         )
         .map_err(|e| BrokerError::Storage(format!("opening the topic intent log: {e}")))?;
-        let open_intents = read_open_intents(&intents)?;
-        let now_us = config.clock.now_ms() * 1000;
+        let now_ms = config.clock.now_ms();
+        let (open_intents, dedup) = read_open_intents(&intents, now_ms)?;
+        // Sequence numbers keep growing across restarts: past every one still remembered.
+        let now_us = dedup
+            .values()
+            .filter_map(|(_, seq, _, _)| seq.parse::<u64>().ok())
+            .map(|seq| seq + 1)
+            .fold(now_ms * 1000, u64::max);
         let inner = Arc::new(Inner {
             config,
             dir,
@@ -658,7 +668,7 @@ impl Topics {
             orders: Mutex::new(HashMap::new()),
             intents,
             open_intents: Mutex::new(open_intents),
-            dedup: Mutex::new(HashMap::new()),
+            dedup: Mutex::new(dedup),
             fifo_seq: AtomicU64::new(now_us),
             public_url: RwLock::new("http://127.0.0.1:9324".into()),
             signing_key: Mutex::new(None),
@@ -1418,8 +1428,8 @@ impl Topics {
                 request.deduplication_id.clone().unwrap_or_default(),
             );
             let mut dedup = self.inner.dedup.lock();
-            dedup.retain(|_, (_, _, exp)| *exp > now);
-            if let Some((id, seq, _)) = dedup.get(&key) {
+            dedup.retain(|_, (_, _, exp, _)| *exp > now);
+            if let Some((id, seq, _, _)) = dedup.get(&key) {
                 return Ok(PublishOutcome {
                     message_id: id.clone(),
                     sequence_number: Some(seq.clone()),
@@ -1446,7 +1456,7 @@ impl Topics {
             sequence_number: sequence_number.clone(),
         };
         if targets.is_empty() {
-            self.remember_dedup(&live, &published, now);
+            self.remember_dedup(&live, &published, now, None).await?;
             return Ok(outcome);
         }
         // Rendered (and signed, off the runtime) before the intent is written.
@@ -1457,7 +1467,7 @@ impl Topics {
             return match self.deliver(target, &published, body).await {
                 TargetResult::Retry(e) => Err(e.into()),
                 _ => {
-                    self.remember_dedup(&live, &published, now);
+                    self.remember_dedup(&live, &published, now, None).await?;
                     Ok(outcome)
                 }
             };
@@ -1490,7 +1500,8 @@ impl Topics {
                         false,
                     )
                     .await;
-                self.remember_dedup(&live, &published, now);
+                self.remember_dedup(&live, &published, now, Some(offset))
+                    .await?;
                 Ok(outcome)
             }
             Some(e) => {
@@ -1758,15 +1769,45 @@ impl Topics {
         targets
     }
 
-    fn remember_dedup(&self, live: &LiveTopic, p: &Published, now: u64) {
-        if live.attributes.fifo {
-            if let (Some(d), Some(seq)) = (&p.request.deduplication_id, &p.sequence_number) {
-                self.inner.dedup.lock().insert(
-                    (live.name.clone(), d.clone()),
-                    (p.message_id.clone(), seq.clone(), now + DEDUP_WINDOW_MS),
-                );
-            }
+    /// Remembers a delivered FIFO publish for the deduplication window, durably: `intent` is
+    /// the offset of its intent record, which holds the message; a publish that had no intent
+    /// (fewer than two targets) gets a `Deduplicated` record, made durable before the publish
+    /// answers. The intent log keeps these records for the window, and opening reloads them.
+    async fn remember_dedup(
+        &self,
+        live: &LiveTopic,
+        p: &Published,
+        now: u64,
+        intent: Option<u64>,
+    ) -> Result<(), TopicError> {
+        if !live.attributes.fifo {
+            return Ok(());
         }
+        let (Some(d), Some(seq)) = (&p.request.deduplication_id, &p.sequence_number) else {
+            return Ok(());
+        };
+        let offset = match intent {
+            Some(offset) => offset,
+            None => {
+                self.append_intent(
+                    &IntentRecord::Deduplicated {
+                        published: p.clone(),
+                    },
+                    true,
+                )
+                .await?
+            }
+        };
+        self.inner.dedup.lock().insert(
+            (live.name.clone(), d.clone()),
+            (
+                p.message_id.clone(),
+                seq.clone(),
+                now + DEDUP_WINDOW_MS,
+                offset,
+            ),
+        );
+        Ok(())
     }
 
     /// Appends to every target concurrently. Returns the ids done and the first retryable error.
@@ -2256,8 +2297,10 @@ impl Topics {
         Ok(completed)
     }
 
-    /// Drops intent-log segments that hold only closed intents.
-    fn truncate_intents(&self) {
+    /// The lowest intent-log offset still needed: the oldest open intent's, or the oldest record
+    /// of a FIFO publish inside its deduplication window (expired ones are forgotten here),
+    /// else the durable end.
+    fn intent_log_floor(&self) -> u64 {
         let low = self
             .inner
             .open_intents
@@ -2266,6 +2309,19 @@ impl Topics {
             .next()
             .copied()
             .unwrap_or_else(|| self.inner.intents.durable_offset());
+        let now = self.now();
+        let mut dedup = self.inner.dedup.lock();
+        dedup.retain(|_, (_, _, exp, _)| *exp > now);
+        dedup
+            .values()
+            .map(|(_, _, _, offset)| *offset)
+            .fold(low, u64::min)
+    }
+
+    /// Drops intent-log segments that hold only closed intents and no FIFO publish still
+    /// inside its deduplication window.
+    fn truncate_intents(&self) {
+        let low = self.intent_log_floor();
         if let Err(e) = self.inner.intents.truncate_before(low) {
             tracing::warn!(error = %e, "truncating the topic intent log");
         }
@@ -2387,8 +2443,31 @@ fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), TopicError> {
 }
 
 /// Reads the intent log and returns the intents not closed by a `Done` record.
-fn read_open_intents(log: &ferry_log::Log) -> Result<BTreeMap<u64, Intent>, TopicError> {
+/// What replaying the intent log gives: the intents still open (by offset), and the FIFO
+/// publishes still inside the deduplication window.
+type ReplayedIntents = (BTreeMap<u64, Intent>, HashMap<DedupKey, DedupEntry>);
+
+/// Replays the intent log: the intents still open, and the FIFO publishes still inside the
+/// deduplication window at `now_ms`.
+fn read_open_intents(
+    log: &ferry_log::Log,
+    now_ms: u64,
+) -> Result<ReplayedIntents, TopicError> {
     let mut open: BTreeMap<u64, Intent> = BTreeMap::new();
+    let mut dedup: HashMap<DedupKey, DedupEntry> = HashMap::new();
+    let mut remember = |p: &Published, offset: u64| {
+        let expiry = p.timestamp_ms + DEDUP_WINDOW_MS;
+        if let (Some(d), Some(seq), true) = (
+            &p.request.deduplication_id,
+            &p.sequence_number,
+            expiry > now_ms,
+        ) {
+            dedup.insert(
+                (p.topic.clone(), d.clone()),
+                (p.message_id.clone(), seq.clone(), expiry, offset),
+            );
+        }
+    };
     let mut from = log.start_offset();
     let end = log.next_offset();
     while from < end {
@@ -2401,6 +2480,7 @@ fn read_open_intents(log: &ferry_log::Log) -> Result<BTreeMap<u64, Intent>, Topi
         for e in &entries {
             match serde_json::from_slice::<IntentRecord>(&e.payload) {
                 Ok(IntentRecord::Intent { published, targets }) => {
+                    remember(&published, e.offset);
                     open.insert(
                         e.offset,
                         Intent {
@@ -2421,6 +2501,7 @@ fn read_open_intents(log: &ferry_log::Log) -> Result<BTreeMap<u64, Intent>, Topi
                         i.targets.retain(|t| !done.contains(t));
                     }
                 }
+                Ok(IntentRecord::Deduplicated { published }) => remember(&published, e.offset),
                 Err(err) => {
                     return Err(BrokerError::Storage(format!(
                         "topic intent log record at offset {} is not valid: {err}",
@@ -2432,7 +2513,7 @@ fn read_open_intents(log: &ferry_log::Log) -> Result<BTreeMap<u64, Intent>, Topi
             from = e.next_offset();
         }
     }
-    Ok(open)
+    Ok((open, dedup))
 }
 
 #[cfg(test)]

@@ -358,6 +358,95 @@ async fn catalog_survives_reopen_with_filters_and_attributes() {
 }
 
 #[tokio::test]
+async fn fifo_topic_deduplication_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = |dedup: &str| PublishRequest {
+        message: format!("m-{dedup}"),
+        group_id: Some("g".into()),
+        deduplication_id: Some(dedup.into()),
+        ..Default::default()
+    };
+    // "one.fifo" has one target (no intent record), "two.fifo" two (an intent record).
+    let topics = [
+        ("one.fifo", &["q1.fifo"][..]),
+        ("two.fifo", &["q2.fifo", "q3.fifo"][..]),
+    ];
+    let mut first = Vec::new();
+    {
+        let (b, t) = open(dir.path());
+        let fifo = crate::QueueAttributes {
+            fifo: true,
+            ..Default::default()
+        };
+        for (topic, queues) in topics {
+            let attributes = TopicAttributes {
+                fifo: true,
+                ..Default::default()
+            };
+            t.create_topic(topic, attributes, Default::default())
+                .unwrap();
+            for q in queues {
+                b.create_queue(q, fifo.clone(), Default::default()).unwrap();
+                sqs_sub(&t, topic, q, None, true);
+            }
+            first.push(t.publish(topic, request("d1")).await.unwrap());
+        }
+        t.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    }
+    let (b, t) = open(dir.path());
+    for ((topic, queues), first) in topics.iter().zip(&first) {
+        let again = t.publish(topic, request("d1")).await.unwrap();
+        assert_eq!(again.message_id, first.message_id, "{topic}");
+        assert_eq!(again.sequence_number, first.sequence_number, "{topic}");
+        let next = t.publish(topic, request("d2")).await.unwrap();
+        assert_ne!(next.message_id, first.message_id);
+        assert!(
+            next.sequence_number > first.sequence_number,
+            "{topic}: sequence numbers keep growing across a restart"
+        );
+        for q in *queues {
+            let bodies: Vec<_> = drain(&b, q).await.into_iter().map(|m| m.body).collect();
+            assert_eq!(bodies, [&b"m-d1"[..], &b"m-d2"[..]], "{q}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_intent_log_keeps_fifo_records_for_the_deduplication_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(crate::ManualClock::new(1_000_000));
+    let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+    let mut config = TopicsConfig::new(dir.path());
+    config.clock = clock.clone();
+    let t = Topics::open(config, broker.clone()).unwrap();
+    let fifo = TopicAttributes {
+        fifo: true,
+        ..Default::default()
+    };
+    t.create_topic("t.fifo", fifo, Default::default()).unwrap();
+    // No subscription: the publish has no intent, only its Deduplicated record.
+    let request = PublishRequest {
+        message: "m".into(),
+        group_id: Some("g".into()),
+        deduplication_id: Some("d".into()),
+        ..Default::default()
+    };
+    let before = t.inner.intents.next_offset();
+    t.publish("t.fifo", request).await.unwrap();
+    assert_eq!(t.inner.intents.next_offset(), before + 1, "one record");
+    assert_eq!(t.intent_log_floor(), before, "kept inside the window");
+    clock.advance(DEDUP_WINDOW_MS - 1);
+    assert_eq!(t.intent_log_floor(), before);
+    clock.advance(1);
+    assert_eq!(
+        t.intent_log_floor(),
+        before + 1,
+        "released once the window is over"
+    );
+}
+
+#[tokio::test]
 async fn fifo_topic_to_fifo_queues_keeps_order_and_dedups() {
     let dir = tempfile::tempdir().unwrap();
     let (b, t) = open(dir.path());
