@@ -1394,19 +1394,23 @@ impl Topics {
 
     // ------------------------------------------------------------------ publish
 
+    /// The live view of `topic` (its subscriptions and filters), or `TopicNotFound`.
+    fn live_topic(&self, topic: &str) -> Result<Arc<LiveTopic>, TopicError> {
+        self.inner
+            .live
+            .read()
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))
+    }
+
     /// Publishes one message; see the module docs for the guarantee.
     pub async fn publish(
         &self,
         topic: &str,
         request: PublishRequest,
     ) -> Result<PublishOutcome, TopicError> {
-        let live = self
-            .inner
-            .live
-            .read()
-            .get(topic)
-            .cloned()
-            .ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
+        let live = self.live_topic(topic)?;
         self.check_publish(&live, &request)?;
         let mut request = request;
         let now = self.now();
@@ -1535,13 +1539,7 @@ impl Topics {
         topic: &str,
         requests: Vec<PublishRequest>,
     ) -> Result<Vec<Result<PublishOutcome, TopicError>>, TopicError> {
-        let live = self
-            .inner
-            .live
-            .read()
-            .get(topic)
-            .cloned()
-            .ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
+        let live = self.live_topic(topic)?;
         if live.attributes.fifo {
             let mut outcomes = Vec::with_capacity(requests.len());
             for request in requests {
@@ -2449,10 +2447,7 @@ type ReplayedIntents = (BTreeMap<u64, Intent>, HashMap<DedupKey, DedupEntry>);
 
 /// Replays the intent log: the intents still open, and the FIFO publishes still inside the
 /// deduplication window at `now_ms`.
-fn read_open_intents(
-    log: &ferry_log::Log,
-    now_ms: u64,
-) -> Result<ReplayedIntents, TopicError> {
+fn read_open_intents(log: &ferry_log::Log, now_ms: u64) -> Result<ReplayedIntents, TopicError> {
     let mut open: BTreeMap<u64, Intent> = BTreeMap::new();
     let mut dedup: HashMap<DedupKey, DedupEntry> = HashMap::new();
     let mut remember = |p: &Published, offset: u64| {

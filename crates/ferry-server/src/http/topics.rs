@@ -500,21 +500,22 @@ pub async fn publish_batch(
     }
     // Messages that decode go to the topic together (one intent append, one send per queue);
     // the others keep their decoding error, in place.
-    let decoded: Vec<Result<PublishRequest, ApiError>> =
-        r.messages.into_iter().map(PublishWire::decode).collect();
-    let valid: Vec<PublishRequest> = decoded
-        .iter()
-        .filter_map(|d| d.as_ref().ok().cloned())
+    // Each entry's decoding error, in place (`None`: it decoded and is published).
+    let mut valid = Vec::with_capacity(n);
+    let refused: Vec<Option<ApiError>> = r
+        .messages
+        .into_iter()
+        .map(|m| m.decode().map(|request| valid.push(request)).err())
         .collect();
     let mut published = topics.publish_batch(&name, valid).await?.into_iter();
-    let outcomes: Vec<Result<PublishOutcome, ApiError>> = decoded
+    let outcomes: Vec<Result<PublishOutcome, ApiError>> = refused
         .into_iter()
-        .map(|d| match d {
-            Ok(_) => published
+        .map(|refusal| match refusal {
+            None => published
                 .next()
                 .expect("one outcome per published message")
                 .map_err(ApiError::from),
-            Err(e) => Err(e),
+            Some(e) => Err(e),
         })
         .collect();
     let results: Vec<PublishEntryResult> = outcomes.into_iter().map(publish_entry).collect();

@@ -143,22 +143,23 @@ pub async fn publish_batch(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     let mut failed = Vec::new();
     // Entries that parse go to the topic together (in order: FIFO topics keep the batch's
     // order within each group); the others keep their error, in place.
-    let parsed: Vec<(String, Result<PublishRequest, SnsError>)> = entries
+    // Each entry's id and parsing error, in place (`None`: it parsed and is published).
+    let mut valid = Vec::with_capacity(entries.len());
+    let parsed: Vec<(String, Option<SnsError>)> = entries
         .into_iter()
-        .map(|e| (e.get("Id").unwrap_or("").to_string(), request_of(e)))
-        .collect();
-    let valid: Vec<PublishRequest> = parsed
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().ok().cloned())
+        .map(|e| {
+            let id = e.get("Id").unwrap_or("").to_string();
+            (id, request_of(e).map(|request| valid.push(request)).err())
+        })
         .collect();
     let mut published = ctx.topics.publish_batch(&topic, valid).await?.into_iter();
-    for (id, parsed) in parsed {
-        let result = match parsed {
-            Ok(_) => published
+    for (id, refusal) in parsed {
+        let result = match refusal {
+            None => published
                 .next()
                 .expect("one outcome per published entry")
                 .map_err(SnsError::from),
-            Err(err) => Err(err),
+            Some(err) => Err(err),
         };
         match result {
             Ok(o) => {
