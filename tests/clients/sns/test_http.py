@@ -241,3 +241,31 @@ def test_throttle_policy_limits_deliveries_per_second(sns, endpoint):
     assert times[-1] - times[0] >= 2.5, times
     for i, t in enumerate(times):
         assert len([u for u in times[i:] if u < t + 0.5]) <= 2, times
+
+
+def test_unsubscribe_confirmation_is_retried_and_restores_the_subscription(sns, endpoint):
+    arn = sns.create_topic(Name=unique("t"))["TopicArn"]
+    sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=endpoint.url, Attributes={"DeliveryPolicy": FAST_RETRIES})
+    confirm_via_subscribe_url(endpoint)
+    [sub] = sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
+    endpoint.statuses.append(500)
+    sns.unsubscribe(SubscriptionArn=sub["SubscriptionArn"])
+    assert sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"] == []
+    assert sns.get_topic_attributes(TopicArn=arn)["Attributes"]["SubscriptionsDeleted"] == "1"
+    # Refused once, then retried by the delivery policy with the same message id.
+    assert wait_until(lambda: len(endpoint.of_type("UnsubscribeConfirmation")) == 2)
+    (h1, first), (h2, second) = endpoint.of_type("UnsubscribeConfirmation")
+    assert h1["x-amz-sns-message-id"] == h2["x-amz-sns-message-id"] == second["MessageId"]
+    assert second["SubscribeURL"].startswith("http") and second["Token"]
+    sns.publish(TopicArn=arn, Message="while unsubscribed")
+    # Visiting the SubscribeURL of the UnsubscribeConfirmation restores the subscription.
+    r = requests.get(second["SubscribeURL"], timeout=10)
+    assert r.status_code == 200, r.text
+    assert sub["SubscriptionArn"] in r.text
+    [restored] = sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
+    assert restored["SubscriptionArn"] == sub["SubscriptionArn"]
+    assert sns.get_topic_attributes(TopicArn=arn)["Attributes"]["SubscriptionsDeleted"] == "0"
+    sns.publish(TopicArn=arn, Message="restored")
+    assert wait_until(lambda: endpoint.of_type("Notification"))
+    time.sleep(0.5)
+    assert [n["Message"] for _, n in endpoint.of_type("Notification")] == ["restored"]

@@ -51,6 +51,8 @@ const SUPERVISE_PERIOD: Duration = Duration::from_millis(200);
 pub const ATTR_TYPE: &str = "ferry.sns.type";
 pub const ATTR_RAW: &str = "ferry.sns.raw";
 pub const ATTR_MESSAGE_ID: &str = "ferry.sns.message_id";
+/// The `ATTR_TYPE` of the farewell message an unsubscribed endpoint is sent.
+const UNSUBSCRIBE_CONFIRMATION: &str = "UnsubscribeConfirmation";
 
 /// One HTTP POST for the server to make.
 #[derive(Debug, Clone)]
@@ -434,12 +436,7 @@ pub fn spawn_supervisor(topics: Topics, deliverer: Arc<dyn Deliverer>) {
                 }
                 return;
             }
-            let subs: Vec<Subscription> = topics
-                .list_subscriptions(None)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|s| s.protocol.is_http())
-                .collect();
+            let subs = topics.http_deliveries();
             running.retain(|id, h| {
                 let keep = subs.iter().any(|s| &s.id == id) && !h.is_finished();
                 if !keep {
@@ -461,10 +458,6 @@ pub fn spawn_supervisor(topics: Topics, deliverer: Arc<dyn Deliverer>) {
             tokio::time::sleep(SUPERVISE_PERIOD).await;
         }
     });
-}
-
-fn current(topics: &Topics, s: &Subscription) -> Option<Subscription> {
-    topics.get_subscription(&s.topic, &s.id).ok()
 }
 
 async fn delivery_loop(topics: Topics, deliverer: Arc<dyn Deliverer>, sub: Subscription) {
@@ -505,8 +498,9 @@ async fn delivery_loop(topics: Topics, deliverer: Arc<dyn Deliverer>, sub: Subsc
         if batch.is_empty() {
             continue;
         }
-        // Re-read: attributes (delivery policy, DLQ, raw) may have changed.
-        let Some(sub) = current(&topics, &sub) else {
+        // Re-read: attributes (delivery policy, DLQ, raw) may have changed, or the
+        // subscription been unsubscribed (or restored).
+        let Some((sub, unsubscribed)) = topics.delivering_subscription(&sub.topic, &sub.id) else {
             return;
         };
         policy = delivery_policy(&topics, &sub);
@@ -526,7 +520,11 @@ async fn delivery_loop(topics: Topics, deliverer: Arc<dyn Deliverer>, sub: Subsc
                 if let Some(at) = start {
                     tokio::time::sleep_until(at.into()).await;
                 }
-                deliver_one(&topics, deliverer.as_ref(), &sub, &policy.retry, &queue, m).await
+                let sub = Delivering {
+                    sub: &sub,
+                    unsubscribed,
+                };
+                deliver_one(&topics, deliverer.as_ref(), sub, &policy.retry, &queue, m).await
             });
         }
         while set.join_next().await.is_some() {}
@@ -544,14 +542,22 @@ fn delivery_policy(topics: &Topics, sub: &Subscription) -> DeliveryPolicy {
         .unwrap_or_default()
 }
 
+/// The subscription a delivery is for, and whether it has been unsubscribed.
+#[derive(Clone, Copy)]
+struct Delivering<'a> {
+    sub: &'a Subscription,
+    unsubscribed: bool,
+}
+
 async fn deliver_one(
     topics: &Topics,
     deliverer: &dyn Deliverer,
-    sub: &Subscription,
+    delivering: Delivering<'_>,
     policy: &RetryPolicy,
     queue: &str,
     m: crate::ReceivedMessage,
 ) {
+    let sub = delivering.sub;
     let attr = |k: &str| {
         m.message
             .attributes
@@ -560,6 +566,19 @@ async fn deliver_one(
     };
     let kind = attr(ATTR_TYPE).unwrap_or_else(|| "Notification".into());
     let raw = attr(ATTR_RAW).is_some();
+    let farewell = kind == UNSUBSCRIBE_CONFIRMATION;
+    // An unsubscribed endpoint gets only its UnsubscribeConfirmation; a restored one not that.
+    if farewell != delivering.unsubscribed {
+        if let Err(e) = topics
+            .inner
+            .delivery
+            .delete_messages(queue, vec![m.receipt_handle])
+            .await
+        {
+            tracing::warn!(subscription = %sub.id, error = %e, "discarding a delivery");
+        }
+        return;
+    }
     let headers = headers(
         &kind,
         &topics.topic_arn(&sub.topic),
@@ -586,6 +605,9 @@ async fn deliver_one(
             }
         }
         tracing::debug!(subscription = %sub.id, ms = started.elapsed().as_millis() as u64, "delivered");
+        if farewell && topics.finish_unsubscribe(sub) {
+            return;
+        }
         if let Err(e) = broker.delete_messages(queue, vec![m.receipt_handle]).await {
             tracing::warn!(subscription = %sub.id, error = %e, "deleting a delivered message");
         }
@@ -628,6 +650,10 @@ async fn deliver_one(
         } else {
             tracing::warn!(subscription = %sub.id, "HTTP delivery failed after the last attempt and the subscription has no dead-letter queue; dropped");
         }
+    }
+    if farewell && topics.finish_unsubscribe(sub) {
+        tracing::info!(subscription = %sub.id, "UnsubscribeConfirmation not accepted after the last attempt; dropped");
+        return;
     }
     if let Err(e) = broker.delete_messages(queue, vec![m.receipt_handle]).await {
         tracing::warn!(subscription = %sub.id, error = %e, "deleting an exhausted delivery");

@@ -76,6 +76,9 @@ pub const DEDUP_WINDOW_MS: u64 = 5 * 60 * 1000;
 pub const MAX_TAGS: usize = 50;
 const CATALOG_FILE: &str = "catalog.json";
 const CATALOG_VERSION: u32 = 1;
+/// How long an unsubscribed HTTP(S) endpoint can restore its subscription with the token of
+/// its `UnsubscribeConfirmation` (SNS: confirmation tokens are valid for three days).
+pub const RESTORE_WINDOW_MS: u64 = 3 * 24 * 3600 * 1000;
 const TOPICS_DIR: &str = "topics";
 /// Intent log segment size: small, because whole segments are dropped once closed.
 const INTENT_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
@@ -232,6 +235,17 @@ struct TopicEntry {
     tags: BTreeMap<String, String>,
     created_ms: u64,
     subscriptions: BTreeMap<String, Subscription>,
+    /// HTTP(S) subscriptions unsubscribed in the last [`RESTORE_WINDOW_MS`], by id: their
+    /// `UnsubscribeConfirmation` is still being delivered, or their token can restore them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    unsubscribed: BTreeMap<String, Unsubscribed>,
+}
+
+/// An unsubscribed HTTP(S) subscription, kept so that its endpoint can restore it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Unsubscribed {
+    subscription: Subscription,
+    at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +273,8 @@ pub struct TopicInfo {
     pub created_timestamp_ms: u64,
     pub subscriptions_confirmed: u64,
     pub subscriptions_pending: u64,
+    /// Unsubscribed HTTP(S) subscriptions still restorable (see [`RESTORE_WINDOW_MS`]).
+    pub subscriptions_deleted: u64,
 }
 
 /// What to publish.
@@ -353,8 +369,6 @@ struct Inner {
     public_url: RwLock<String>,
     /// Loaded (or made) by `start`, or by the first envelope signed before it.
     signing_key: Mutex<Option<Arc<SigningKey>>>,
-    /// Set by `start`: posts the one-shot UnsubscribeConfirmation messages.
-    deliverer: Mutex<Option<Arc<dyn delivery::Deliverer>>>,
     stop: AtomicBool,
 }
 
@@ -672,7 +686,6 @@ impl Topics {
             fifo_seq: AtomicU64::new(now_us),
             public_url: RwLock::new("http://127.0.0.1:9324".into()),
             signing_key: Mutex::new(None),
-            deliverer: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
         let topics = Topics { inner };
@@ -902,6 +915,7 @@ impl Topics {
                     tags,
                     created_ms: now,
                     subscriptions: BTreeMap::new(),
+                    unsubscribed: BTreeMap::new(),
                 },
             );
             Ok(())
@@ -913,7 +927,8 @@ impl Topics {
     pub fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         let removed = self.edit(|c| Ok(c.topics.remove(name)))?;
         if let Some(t) = removed {
-            for s in t.subscriptions.values() {
+            let gone = t.unsubscribed.values().map(|u| &u.subscription);
+            for s in t.subscriptions.values().chain(gone) {
                 self.drop_delivery_queue(s);
             }
         }
@@ -939,6 +954,7 @@ impl Topics {
             created_timestamp_ms: e.created_ms,
             subscriptions_confirmed: confirmed,
             subscriptions_pending: e.subscriptions.len() as u64 - confirmed,
+            subscriptions_deleted: e.unsubscribed.len() as u64,
         })
     }
 
@@ -1102,16 +1118,7 @@ impl Topics {
             created_ms: self.now(),
         };
         if protocol.is_http() {
-            let dq = delivery_queue_name(&id);
-            self.inner.delivery.create_queue(
-                &dq,
-                QueueAttributes {
-                    visibility_timeout_seconds: delivery::DELIVERY_LEASE_SECONDS,
-                    message_retention_seconds: 1_209_600,
-                    ..Default::default()
-                },
-                BTreeMap::new(),
-            )?;
+            self.create_delivery_queue(&id)?;
         }
         let created = self.edit(|c| {
             let t = c
@@ -1131,7 +1138,7 @@ impl Topics {
             return Err(e);
         }
         if let Some(token) = token {
-            self.enqueue_confirmation(&sub, &token)?;
+            self.enqueue_confirmation(&sub, &token, envelope::ConfirmationKind::Subscribe)?;
         }
         Ok(sub)
     }
@@ -1168,21 +1175,23 @@ impl Topics {
         Ok((serde_json::Value::Object(body).to_string(), message_id))
     }
 
-    fn enqueue_confirmation(&self, sub: &Subscription, token: &str) -> Result<(), TopicError> {
+    /// Queues a signed `SubscriptionConfirmation` or `UnsubscribeConfirmation` on the
+    /// subscription's delivery queue, where it is POSTed and retried like a notification.
+    fn enqueue_confirmation(
+        &self,
+        sub: &Subscription,
+        token: &str,
+        kind: envelope::ConfirmationKind,
+    ) -> Result<(), TopicError> {
         let attributes = self.get_topic(&sub.topic)?.attributes;
         let this = self.clone();
         let (sub, token) = (sub.clone(), token.to_string());
-        // Signed on a blocking thread, then appended; subscribe does not wait for either.
+        // Signed on a blocking thread, then appended; the caller does not wait for either.
         let fut = async move {
             let (body, message_id) = this
-                .render_confirmation(
-                    &sub,
-                    &token,
-                    envelope::ConfirmationKind::Subscribe,
-                    &attributes,
-                )
+                .render_confirmation(&sub, &token, kind, &attributes)
                 .await?;
-            let mut msg = delivery::delivery_message(body, "SubscriptionConfirmation", false);
+            let mut msg = delivery::delivery_message(body, kind.message_type(), false);
             msg.attributes.insert(
                 delivery::ATTR_MESSAGE_ID.into(),
                 MessageAttributeValue {
@@ -1199,7 +1208,7 @@ impl Topics {
             Ok(h) => {
                 h.spawn(async move {
                     if let Err(e) = fut.await {
-                        tracing::warn!(error = %e, "enqueueing a subscription confirmation");
+                        tracing::warn!(error = %e, kind = kind.message_type(), "enqueueing a subscription confirmation");
                     }
                 });
                 Ok(())
@@ -1241,31 +1250,79 @@ impl Topics {
         Ok(a)
     }
 
-    /// Confirms the pending subscription of `topic` that was sent `token`.
+    /// Confirms the pending subscription of `topic` that was sent `token`, or restores an
+    /// HTTP(S) subscription unsubscribed in the last [`RESTORE_WINDOW_MS`] with the token of its
+    /// `UnsubscribeConfirmation` (same id and attributes, confirmed).
     pub fn confirm_subscription(
         &self,
         topic: &str,
         token: &str,
     ) -> Result<Subscription, TopicError> {
+        let now = self.now();
         self.edit(|c| {
             let t = c
                 .topics
                 .get_mut(topic)
                 .ok_or_else(|| TopicError::TopicNotFound(topic.to_string()))?;
-            let s = t
+            if let Some(s) = t
                 .subscriptions
                 .values_mut()
                 .find(|s| s.token.as_deref() == Some(token))
+            {
+                s.confirmed = true;
+                return Ok(s.clone());
+            }
+            let id = t
+                .unsubscribed
+                .iter()
+                .find(|(_, u)| {
+                    u.subscription.token.as_deref() == Some(token)
+                        && now < u.at_ms.saturating_add(RESTORE_WINDOW_MS)
+                })
+                .map(|(id, _)| id.clone())
                 .ok_or_else(|| param("Token", "Invalid token"))?;
-            s.confirmed = true;
-            Ok(s.clone())
+            let mut sub = t
+                .unsubscribed
+                .remove(&id)
+                .expect("found above")
+                .subscription;
+            // Subscribed again since: that subscription stands.
+            if let Some(s) = t
+                .subscriptions
+                .values()
+                .find(|s| s.protocol == sub.protocol && s.endpoint == sub.endpoint)
+            {
+                return Ok(s.clone());
+            }
+            if t.subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_TOPIC {
+                return Err(TopicError::LimitExceeded(format!(
+                    "at most {MAX_SUBSCRIPTIONS_PER_TOPIC} subscriptions per topic"
+                )));
+            }
+            // Under the catalog lock, so a finishing UnsubscribeConfirmation cannot drop the
+            // queue after this (see `finish_unsubscribe`). A confirmation still queued there
+            // is discarded by the delivery loop, the subscription being live again.
+            if self
+                .inner
+                .delivery
+                .queue_attributes(&delivery_queue_name(&id))
+                .is_err()
+            {
+                self.create_delivery_queue(&id)?;
+            }
+            sub.confirmed = true;
+            t.subscriptions.insert(id, sub.clone());
+            Ok(sub)
         })
     }
 
-    /// Deletes a subscription. An HTTP(S) endpoint is sent an `UnsubscribeConfirmation` (one
-    /// attempt, not retried: its delivery queue goes with the subscription).
+    /// Deletes a subscription. An HTTP(S) endpoint is sent an `UnsubscribeConfirmation`
+    /// through its delivery queue, retried by its delivery policy like a notification (the
+    /// notifications still queued there are dropped), and can restore the subscription with
+    /// its token for [`RESTORE_WINDOW_MS`].
     pub fn unsubscribe(&self, topic: &str, id: &str) -> Result<(), TopicError> {
-        let (removed, attributes) = self.edit(|c| {
+        let now = self.now();
+        let (removed, expired) = self.edit(|c| {
             let t = c
                 .topics
                 .get_mut(topic)
@@ -1274,60 +1331,107 @@ impl Topics {
                 .subscriptions
                 .remove(id)
                 .ok_or_else(|| TopicError::SubscriptionNotFound(id.to_string()))?;
-            Ok((removed, t.attributes.clone()))
+            let (expired, kept): (BTreeMap<_, _>, BTreeMap<_, _>) =
+                std::mem::take(&mut t.unsubscribed)
+                    .into_iter()
+                    .partition(|(_, u)| now >= u.at_ms.saturating_add(RESTORE_WINDOW_MS));
+            t.unsubscribed = kept;
+            if removed.protocol.is_http() && removed.token.is_some() {
+                t.unsubscribed.insert(
+                    id.to_string(),
+                    Unsubscribed {
+                        subscription: removed.clone(),
+                        at_ms: now,
+                    },
+                );
+            }
+            Ok((removed, expired))
         })?;
-        self.drop_delivery_queue(&removed);
-        if let (Protocol::Http | Protocol::Https, Some(token)) = (removed.protocol, &removed.token)
-        {
-            self.send_unsubscribe_confirmation(&removed, token, &attributes);
+        for u in expired.values() {
+            self.drop_delivery_queue(&u.subscription);
         }
-        Ok(())
+        match &removed.token {
+            Some(token) if removed.protocol.is_http() => {
+                self.enqueue_confirmation(&removed, token, envelope::ConfirmationKind::Unsubscribe)
+            }
+            _ => {
+                self.drop_delivery_queue(&removed);
+                Ok(())
+            }
+        }
     }
 
-    fn send_unsubscribe_confirmation(
+    /// The subscription a delivery loop serves: live (`false`) or unsubscribed and still
+    /// delivering its `UnsubscribeConfirmation` (`true`).
+    pub(crate) fn delivering_subscription(
         &self,
-        sub: &Subscription,
-        token: &str,
-        attributes: &TopicAttributes,
-    ) {
-        let Some(deliverer) = self.inner.deliverer.lock().clone() else {
-            return;
-        };
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let kind = envelope::ConfirmationKind::Unsubscribe;
-        let this = self.clone();
-        let (sub, token, attributes) = (sub.clone(), token.to_string(), attributes.clone());
-        handle.spawn(async move {
-            let (body, message_id) =
-                match this.render_confirmation(&sub, &token, kind, &attributes).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(subscription = %sub.id, error = %e, "rendering an UnsubscribeConfirmation");
-                        return;
-                    }
-                };
-            let post = delivery::HttpPost {
-                url: sub.endpoint.clone(),
-                headers: delivery::headers(
-                    kind.message_type(),
-                    &this.topic_arn(&sub.topic),
-                    &this.subscription_arn(&sub.topic, &sub.id),
-                    Some(message_id),
-                    false,
-                ),
-                body: Bytes::from(body),
-                timeout: delivery::POST_TIMEOUT,
-            };
-            let id = &sub.id;
-            match deliverer.post(post).await {
-                Ok(status) if (200..300).contains(&status) => {}
-                result => {
-                    tracing::info!(subscription = %id, result = ?result, "UnsubscribeConfirmation not accepted; not retried")
-                }
-            }
-        });
+        topic: &str,
+        id: &str,
+    ) -> Option<(Subscription, bool)> {
+        let c = self.inner.catalog.lock();
+        let t = c.topics.get(topic)?;
+        match t.subscriptions.get(id) {
+            Some(s) => Some((s.clone(), false)),
+            None => t
+                .unsubscribed
+                .get(id)
+                .map(|u| (u.subscription.clone(), true)),
+        }
+    }
+
+    /// HTTP(S) subscriptions with a delivery queue: the live ones and the unsubscribed ones
+    /// whose `UnsubscribeConfirmation` is not yet delivered.
+    pub(crate) fn http_deliveries(&self) -> Vec<Subscription> {
+        let c = self.inner.catalog.lock();
+        let mut out = Vec::new();
+        for t in c.topics.values() {
+            out.extend(
+                t.subscriptions
+                    .values()
+                    .filter(|s| s.protocol.is_http())
+                    .cloned(),
+            );
+            out.extend(
+                t.unsubscribed
+                    .values()
+                    .map(|u| &u.subscription)
+                    .filter(|s| {
+                        self.inner
+                            .delivery
+                            .queue_attributes(&delivery_queue_name(&s.id))
+                            .is_ok()
+                    })
+                    .cloned(),
+            );
+        }
+        out
+    }
+
+    /// The `UnsubscribeConfirmation` of `sub` was delivered or gave up: its delivery queue
+    /// goes, unless the subscription was restored meanwhile. Returns whether it went.
+    pub(crate) fn finish_unsubscribe(&self, sub: &Subscription) -> bool {
+        let c = self.inner.catalog.lock();
+        let live = c
+            .topics
+            .get(&sub.topic)
+            .is_some_and(|t| t.subscriptions.contains_key(&sub.id));
+        if !live {
+            self.drop_delivery_queue(sub);
+        }
+        !live
+    }
+
+    fn create_delivery_queue(&self, id: &str) -> Result<(), TopicError> {
+        self.inner.delivery.create_queue(
+            &delivery_queue_name(id),
+            QueueAttributes {
+                visibility_timeout_seconds: delivery::DELIVERY_LEASE_SECONDS,
+                message_retention_seconds: 1_209_600,
+                ..Default::default()
+            },
+            BTreeMap::new(),
+        )?;
+        Ok(())
     }
 
     fn drop_delivery_queue(&self, s: &Subscription) {
@@ -2334,7 +2438,6 @@ impl Topics {
         tokio::task::spawn_blocking(move || this.signing_key())
             .await
             .map_err(|e| BrokerError::Storage(format!("loading the SNS signing key: {e}")))??;
-        *self.inner.deliverer.lock() = Some(deliverer.clone());
         let n = self.inner.open_intents.lock().len();
         if n > 0 {
             tracing::info!(open = n, "completing topic fan-outs interrupted by a crash");

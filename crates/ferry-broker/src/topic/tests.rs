@@ -662,6 +662,89 @@ async fn http_confirmation_delivery_retries_and_dead_letter() {
     assert_eq!((s.delivered, s.failed, s.dead_lettered), (1, 1, 1));
 }
 
+fn post_header(p: &Post, name: &str) -> Option<String> {
+    p.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_confirmation_is_retried_and_its_token_restores_the_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_b, t) = open(dir.path());
+    let script = Arc::new(Script {
+        statuses: parking_lot::Mutex::new(vec![]),
+        posts: Default::default(),
+    });
+    t.start(Arc::new(Wrap(script.clone()))).await.unwrap();
+    t.create_topic("t", Default::default(), Default::default())
+        .unwrap();
+    let a = SubscriptionAttributes {
+        delivery_policy: Some(
+            r#"{"healthyRetryPolicy":{"numRetries":2,"minDelayTarget":1,"maxDelayTarget":1}}"#
+                .into(),
+        ),
+        ..Default::default()
+    };
+    let sub = t
+        .subscribe("t", "http", "http://example.invalid/hook", a)
+        .unwrap();
+    t.confirm_subscription("t", sub.token.as_deref().unwrap())
+        .unwrap();
+    let publish = |m: &str| {
+        let t = t.clone();
+        let request = PublishRequest {
+            message: m.into(),
+            ..Default::default()
+        };
+        async move { t.publish("t", request).await.unwrap() }
+    };
+    let of_type = |kind: &str| -> Vec<Post> {
+        let posts = script.posts.lock();
+        posts
+            .iter()
+            .filter(|p| post_header(p, "x-amz-sns-message-type").as_deref() == Some(kind))
+            .cloned()
+            .collect()
+    };
+    let delivery_queue = delivery_queue_name(&sub.id);
+    assert!(t.inner.delivery.queue_attributes(&delivery_queue).is_ok());
+
+    // The endpoint refuses the first UnsubscribeConfirmation: it is retried, same message id.
+    script.statuses.lock().push(500);
+    t.unsubscribe("t", &sub.id).unwrap();
+    assert!(t.list_subscriptions(Some("t")).unwrap().is_empty());
+    assert_eq!(t.get_topic("t").unwrap().subscriptions_deleted, 1);
+    wait_for(|| of_type("UnsubscribeConfirmation").len() == 2).await;
+    let farewells = of_type("UnsubscribeConfirmation");
+    let ids: Vec<_> = farewells
+        .iter()
+        .map(|p| post_header(p, "x-amz-sns-message-id").unwrap())
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    let body: serde_json::Value = serde_json::from_str(&farewells[1].1).unwrap();
+    assert_eq!(body["Type"], "UnsubscribeConfirmation");
+    let token = body["Token"].as_str().unwrap().to_string();
+    // Delivered: its delivery queue goes, and nothing published now reaches the endpoint.
+    wait_for(|| t.inner.delivery.queue_attributes(&delivery_queue).is_err()).await;
+    publish("while unsubscribed").await;
+
+    // The token restores the same subscription, confirmed, and deliveries resume.
+    let restored = t.confirm_subscription("t", &token).unwrap();
+    assert_eq!(
+        (restored.id.as_str(), restored.confirmed),
+        (sub.id.as_str(), true)
+    );
+    assert_eq!(t.get_topic("t").unwrap().subscriptions_deleted, 0);
+    assert_eq!(t.list_subscriptions(Some("t")).unwrap(), vec![restored]);
+    publish("back").await;
+    wait_for(|| !of_type("Notification").is_empty()).await;
+    let notes = of_type("Notification");
+    assert_eq!(notes.len(), 1);
+    let n: serde_json::Value = serde_json::from_str(&notes[0].1).unwrap();
+    assert_eq!(n["Message"], "back");
+    // Confirming with the token again is idempotent.
+    assert_eq!(t.confirm_subscription("t", &token).unwrap().id, sub.id);
+}
+
 // ------------------------------------------------------------------ stream subscriptions
 
 use crate::stream::batch::{decode_records, StreamRecord};

@@ -144,7 +144,10 @@ pub fn attributes_of(ctx: &Ctx, info: &TopicInfo) -> BTreeMap<String, String> {
         "SubscriptionsPending".into(),
         info.subscriptions_pending.to_string(),
     );
-    m.insert("SubscriptionsDeleted".into(), "0".into());
+    m.insert(
+        "SubscriptionsDeleted".into(),
+        info.subscriptions_deleted.to_string(),
+    );
     if let Some(d) = &a.delivery_policy {
         m.insert("DeliveryPolicy".into(), d.clone());
     }
