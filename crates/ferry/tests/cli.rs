@@ -286,6 +286,64 @@ fn bench_sqs_runs_through_the_aws_door() {
     }
 }
 
+/// `ferry bench kafka` produces through the Kafka door with acks=all, then reads everything
+/// back from offset 0 and checks that every acknowledged record is there. Run twice: the
+/// second run deletes and recreates the stream.
+#[test]
+fn bench_kafka_produces_and_reads_back_every_acknowledged_record() {
+    let server = Server::start();
+    let bootstrap = server.door_addr("kafka");
+    for partitions in ["3", "2"] {
+        let report = run_ok_json(
+            &server,
+            &[
+                "bench",
+                "kafka",
+                "--bootstrap",
+                &bootstrap,
+                "--partitions",
+                partitions,
+                "--producers",
+                "2",
+                "--consumers",
+                "2",
+                "--size",
+                "100",
+                "--batch-bytes",
+                "10000",
+                "--duration",
+                "1s",
+                "--warmup",
+                "0s",
+                "--json",
+            ],
+        );
+        let n = |k: &str| {
+            report[k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k}: {report}"))
+        };
+        assert_eq!(report["target"], "kafka");
+        assert_eq!(n("records_per_batch"), 100, "{report}");
+        assert!(n("produced") > 0, "{report}");
+        assert!(n("total_produced") >= n("produced"), "{report}");
+        // Whole requests: every partition got the same number of batches.
+        let per_request = 100 * partitions.parse::<u64>().unwrap();
+        assert_eq!(n("total_produced") % per_request, 0, "{report}");
+        assert_eq!(n("consumed"), n("total_produced"), "{report}");
+        assert_eq!(report["check_ok"], true, "{report}");
+        assert_eq!(n("errors"), 0, "{report}");
+    }
+    // The stream holds the second run's records, in its second run's partitions.
+    let (status, stream) = server.get("/v1/streams/bench-topic");
+    assert_eq!(status, 200, "{stream}");
+    assert_eq!(
+        stream["partitions"].as_array().map(Vec::len),
+        Some(2),
+        "{stream}"
+    );
+}
+
 /// With credentials configured the AWS door requires SigV4; the bench signs.
 #[test]
 fn bench_sqs_signs_requests_when_the_server_requires_it() {

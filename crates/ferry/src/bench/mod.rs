@@ -4,6 +4,7 @@
 //! ferry bench [queue]  N producers ─► queue ─► N consumers   native HTTP API (http.rs)
 //! ferry bench sqs      the same workload through the SQS JSON protocol (sqs.rs, sigv4.rs)
 //! ferry bench topic    N publishers ─► topic ─► 10 queue subscriptions, 5 filtered (topic.rs)
+//! ferry bench kafka    N producers ─► stream partitions (acks=all), then a cold consume (kafka.rs)
 //! ```
 //!
 //! Queue workloads: producers send batches whose bodies start with the send time (16 hex digits
@@ -15,6 +16,7 @@
 //! Every workload counts only the measurement window (after `--warmup`, for `--duration`).
 
 mod http;
+mod kafka;
 mod sigv4;
 mod sqs;
 mod target;
@@ -47,6 +49,9 @@ pub enum Workload {
     Topic,
     /// Producers and consumers on one queue through the AWS SQS JSON protocol (`--endpoint`).
     Sqs,
+    /// Producers to a stream through the Kafka protocol (`--bootstrap`), then a cold consume of
+    /// everything produced.
+    Kafka,
 }
 
 /// Most entries in one SQS SendMessageBatch or DeleteMessageBatch, and one topic publish batch.
@@ -57,10 +62,10 @@ pub struct BenchArgs {
     /// The workload.
     #[arg(value_enum, default_value_t = Workload::Queue)]
     pub workload: Workload,
-    /// Concurrent producers (topic: concurrent publishers).
+    /// Concurrent producers (topic: concurrent publishers; kafka: producer connections).
     #[arg(long, default_value_t = 4)]
     pub producers: usize,
-    /// Concurrent consumers.
+    /// Concurrent consumers (kafka: consumer connections of the cold consume).
     #[arg(long, default_value_t = 4)]
     pub consumers: usize,
     /// Message body size in bytes (at least 16).
@@ -102,6 +107,20 @@ pub struct BenchArgs {
     /// Deliver in the SNS JSON envelope instead of raw (topic workload).
     #[arg(long)]
     pub envelope: bool,
+    /// The Kafka door (kafka workload).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    /// Partitions of the stream (kafka workload); it is deleted and created afresh as `--topic`.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub partitions: u32,
+    /// Bytes of records per batch (kafka workload; each Produce request carries one batch per
+    /// partition, as librdkafka's `batch.size`).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..=16_000_000))]
+    pub batch_bytes: u32,
+    /// Produce requests each producer connection keeps unanswered (kafka workload; librdkafka's
+    /// `max.in.flight`).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub inflight: u32,
     /// The AWS door (sqs workload).
     #[arg(long, default_value = "http://127.0.0.1:9324")]
     pub endpoint: String,
@@ -241,7 +260,7 @@ pub fn run(server: &str, args: BenchArgs, json_output: bool) -> Result<(), CliEr
             "--producers and --consumers must be at least 1".into(),
         ));
     }
-    if args.workload != Workload::Queue && args.batch > MAX_AWS_BATCH {
+    if matches!(args.workload, Workload::Sqs | Workload::Topic) && args.batch > MAX_AWS_BATCH {
         return Err(CliError::Usage(format!(
             "--batch is at most {MAX_AWS_BATCH} for the sqs and topic workloads"
         )));
@@ -257,6 +276,7 @@ pub fn run(server: &str, args: BenchArgs, json_output: bool) -> Result<(), CliEr
         .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;
     let report = match args.workload {
         Workload::Topic => return topic::run(&runtime, server, &args, json_output),
+        Workload::Kafka => return kafka::run(&runtime, &args, json_output),
         Workload::Queue => {
             let target =
                 http::HttpTarget::new(server).map_err(|e| CliError::Other(e.to_string()))?;

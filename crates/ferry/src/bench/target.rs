@@ -1,5 +1,5 @@
 //! What `ferry bench` drives: a [`Target`] is one protocol's way to send, receive and
-//! acknowledge. The native HTTP API is the first; SQS, Kafka and AMQP targets plug in here
+//! acknowledge. The native HTTP API is the first and SQS the second; an AMQP target plugs in here
 //! without touching the load generator.
 
 use std::future::Future;
