@@ -778,8 +778,9 @@ impl Streams {
             .collect()
     }
 
-    /// Runs retention and compaction once over every stream, and rewrites the committed
-    /// offsets log when it has grown (called periodically by the server).
+    /// Runs retention and compaction once over every stream, refreshes producer snapshots
+    /// where a segment has rolled, and rewrites the committed offsets log when it has grown
+    /// (called periodically by the server).
     pub fn enforce_retention(&self, now_ms: i64) {
         if let Err(e) = self.inner.offsets.maybe_rewrite() {
             tracing::warn!(error = %e, "rewriting the committed offsets log failed");
@@ -790,6 +791,9 @@ impl Streams {
             for p in s.partitions() {
                 if let Err(e) = retention::enforce(&p, &config, now_ms) {
                     tracing::warn!(stream = %s.name, partition = p.index, error = %e, "retention failed");
+                }
+                if let Err(e) = p.snapshot_producers(false) {
+                    tracing::warn!(stream = %s.name, partition = p.index, error = %e, "writing the producer snapshot failed");
                 }
             }
             if config.cleanup_policy != CleanupPolicy::Delete {

@@ -3,6 +3,7 @@
 //! ```text
 //! <stream dir>/<index>/log/          the ferry-log directory (one entry per record batch)
 //! <stream dir>/<index>/start_offset  logical log start set by DeleteRecords (absent = 0)
+//! <stream dir>/<index>/producers.snapshot  idempotent-producer state as of a durable offset
 //! ```
 //!
 //! Appends are decided under the partition mutex (sequence checks, base offset patching,
@@ -11,13 +12,14 @@
 //! consumer never sees a record that a crash could take back.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use ferry_log::{Entry, Log, LogConfig, LogError};
 use parking_lot::{Mutex, RwLock};
 
 use super::batch::{self, BatchHeader};
-use super::producer::{ProducerTable, SequenceCheck};
+use super::producer::{ProducerSnapshot, ProducerTable, SequenceCheck};
 use super::StreamError;
 
 /// How a partition stamps record timestamps.
@@ -30,9 +32,11 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
-/// On open, the newest segments covering at least this many bytes are scanned to rebuild the
-/// idempotent-producer state.
+/// On open without a producer snapshot, the newest segments covering at least this many bytes
+/// are scanned to rebuild the idempotent-producer state.
 pub const PRODUCER_STATE_SCAN_BYTES: u64 = 128 << 20;
+/// The producer snapshot's file in the partition's directory (see [`ProducerSnapshot`]).
+const PRODUCER_SNAPSHOT: &str = "producers.snapshot";
 
 pub struct Partition {
     pub index: u32,
@@ -41,6 +45,8 @@ pub struct Partition {
     log: RwLock<Log>,
     state: Mutex<PartitionState>,
     config: LogConfig,
+    /// Base offset of the active segment when the producer snapshot was last written.
+    snapshot_segment: AtomicU64,
 }
 
 struct PartitionState {
@@ -85,6 +91,17 @@ pub struct ReadBatches {
 
 impl Partition {
     pub fn open(dir: &Path, index: u32, config: LogConfig) -> Result<Partition, StreamError> {
+        Partition::open_scanning(dir, index, config, PRODUCER_STATE_SCAN_BYTES)
+    }
+
+    /// [`Partition::open`], scanning at least `scan_bytes` of the newest segments for producer
+    /// state when there is no usable snapshot.
+    fn open_scanning(
+        dir: &Path,
+        index: u32,
+        config: LogConfig,
+        scan_bytes: u64,
+    ) -> Result<Partition, StreamError> {
         std::fs::create_dir_all(dir).map_err(|e| StreamError::io(dir, e))?;
         super::compaction::recover_dirs(dir)?;
         let log = Log::open(dir.join("log"), config.clone())?;
@@ -93,21 +110,32 @@ impl Partition {
             Ok(s) => s.trim().parse::<u64>().unwrap_or(0),
             Err(_) => 0,
         };
-        let mut producers = ProducerTable::default();
-        // Rebuild the idempotent-producer state from the stored batch headers of the newest
-        // segments (at least PRODUCER_STATE_SCAN_BYTES of them): a retry concerns recent
-        // batches, and a producer not seen there is treated as new.
-        let mut offset = log.start_offset();
-        let mut tail_bytes = 0u64;
-        for segment in log.segments().iter().rev() {
-            offset = segment.base_offset;
-            tail_bytes += segment.size_bytes;
-            if tail_bytes >= PRODUCER_STATE_SCAN_BYTES {
-                break;
-            }
-        }
-        offset = offset.max(log.start_offset());
         let end = log.next_offset();
+        // The idempotent-producer state: the snapshot, then the batch headers stored after
+        // it. Without one (or with one the log does not reach, which cannot happen since it
+        // only covers durable batches), the newest segments, at least `scan_bytes` of them:
+        // a retry concerns recent batches, and a producer not seen there is treated as new.
+        let snapshot =
+            ProducerSnapshot::load(&dir.join(PRODUCER_SNAPSHOT)).filter(|s| s.offset <= end);
+        let (mut producers, mut offset) = match snapshot {
+            Some(s) => {
+                let from = s.offset;
+                (ProducerTable::from_snapshot(s), from)
+            }
+            None => {
+                let mut offset = log.start_offset();
+                let mut tail_bytes = 0u64;
+                for segment in log.segments().iter().rev() {
+                    offset = segment.base_offset;
+                    tail_bytes += segment.size_bytes;
+                    if tail_bytes >= scan_bytes {
+                        break;
+                    }
+                }
+                (ProducerTable::default(), offset)
+            }
+        };
+        offset = offset.max(log.start_offset());
         while offset < end {
             let entries = log.read(offset, 4 << 20)?;
             let Some(last) = entries.last() else { break };
@@ -120,6 +148,7 @@ impl Partition {
                 }
             }
         }
+        let active_segment = log.segments().last().map_or(0, |s| s.base_offset);
         Ok(Partition {
             index,
             dir: dir.to_path_buf(),
@@ -129,7 +158,26 @@ impl Partition {
                 start_offset,
             }),
             config,
+            snapshot_segment: AtomicU64::new(active_segment),
         })
+    }
+
+    /// Writes the producer snapshot if a segment has rolled since the last one (or `always`),
+    /// so that opening the partition scans at most about a segment of batch headers.
+    /// Called periodically and at close.
+    pub fn snapshot_producers(&self, always: bool) -> Result<(), StreamError> {
+        let log = self.log();
+        let active = log.segments().last().map_or(0, |s| s.base_offset);
+        if !always && active <= self.snapshot_segment.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let snapshot = {
+            let state = self.state.lock();
+            state.producers.snapshot_below(log.durable_offset())
+        };
+        snapshot.save(&self.dir.join(PRODUCER_SNAPSHOT))?;
+        self.snapshot_segment.fetch_max(active, Ordering::AcqRel);
+        Ok(())
     }
 
     /// The current log (a cheap handle clone).
@@ -385,7 +433,9 @@ impl Partition {
     }
 
     pub fn close(&self) -> Result<(), StreamError> {
-        Ok(self.log().close()?)
+        self.log().close()?;
+        // After the close, everything appended is durable and in the snapshot.
+        self.snapshot_producers(true)
     }
 
     /// Compaction: rewrites every closed segment keeping the latest record per key, then
@@ -520,6 +570,100 @@ mod tests {
             .append(idempotent(1, 9, 4), TimestampType::CreateTime, 1 << 20, 0)
             .unwrap();
         assert_eq!(next.base_offset, 4);
+    }
+
+    /// A producer idle for longer than the scan covers is still recognised after a restart,
+    /// through the snapshot; without it, its retry would be appended a second time.
+    #[tokio::test]
+    async fn producer_snapshot_keeps_an_idle_producer_across_restarts() {
+        let small = || LogConfig {
+            segment_bytes: 512,
+            ..LogConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let p = Partition::open_scanning(dir.path(), 0, small(), 0).unwrap();
+            let a = p
+                .append(idempotent(2, 9, 0), TimestampType::CreateTime, 1 << 20, 0)
+                .unwrap();
+            p.wait_durable(a.durable_at).await.unwrap();
+            // Others fill several segments after it.
+            for _ in 0..20 {
+                let b = p
+                    .append(records(5, 1), TimestampType::CreateTime, 1 << 20, 0)
+                    .unwrap();
+                p.wait_durable(b.durable_at).await.unwrap();
+            }
+            assert!(p.segments().len() > 3);
+            // The periodic refresh (a segment has rolled since open), then a crash: no close.
+            p.snapshot_producers(false).unwrap();
+            let c = p
+                .append(idempotent(1, 11, 0), TimestampType::CreateTime, 1 << 20, 0)
+                .unwrap();
+            p.wait_durable(c.durable_at).await.unwrap();
+        }
+        let snapshot = dir.path().join(PRODUCER_SNAPSHOT);
+        let p = Partition::open_scanning(dir.path(), 0, small(), 0).unwrap();
+        let hw = p.high_watermark();
+        // Producer 9 from the snapshot, producer 11 from the headers after it.
+        let dup = p
+            .append(idempotent(2, 9, 0), TimestampType::CreateTime, 1 << 20, 0)
+            .unwrap();
+        assert!(dup.duplicate);
+        assert_eq!(dup.base_offset, 0);
+        let dup = p
+            .append(idempotent(1, 11, 0), TimestampType::CreateTime, 1 << 20, 0)
+            .unwrap();
+        assert!(dup.duplicate);
+        assert_eq!(dup.base_offset, hw - 1);
+        assert!(matches!(
+            p.append(idempotent(1, 9, 5), TimestampType::CreateTime, 1 << 20, 0),
+            Err(StreamError::OutOfOrderSequence { expected: 2, .. })
+        ));
+        drop(p);
+        // Without the snapshot, the same scan forgets producer 9: its retry is a new append.
+        std::fs::remove_file(&snapshot).unwrap();
+        let p = Partition::open_scanning(dir.path(), 0, small(), 0).unwrap();
+        let again = p
+            .append(idempotent(2, 9, 0), TimestampType::CreateTime, 1 << 20, 0)
+            .unwrap();
+        assert!(!again.duplicate);
+        assert_eq!(again.base_offset, hw);
+    }
+
+    /// A snapshot never claims batches that are not durable, and one the log does not reach
+    /// is ignored.
+    #[test]
+    fn snapshot_covers_only_what_is_below_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), 0, LogConfig::default()).unwrap();
+        p.append(idempotent(2, 9, 0), TimestampType::CreateTime, 1 << 20, 0)
+            .unwrap();
+        p.append(idempotent(2, 9, 2), TimestampType::CreateTime, 1 << 20, 0)
+            .unwrap();
+        let table = p.state.lock().producers.clone();
+        let below_second = table.snapshot_below(2);
+        let t = ProducerTable::from_snapshot(below_second);
+        let h = |seq| batch::parse_header(&idempotent(2, 9, seq)).unwrap();
+        assert_eq!(
+            t.check(&h(0)).unwrap(),
+            SequenceCheck::Duplicate { base_offset: 0 }
+        );
+        assert_eq!(t.check(&h(2)).unwrap(), SequenceCheck::Append);
+        // Nothing below offset 0: producer 9 unknown, so any batch is a first one.
+        assert_eq!(
+            ProducerTable::from_snapshot(table.snapshot_below(0)).len(),
+            0
+        );
+        // An (empty) snapshot saved with an offset past the log's end: not used, so the scan
+        // rebuilds producer 9 (used, it would leave the table empty).
+        ProducerTable::default()
+            .snapshot_below(1_000)
+            .save(&dir.path().join(PRODUCER_SNAPSHOT))
+            .unwrap();
+        drop(p);
+        let p = Partition::open_scanning(dir.path(), 0, LogConfig::default(), 0).unwrap();
+        assert_eq!(p.producer_count(), 1);
     }
 }
 

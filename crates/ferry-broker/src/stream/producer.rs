@@ -10,9 +10,11 @@
 //! - anything else: refused with `OutOfOrderSequence` (or `InvalidProducerEpoch` for an old
 //!   epoch). The client then retries in order.
 //!
-//! The state is not written anywhere of its own: every stored batch carries its producer id,
-//! epoch and sequences, so opening a partition rebuilds the table by scanning its batch
-//! headers. That makes it survive `kill -9` exactly as far as the batches themselves do.
+//! Every stored batch carries its producer id, epoch and sequences, so opening a partition
+//! rebuilds the table by scanning batch headers: it survives `kill -9` exactly as far as the
+//! batches themselves do. So that the scan stays short however long a producer was idle, the
+//! partition also keeps a [`ProducerSnapshot`] (written when a segment has rolled since the
+//! last one, and at close): the table as of a durable offset, from which opening scans on.
 //!
 //! Producer ids come from [`ProducerIds`], a counter persisted in blocks of
 //! [`ID_BLOCK`] so ids are never reused after a restart.
@@ -23,6 +25,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
 use super::batch::{add_sequence, BatchHeader};
 use super::StreamError;
@@ -34,14 +37,14 @@ pub const ID_BLOCK: i64 = 1000;
 /// Bound on producers remembered per partition (the oldest-seen are forgotten first).
 pub const MAX_PRODUCERS_PER_PARTITION: usize = 100_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct CachedBatch {
     first_seq: i32,
     last_seq: i32,
     base_offset: u64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<CachedBatch>,
@@ -60,7 +63,7 @@ pub enum SequenceCheck {
 }
 
 /// Per-partition producer state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ProducerTable {
     producers: HashMap<i64, ProducerEntry>,
     clock: u64,
@@ -147,8 +150,98 @@ impl ProducerTable {
         self.producers.len()
     }
 
+    /// The table as it was when the log ended at `offset`: batches stored at or after it are
+    /// left out (and producers left with none), so the snapshot only claims what is durable.
+    pub fn snapshot_below(&self, offset: u64) -> ProducerSnapshot {
+        let mut producers: Vec<(i64, ProducerEntry)> = self
+            .producers
+            .iter()
+            .filter_map(|(&id, e)| {
+                let batches: VecDeque<CachedBatch> = e
+                    .batches
+                    .iter()
+                    .filter(|b| b.base_offset < offset)
+                    .copied()
+                    .collect();
+                (!batches.is_empty()).then(|| {
+                    (
+                        id,
+                        ProducerEntry {
+                            batches,
+                            ..e.clone()
+                        },
+                    )
+                })
+            })
+            .collect();
+        producers.sort_by_key(|(id, _)| *id);
+        ProducerSnapshot {
+            version: SNAPSHOT_VERSION,
+            offset,
+            producers,
+        }
+    }
+
+    /// The table a snapshot holds.
+    pub fn from_snapshot(snapshot: ProducerSnapshot) -> ProducerTable {
+        let clock = snapshot
+            .producers
+            .iter()
+            .map(|(_, e)| e.touched)
+            .max()
+            .unwrap_or(0);
+        ProducerTable {
+            producers: snapshot.producers.into_iter().collect(),
+            clock,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.producers.is_empty()
+    }
+}
+
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// A partition's producer table as of a log offset: every idempotent batch stored below
+/// `offset` is accounted for, none at or above it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProducerSnapshot {
+    version: u32,
+    pub offset: u64,
+    producers: Vec<(i64, ProducerEntry)>,
+}
+
+impl ProducerSnapshot {
+    /// Writes the snapshot atomically to `path`.
+    pub fn save(&self, path: &Path) -> Result<(), StreamError> {
+        let json = serde_json::to_vec(self)
+            .map_err(|e| StreamError::Storage(format!("encoding a producer snapshot: {e}")))?;
+        write_atomic(path, &json)
+    }
+
+    /// The snapshot at `path`, if there is one that this version reads. An unreadable one
+    /// is reported and ignored: the partition then rebuilds the table by scanning.
+    pub fn load(path: &Path) -> Option<ProducerSnapshot> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the producer snapshot; scanning instead");
+                return None;
+            }
+        };
+        match serde_json::from_slice::<ProducerSnapshot>(&bytes) {
+            Ok(s) if s.version == SNAPSHOT_VERSION => Some(s),
+            Ok(s) => {
+                tracing::warn!(path = %path.display(), version = s.version, "unknown producer snapshot version; scanning instead");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "corrupt producer snapshot; scanning instead");
+                None
+            }
+        }
     }
 }
 
