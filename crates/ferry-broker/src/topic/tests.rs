@@ -570,12 +570,12 @@ async fn wait_for(mut f: impl FnMut() -> bool) {
 
 use std::time::Instant;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_confirmation_delivery_retries_and_dead_letter() {
-    let dir = tempfile::tempdir().unwrap();
-    let (b, t) = open(dir.path());
-    b.create_queue("dlq", Default::default(), Default::default())
-        .unwrap();
+/// Two retries one second apart: what the HTTP delivery tests use.
+const FAST_RETRIES: &str =
+    r#"{"healthyRetryPolicy":{"numRetries":2,"minDelayTarget":1,"maxDelayTarget":1}}"#;
+
+/// Topics started with a scripted endpoint, and topic `t` created.
+async fn start_with_endpoint(t: &Topics) -> Arc<Script> {
     let script = Arc::new(Script {
         statuses: parking_lot::Mutex::new(vec![]),
         posts: Default::default(),
@@ -583,15 +583,22 @@ async fn http_confirmation_delivery_retries_and_dead_letter() {
     t.start(Arc::new(Wrap(script.clone()))).await.unwrap();
     t.create_topic("t", Default::default(), Default::default())
         .unwrap();
+    script
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_confirmation_delivery_retries_and_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, t) = open(dir.path());
+    b.create_queue("dlq", Default::default(), Default::default())
+        .unwrap();
+    let script = start_with_endpoint(&t).await;
     let a = SubscriptionAttributes {
         redrive_policy: Some(format!(
             r#"{{"deadLetterTargetArn":"{}"}}"#,
             t.queue_arn("dlq")
         )),
-        delivery_policy: Some(
-            r#"{"healthyRetryPolicy":{"numRetries":2,"minDelayTarget":1,"maxDelayTarget":1}}"#
-                .into(),
-        ),
+        delivery_policy: Some(FAST_RETRIES.into()),
         ..Default::default()
     };
     let sub = t
@@ -670,18 +677,9 @@ fn post_header(p: &Post, name: &str) -> Option<String> {
 async fn unsubscribe_confirmation_is_retried_and_its_token_restores_the_subscription() {
     let dir = tempfile::tempdir().unwrap();
     let (_b, t) = open(dir.path());
-    let script = Arc::new(Script {
-        statuses: parking_lot::Mutex::new(vec![]),
-        posts: Default::default(),
-    });
-    t.start(Arc::new(Wrap(script.clone()))).await.unwrap();
-    t.create_topic("t", Default::default(), Default::default())
-        .unwrap();
+    let script = start_with_endpoint(&t).await;
     let a = SubscriptionAttributes {
-        delivery_policy: Some(
-            r#"{"healthyRetryPolicy":{"numRetries":2,"minDelayTarget":1,"maxDelayTarget":1}}"#
-                .into(),
-        ),
+        delivery_policy: Some(FAST_RETRIES.into()),
         ..Default::default()
     };
     let sub = t

@@ -33,7 +33,9 @@ use tokio::sync::{mpsc, Semaphore};
 
 use ferry_broker::stream::batch::{encode_records, NewRecord};
 
-use super::{histogram, ms, BenchArgs, Percentiles, Shared, MEASURING, STOPPED};
+use super::{
+    emit, histogram, ms, nothing_done, BenchArgs, Percentiles, Shared, MEASURING, STOPPED,
+};
 use crate::client::CliError;
 
 const PRODUCE_VERSION: i16 = 9;
@@ -95,23 +97,12 @@ pub fn run(
     json_output: bool,
 ) -> Result<(), CliError> {
     let report = runtime.block_on(drive(args))?;
-    if json_output {
-        println!(
-            "{}",
-            serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        );
-    } else {
-        print_report(&report, args);
-    }
+    emit(&report, json_output, || print_report(&report, args));
     if report.produced == 0 {
-        return Err(CliError::Other(format!(
-            "no record was acknowledged{}",
-            report
-                .first_error
-                .as_deref()
-                .map(|e| format!(" (first error: {e})"))
-                .unwrap_or_default()
-        )));
+        return Err(nothing_done(
+            "no record was acknowledged",
+            report.first_error.as_deref(),
+        ));
     }
     if !report.check_ok {
         return Err(CliError::Other(

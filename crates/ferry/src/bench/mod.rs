@@ -295,25 +295,36 @@ pub fn run(server: &str, args: BenchArgs, json_output: bool) -> Result<(), CliEr
             runtime.block_on(drive(target, "sqs", &args, &args.endpoint))?
         }
     };
+    emit(&report, json_output, || print_report(&report, &args));
+    if report.acknowledged == 0 {
+        return Err(nothing_done(
+            "no message was acknowledged",
+            report.first_error.as_deref(),
+        ));
+    }
+    Ok(())
+}
+
+/// Prints a report: one JSON line with `--json`, else the human-readable `print`.
+fn emit<R: Serialize>(report: &R, json_output: bool, print: impl FnOnce()) {
     if json_output {
         println!(
             "{}",
-            serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+            serde_json::to_string(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
         );
     } else {
-        print_report(&report, &args);
+        print();
     }
-    if report.acknowledged == 0 {
-        return Err(CliError::Other(format!(
-            "no message was acknowledged{}",
-            report
-                .first_error
-                .as_deref()
-                .map(|e| format!(" (first error: {e})"))
-                .unwrap_or_default()
-        )));
-    }
-    Ok(())
+}
+
+/// The error of a run in which nothing succeeded, with the first error seen.
+fn nothing_done(what: &str, first_error: Option<&str>) -> CliError {
+    CliError::Other(format!(
+        "{what}{}",
+        first_error
+            .map(|e| format!(" (first error: {e})"))
+            .unwrap_or_default()
+    ))
 }
 
 /// A failed preparation: "cannot connect" (exit code 3) when the server is not there.

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{
-    histogram, ms, prepare_error, BenchArgs, Percentiles, Shared, ERROR_BACKOFF, MEASURING, STOPPED,
+    emit, histogram, ms, nothing_done, prepare_error, BenchArgs, Percentiles, Shared,
+    ERROR_BACKOFF, MEASURING, STOPPED,
 };
 use crate::client::{encode_segment, CliError};
 
@@ -305,23 +306,12 @@ pub fn run(
         queues,
     };
     let report = runtime.block_on(drive(fixture, args, server))?;
-    if json_output {
-        println!(
-            "{}",
-            serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        );
-    } else {
-        print_report(&report, args);
-    }
+    emit(&report, json_output, || print_report(&report, args));
     if report.publishes == 0 {
-        return Err(CliError::Other(format!(
-            "no message was published{}",
-            report
-                .first_error
-                .as_deref()
-                .map(|e| format!(" (first error: {e})"))
-                .unwrap_or_default()
-        )));
+        return Err(nothing_done(
+            "no message was published",
+            report.first_error.as_deref(),
+        ));
     }
     if !report.deliveries_check_ok {
         let wrong: Vec<String> = report
