@@ -1286,12 +1286,14 @@ impl Topics {
                 .remove(&id)
                 .expect("found above")
                 .subscription;
-            // Subscribed again since: that subscription stands.
+            // Subscribed again since: that subscription stands, and the old one's delivery
+            // queue (a farewell may still be in it) goes with its record.
             if let Some(s) = t
                 .subscriptions
                 .values()
                 .find(|s| s.protocol == sub.protocol && s.endpoint == sub.endpoint)
             {
+                self.drop_delivery_queue(&sub);
                 return Ok(s.clone());
             }
             if t.subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_TOPIC {

@@ -743,6 +743,33 @@ async fn unsubscribe_confirmation_is_retried_and_its_token_restores_the_subscrip
     assert_eq!(t.confirm_subscription("t", &token).unwrap().id, sub.id);
 }
 
+/// An endpoint that subscribed again after unsubscribing keeps its new subscription when the
+/// old farewell's token is used; the old subscription's record and delivery queue go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restoring_an_endpoint_that_subscribed_again_keeps_the_new_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_b, t) = open(dir.path());
+    let _script = start_with_endpoint(&t).await;
+    let url = "http://example.invalid/hook";
+    let old = t.subscribe("t", "http", url, Default::default()).unwrap();
+    t.confirm_subscription("t", old.token.as_deref().unwrap())
+        .unwrap();
+    t.unsubscribe("t", &old.id).unwrap();
+    let new = t.subscribe("t", "http", url, Default::default()).unwrap();
+    assert_ne!(new.id, old.id);
+    let kept = t
+        .confirm_subscription("t", old.token.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(kept.id, new.id);
+    assert_eq!(t.get_topic("t").unwrap().subscriptions_deleted, 0);
+    assert!(t
+        .inner
+        .delivery
+        .queue_attributes(&delivery_queue_name(&old.id))
+        .is_err());
+    assert_eq!(t.list_subscriptions(Some("t")).unwrap().len(), 1);
+}
+
 // ------------------------------------------------------------------ stream subscriptions
 
 use crate::stream::batch::{decode_records, StreamRecord};
