@@ -14,6 +14,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// How long a crash child may take to open (recover) its broker and say READY.
+const CHILD_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
 const QUEUE: &str = "crash";
 const ROUNDS: usize = 6;
 
@@ -160,18 +163,28 @@ fn crash_survives_sigkill() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 match line {
-                    Ok(l) => lines.push(l),
+                    Ok(l) => {
+                        if l.ends_with("READY") {
+                            let _ = ready_tx.send(());
+                        }
+                        lines.push(l)
+                    }
                     Err(_) => break,
                 }
             }
             lines
         });
-        // Kill at a random moment once the child is up (the reader sees READY quickly).
-        std::thread::sleep(Duration::from_millis(rng.gen_range(300..1500)));
+        // Kill at a random moment once the child is up: after it has recovered and said
+        // READY (however long recovery takes on a loaded machine), within its load.
+        let ready = ready_rx.recv_timeout(CHILD_READY_TIMEOUT).is_ok();
+        if ready {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(50..1200)));
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let lines = reader.join().unwrap();
