@@ -1537,9 +1537,10 @@ impl Topics {
                 topic.to_string(),
                 request.deduplication_id.clone().unwrap_or_default(),
             );
-            let mut dedup = self.inner.dedup.lock();
-            dedup.retain(|_, (_, _, exp, _)| *exp > now);
-            if let Some((id, seq, _, _)) = dedup.get(&key) {
+            // Expired entries are pruned by the periodic intent-log truncation, not here: a
+            // scan of the whole window on every publish would cost O(window) per message.
+            let dedup = self.inner.dedup.lock();
+            if let Some((id, seq, _, _)) = dedup.get(&key).filter(|(_, _, exp, _)| *exp > now) {
                 return Ok(PublishOutcome {
                     message_id: id.clone(),
                     sequence_number: Some(seq.clone()),

@@ -390,14 +390,16 @@ async fn produce(
         if answers.is_finished() {
             break;
         }
-        let now = now_ms();
+        // One fresh batch per request, the same for every partition (the broker patches
+        // the base offset into its own copy).
+        let batch = restamp(&setup.template, now_ms());
         let mut topic = produce_request::TopicProduceData::default();
         topic.name = topic_name(&setup.topic);
         topic.partition_data = (0..setup.partitions)
             .map(|p| {
                 let mut d = produce_request::PartitionProduceData::default();
                 d.index = p as i32;
-                d.records = Some(restamp(&setup.template, now));
+                d.records = Some(batch.clone());
                 d
             })
             .collect();
