@@ -770,6 +770,54 @@ async fn restoring_an_endpoint_that_subscribed_again_keeps_the_new_subscription(
     assert_eq!(t.list_subscriptions(Some("t")).unwrap().len(), 1);
 }
 
+/// The token of an UnsubscribeConfirmation restores the subscription for [`RESTORE_WINDOW_MS`]
+/// and not after; the next unsubscribe prunes the expired record and its delivery queue.
+#[tokio::test]
+async fn an_unsubscribed_endpoint_can_restore_only_within_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(crate::ManualClock::new(1_000_000));
+    let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+    let mut config = TopicsConfig::new(dir.path());
+    config.clock = clock.clone();
+    let t = Topics::open(config, broker).unwrap();
+    t.create_topic("t", Default::default(), Default::default())
+        .unwrap();
+    let subscribe = |url: &str| {
+        let s = t.subscribe("t", "http", url, Default::default()).unwrap();
+        t.confirm_subscription("t", s.token.as_deref().unwrap())
+            .unwrap()
+    };
+    let early = subscribe("http://example.invalid/early");
+    let late = subscribe("http://example.invalid/late");
+    t.unsubscribe("t", &early.id).unwrap();
+    t.unsubscribe("t", &late.id).unwrap();
+    clock.advance(RESTORE_WINDOW_MS - 1);
+    // Inside the window.
+    let restored = t
+        .confirm_subscription("t", late.token.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(restored.id, late.id);
+    clock.advance(1);
+    // The window is over for `early`.
+    assert!(t
+        .confirm_subscription("t", early.token.as_deref().unwrap())
+        .is_err());
+    assert_eq!(t.get_topic("t").unwrap().subscriptions_deleted, 1);
+    // The next unsubscribe prunes it, with its delivery queue.
+    t.unsubscribe("t", &late.id).unwrap();
+    assert_eq!(t.get_topic("t").unwrap().subscriptions_deleted, 1);
+    assert!(t
+        .inner
+        .delivery
+        .queue_attributes(&delivery_queue_name(&early.id))
+        .is_err());
+    assert!(t
+        .inner
+        .delivery
+        .queue_attributes(&delivery_queue_name(&late.id))
+        .is_ok());
+}
+
 // ------------------------------------------------------------------ stream subscriptions
 
 use crate::stream::batch::{decode_records, StreamRecord};
