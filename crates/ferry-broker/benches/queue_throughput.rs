@@ -4,6 +4,7 @@
 //! cargo bench -p ferry-broker --bench queue_throughput -- [MODE] [--seconds N] [--messages N]
 //!     [--body-bytes N] [--producers N] [--consumers N] [--dir PATH]
 //!     [--durability always|never|interval:MS]   (throughput and latency; default always)
+//!     [--prefill N] [--pipelined-deletes]       (throughput)
 //! MODE: throughput (default) | latency | memory | all
 //! ```
 //! - `throughput`: Durability::Always; 8 producers send batches of 10, 8 consumers receive
@@ -25,6 +26,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The same allocator as the shipped `ferry` binary, so the engine is measured as it runs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     mode: String,
     seconds: u64,
@@ -34,6 +39,9 @@ struct Args {
     consumers: usize,
     dir: Option<PathBuf>,
     durability: ferry_log::Durability,
+    /// Messages sent before the clock starts (rounded up to whole batches of 1,000), so that
+    /// `--producers 0` measures consumers alone.
+    prefill: u64,
     /// Consumers overlap each batch's delete with their next receive (at most one delete
     /// outstanding per consumer), as asynchronous SQS consumers do.
     pipelined_deletes: bool,
@@ -52,6 +60,7 @@ fn parse_args() -> Args {
         consumers: 8,
         dir: None,
         durability: ferry_log::Durability::Always,
+        prefill: 0,
         pipelined_deletes: false,
     };
     let mut it = std::env::args().skip(1);
@@ -64,6 +73,7 @@ fn parse_args() -> Args {
         match x.as_str() {
             "--seconds" => a.seconds = num(&mut it),
             "--messages" => a.messages = num(&mut it),
+            "--prefill" => a.prefill = num(&mut it),
             "--body-bytes" => a.body_bytes = num(&mut it) as usize,
             "--producers" => a.producers = num(&mut it) as usize,
             "--consumers" => a.consumers = num(&mut it) as usize,
@@ -158,6 +168,29 @@ async fn throughput(a: &Args, dir: &Path) {
     let sent = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let payload = body(a.body_bytes);
+    if a.prefill > 0 {
+        // 100 tasks of 10-message batches, untimed, so consumers start on a full queue.
+        let per_task = a.prefill.div_ceil(100 * 10);
+        let fills: Vec<_> = (0..100)
+            .map(|_| {
+                let (b, payload) = (b.clone(), payload.clone());
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        let batch = (0..10)
+                            .map(|_| SendMessage {
+                                body: payload.clone(),
+                                ..Default::default()
+                            })
+                            .collect();
+                        b.send("bench", batch).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for fill in fills {
+            fill.await.unwrap();
+        }
+    }
     let mut tasks = Vec::new();
     for _ in 0..a.producers {
         let (b, stop, sent, payload) = (b.clone(), stop.clone(), sent.clone(), payload.clone());

@@ -43,8 +43,13 @@
 //! batch and returns; it never does I/O. One writer thread per log writes a whole batch with
 //! one `pwrite` and, under [`Durability::Always`], hands it to a syncer thread, which runs one
 //! `fdatasync` and then wakes every waiter once. The writer does not wait for that sync: it
-//! writes the next batch at once, and up to four syncs of one log overlap (each one makes
-//! durable everything written before it started). Whatever is appended while a batch is
+//! writes the next batch at once, and the next sync claims everything written meanwhile.
+//! Syncs overlap only when they are slow: another sync starts beside a running one only once
+//! that one has run for 1 ms, up to four at once (each makes durable everything written
+//! before it started). On a disk that flushes in a few hundred microseconds, overlapping
+//! flushes queue in the device and slow each other down; on a loaded machine where a lone
+//! `fdatasync` takes milliseconds, overlapping keeps a batch from waiting on a sync that does
+//! not cover it. Whatever is appended while a batch is
 //! written forms the next batch (capped at 4 MiB), so the number of syncs adapts to the load.
 //! At most 8 MiB (or one batch, if larger) is ever written but not yet synced, and the
 //! writer lets every sync finish before it rolls to a new segment. Syncer threads start on

@@ -4,9 +4,16 @@
 //! hands the sync to a syncer, then goes straight on to the next batch. A syncer claims
 //! everything written so far, runs one `fdatasync`, and publishes the claim as durable:
 //! `fdatasync` makes durable every write that completed before it was called, so the claim
-//! is safe whatever other syncs are doing. Up to [`MAX_SYNCERS`] syncs of one log run at
-//! once; on this class of disk concurrent flushes overlap, so a batch no longer waits for the
-//! previous batch's sync to finish before its own can start.
+//! is safe whatever other syncs are doing.
+//!
+//! Syncs overlap only when they are slow. While a sync younger than [`OVERLAP_AFTER`] runs,
+//! what is written meanwhile waits for it to finish and is then claimed whole by the next
+//! sync: on a disk that flushes in a couple of hundred microseconds, concurrent flushes only
+//! queue behind each other in the device and make every one of them slower, while one sync
+//! at a time gathers bigger groups. Once the running sync is older than that (a loaded
+//! machine, where a lone `fdatasync` can take milliseconds), another sync starts on what was
+//! written since, up to [`MAX_SYNCERS`] at once, so a batch does not wait for a slow sync that
+//! does not cover it.
 //!
 //! Syncer threads start on demand and exit after [`IDLE_EXIT`] without work, so an idle log
 //! costs only its writer thread.
@@ -35,6 +42,8 @@ use crate::segment::{Segment, DIRECT_IO_ALIGN};
 
 /// Most concurrent `fdatasync`s of one log.
 pub(crate) const MAX_SYNCERS: usize = 4;
+/// How old the newest running sync must be before another one starts beside it.
+pub(crate) const OVERLAP_AFTER: Duration = Duration::from_millis(1);
 /// Most bytes written but not yet durable, unless one batch alone is larger.
 pub(crate) const MAX_UNSYNCED_BYTES: u64 = 2 * WRITE_BATCH_MAX_BYTES as u64;
 /// The smallest stretch zero-filled at once.
@@ -58,6 +67,8 @@ struct State {
     durable: Mark,
     /// Syncs in progress.
     running: usize,
+    /// When the newest sync in progress started (meaningful while `running > 0`).
+    newest_sync_start: Instant,
     /// Syncer threads alive, and how many of them wait for work.
     threads: usize,
     waiting: usize,
@@ -76,6 +87,15 @@ struct State {
 impl State {
     fn has_work(&self) -> bool {
         self.written.offset > self.claimed.offset
+    }
+
+    /// How long until a sync may start on the unclaimed writes: zero when none is running or
+    /// the newest running one is older than [`OVERLAP_AFTER`].
+    fn overlap_delay(&self) -> Duration {
+        if self.running == 0 {
+            return Duration::ZERO;
+        }
+        OVERLAP_AFTER.saturating_sub(self.newest_sync_start.elapsed())
     }
 
     fn quiet(&self) -> bool {
@@ -136,6 +156,7 @@ impl Syncers {
                 claimed: start,
                 durable: start,
                 running: 0,
+                newest_sync_start: Instant::now(),
                 threads: 0,
                 waiting: 0,
                 stopping: false,
@@ -171,14 +192,18 @@ impl Syncers {
     /// syncer going on it.
     pub(crate) fn written(self: &Arc<Self>, next_offset: u64, len: u64) -> Result<(), LogError> {
         let mut state = self.state.lock();
+        let had_work = state.has_work();
         state.written = Mark {
             offset: next_offset,
             bytes: state.written.bytes + len,
         };
-        if state.waiting > 0 {
+        if had_work {
+            // A syncer already knows there is work: it claims this with the rest, when the
+            // running sync finishes or when it is old enough to overlap.
+        } else if state.waiting > 0 {
             self.work.notify_one();
         } else if state.threads < MAX_SYNCERS {
-            // Every syncer is busy: start another.
+            // Every syncer is busy: start another (it waits for its turn to overlap).
             let this = Arc::clone(self);
             let handle = thread::Builder::new()
                 .name("ferry-log-sync".to_string())
@@ -264,9 +289,19 @@ impl Syncers {
                 }
                 continue;
             }
+            let delay = state.overlap_delay();
+            if !delay.is_zero() {
+                // A young sync is running: it finishes soon and its syncer claims this, or
+                // it turns out slow and this one starts beside it.
+                state.waiting += 1;
+                self.work.wait_for(&mut state, delay);
+                state.waiting -= 1;
+                continue;
+            }
             let claim = state.written;
             state.claimed = claim;
             state.running += 1;
+            state.newest_sync_start = Instant::now();
             let segment = Arc::clone(&state.active);
             drop(state);
 
@@ -327,5 +362,51 @@ impl Drop for ExitGuard {
         }
         syncers.state.lock().threads -= 1;
         syncers.done.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with(running: usize, newest_sync_start: Instant) -> State {
+        // The tempdir may go: the open file stays usable.
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Arc::new(Segment::create(dir.path(), 0, 4096).unwrap());
+        State {
+            active: segment,
+            written: Mark::default(),
+            claimed: Mark::default(),
+            durable: Mark::default(),
+            running,
+            newest_sync_start,
+            threads: 0,
+            waiting: 0,
+            stopping: false,
+            handles: Vec::new(),
+            reserved_end: 0,
+            filling: None,
+            preallocation_off: false,
+        }
+    }
+
+    #[test]
+    fn a_sync_overlaps_a_running_one_only_once_that_one_is_slow() {
+        let mut state = state_with(0, Instant::now());
+        assert_eq!(state.overlap_delay(), Duration::ZERO, "nothing running");
+        state.running = 1;
+        state.newest_sync_start = Instant::now();
+        let young = state.overlap_delay();
+        assert!(
+            young > Duration::ZERO && young <= OVERLAP_AFTER,
+            "{young:?}"
+        );
+        state.running = 2;
+        state.newest_sync_start = Instant::now() - OVERLAP_AFTER - Duration::from_micros(1);
+        assert_eq!(
+            state.overlap_delay(),
+            Duration::ZERO,
+            "the newest sync is slow"
+        );
     }
 }
