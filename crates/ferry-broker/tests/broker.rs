@@ -703,6 +703,51 @@ async fn move_tasks() {
     assert_eq!(b.list_move_tasks("dlq").unwrap().len(), 3);
 }
 
+#[tokio::test]
+async fn a_move_task_keeps_to_its_rate() {
+    let (_d, _clock, b) = setup();
+    b.create_queue("dlq", QueueAttributes::default(), BTreeMap::new())
+        .unwrap();
+    b.create_queue("other", QueueAttributes::default(), BTreeMap::new())
+        .unwrap();
+    let a = QueueAttributes {
+        redrive_policy: Some(RedrivePolicy {
+            dead_letter_queue: "dlq".into(),
+            max_receive_count: 1,
+        }),
+        ..Default::default()
+    };
+    b.create_queue("src", a, BTreeMap::new()).unwrap();
+    b.send("dlq", (0..12).map(|i| msg(&format!("m{i}"))).collect())
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    b.start_move_task("dlq", Some("other"), Some(5)).unwrap();
+    // 5 per second: at most 5 moved in each started second, so 12 take three windows.
+    let done = loop {
+        let moved = b.get_queue("other").unwrap().stats.visible;
+        let windows = start.elapsed().as_secs() + 1;
+        assert!(
+            moved <= 5 * windows,
+            "{moved} moved after {:?}",
+            start.elapsed()
+        );
+        let t = b.list_move_tasks("dlq").unwrap().remove(0);
+        if t.status != MoveTaskStatus::Running {
+            break t;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(done.status, MoveTaskStatus::Completed);
+    assert_eq!(done.moved, 12);
+    assert_eq!(b.get_queue("other").unwrap().stats.visible, 12);
+    assert!(
+        start.elapsed() >= std::time::Duration::from_secs(2),
+        "12 messages at 5/s finished after {:?}",
+        start.elapsed()
+    );
+}
+
 async fn wait_task(b: &Broker, source: &str) -> MoveTaskInfo {
     loop {
         let t = b
