@@ -706,18 +706,7 @@ async fn move_tasks() {
 #[tokio::test]
 async fn a_move_task_keeps_to_its_rate() {
     let (_d, _clock, b) = setup();
-    b.create_queue("dlq", QueueAttributes::default(), BTreeMap::new())
-        .unwrap();
-    b.create_queue("other", QueueAttributes::default(), BTreeMap::new())
-        .unwrap();
-    let a = QueueAttributes {
-        redrive_policy: Some(RedrivePolicy {
-            dead_letter_queue: "dlq".into(),
-            max_receive_count: 1,
-        }),
-        ..Default::default()
-    };
-    b.create_queue("src", a, BTreeMap::new()).unwrap();
+    dead_letter_pair_and(&b, "other");
     b.send("dlq", (0..12).map(|i| msg(&format!("m{i}"))).collect())
         .await
         .unwrap();
@@ -746,6 +735,22 @@ async fn a_move_task_keeps_to_its_rate() {
         "12 messages at 5/s finished after {:?}",
         start.elapsed()
     );
+}
+
+/// Queue `src` dead-letters to `dlq` after one receive; `destination` is a plain queue.
+fn dead_letter_pair_and(b: &Broker, destination: &str) {
+    b.create_queue("dlq", QueueAttributes::default(), BTreeMap::new())
+        .unwrap();
+    let a = QueueAttributes {
+        redrive_policy: Some(RedrivePolicy {
+            dead_letter_queue: "dlq".into(),
+            max_receive_count: 1,
+        }),
+        ..Default::default()
+    };
+    b.create_queue("src", a, BTreeMap::new()).unwrap();
+    b.create_queue(destination, QueueAttributes::default(), BTreeMap::new())
+        .unwrap();
 }
 
 async fn wait_task(b: &Broker, source: &str) -> MoveTaskInfo {
@@ -1160,18 +1165,7 @@ async fn move_task_resumes_after_restart() {
     let clock = Arc::new(ManualClock::new(T0));
     let handle = {
         let b = open(dir.path(), &clock);
-        b.create_queue("dlq", QueueAttributes::default(), BTreeMap::new())
-            .unwrap();
-        let a = QueueAttributes {
-            redrive_policy: Some(RedrivePolicy {
-                dead_letter_queue: "dlq".into(),
-                max_receive_count: 1,
-            }),
-            ..Default::default()
-        };
-        b.create_queue("src", a, BTreeMap::new()).unwrap();
-        b.create_queue("dest", QueueAttributes::default(), BTreeMap::new())
-            .unwrap();
+        dead_letter_pair_and(&b, "dest");
         b.send("dlq", (0..6).map(|i| msg(&format!("m{i}"))).collect())
             .await
             .unwrap();

@@ -168,6 +168,11 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attributes = be_i16(batch, 21) | ATTR_TIMESTAMP_TYPE;
     batch[21..23].copy_from_slice(&attributes.to_be_bytes());
     batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    reseal(batch);
+}
+
+/// Recomputes the CRC after header fields it covers (from `attributes` on) were changed.
+pub fn reseal(batch: &mut [u8]) {
     let crc = crc32c::crc32c(&batch[CRC_START..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }

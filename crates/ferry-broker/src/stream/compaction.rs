@@ -323,8 +323,7 @@ fn encode_kept(h: &BatchHeader, kept: &[StreamRecord]) -> Bytes {
     b.put_i32(h.base_sequence);
     b.put_i32(kept.len() as i32);
     b.extend_from_slice(&records);
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch::reseal(&mut b);
     b.freeze()
 }
 

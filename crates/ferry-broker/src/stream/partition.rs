@@ -496,8 +496,7 @@ mod tests {
         b[43..51].copy_from_slice(&pid.to_be_bytes());
         b[51..53].copy_from_slice(&0i16.to_be_bytes());
         b[53..57].copy_from_slice(&seq.to_be_bytes());
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        crate::stream::batch::reseal(&mut b);
         b.freeze()
     }
 

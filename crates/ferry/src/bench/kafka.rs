@@ -52,8 +52,6 @@ const FETCH_MAX_BYTES: i32 = 16 << 20;
 const MAX_FRAME: usize = 256 << 20;
 /// Byte positions in a v2 record batch.
 const BATCH_LENGTH_AT: usize = 8;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 const FIRST_TIMESTAMP_AT: usize = 27;
 const MAX_TIMESTAMP_AT: usize = 35;
@@ -317,8 +315,7 @@ fn restamp(template: &Bytes, now: i64) -> Bytes {
     let mut b = BytesMut::from(&template[..]);
     b[FIRST_TIMESTAMP_AT..FIRST_TIMESTAMP_AT + 8].copy_from_slice(&now.to_be_bytes());
     b[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now.to_be_bytes());
-    let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
-    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    ferry_broker::stream::batch::reseal(&mut b);
     b.freeze()
 }
 
