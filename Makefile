@@ -35,8 +35,10 @@ kcat:
 
 # One pytest process per suite: the suites share file names (test_fifo.py in sqs/ and sns/).
 CLIENT_SUITES = tests/clients/test_harness.py tests/clients/sqs tests/clients/sns tests/clients/kafka
+# The same build command as test-rust, so after it this is a no-op (a narrower `-p ferry` build
+# resolves features differently and would compile the binary again).
 test-clients: $(VENV)/.installed kcat
-	$(CARGO) build -p ferry
+	$(CARGO) build --workspace --all-targets
 	@set -e; for suite in $(CLIENT_SUITES); do \
 	  echo "== pytest $$suite"; \
 	  FERRY_BIN=$(CURDIR)/target/debug/ferry $(VENV)/bin/pytest -q -p no:cacheprovider $$suite; \
