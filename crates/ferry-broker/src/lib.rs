@@ -46,8 +46,9 @@
 //! - Dead-lettered messages keep their message id, body, attributes and receive count, and
 //!   remember their source queue; move tasks reset the receive count to 0.
 //! - Moves (dead-letter, move task, overflow) ignore the target's deduplication and length limit.
-//! - FIFO receive-attempt ids are remembered in memory only (5 minutes); after a restart a retry
-//!   receives anew.
+//! - FIFO receive-attempt ids are remembered for 5 minutes (at most 10,000 per queue, oldest
+//!   forgotten first) in an `Attempted` event written with the receive's `Received` events and
+//!   in checkpoints, so a retry after a restart gets the same messages and receipt handles.
 //! - A change of a queue's `durability` attribute takes effect when the broker next opens.
 //! - `max_length` counts every live message (visible, delayed, in flight).
 //!

@@ -582,6 +582,46 @@ async fn fifo_content_dedup_scope_and_attempt_ids() {
 }
 
 #[tokio::test]
+async fn a_receive_attempt_survives_a_crash_and_a_clean_restart_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let attempt = ReceiveRequest {
+        max_messages: 2,
+        visibility_timeout_seconds: Some(600),
+        receive_request_attempt_id: Some("try-1".into()),
+        ..Default::default()
+    };
+    let first = {
+        let b = open(dir.path(), &clock);
+        let a = QueueAttributes {
+            fifo: true,
+            ..Default::default()
+        };
+        b.create_queue("a.fifo", a, BTreeMap::new()).unwrap();
+        for i in 0..3 {
+            send1(&b, "a.fifo", fmsg(&format!("m{i}"), "g", &format!("d{i}"))).await;
+        }
+        let first = b.receive("a.fifo", attempt.clone()).await.unwrap();
+        assert_eq!(first.len(), 2);
+        first
+        // Dropped without shutdown: recovery replays the log.
+    };
+    let b = open(dir.path(), &clock);
+    assert_eq!(b.receive("a.fifo", attempt.clone()).await.unwrap(), first);
+    // A clean shutdown writes a checkpoint, which carries the attempt too.
+    b.shutdown().await.unwrap();
+    drop(b);
+    let b = open(dir.path(), &clock);
+    // SQS remembers a receive attempt for five minutes.
+    const ATTEMPT_WINDOW_MS: u64 = 5 * 60 * 1000;
+    clock.advance(ATTEMPT_WINDOW_MS - 1);
+    assert_eq!(b.receive("a.fifo", attempt.clone()).await.unwrap(), first);
+    // Expired: the same id is a new attempt, and the group is still blocked by the lease.
+    clock.advance(1);
+    assert!(b.receive("a.fifo", attempt).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn fifo_group_order_survives_redelivery() {
     let (_d, clock, b) = setup();
     let a = QueueAttributes {

@@ -1,5 +1,6 @@
 """Durability through the AWS door: SIGKILL the server, restart it on the same data directory,
-and check that messages, receive counts, in-flight leases and FIFO deduplication survived."""
+and check that messages, receive counts, in-flight leases, FIFO deduplication and FIFO receive
+attempts survived."""
 
 from conftest import make_client, receive_all
 
@@ -19,6 +20,11 @@ def test_state_survives_kill_and_restart(ferry_factory):
     # One message leased for 300 s: it must stay invisible after the restart.
     leased = sqs.receive_message(QueueUrl=std, VisibilityTimeout=300)["Messages"][0]
     sent = sqs.send_message(QueueUrl=fifo, MessageBody="once", MessageGroupId="g", MessageDeduplicationId="dedup-1")
+    # A FIFO receive whose answer the client "lost": it retries with the same attempt id.
+    attempts = sqs.create_queue(QueueName="attempts.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    sqs.send_message_batch(QueueUrl=attempts, Entries=[{"Id": str(i), "MessageBody": f"a{i}", "MessageGroupId": "g"} for i in range(3)])
+    lost = sqs.receive_message(QueueUrl=attempts, MaxNumberOfMessages=2, VisibilityTimeout=300, ReceiveRequestAttemptId="try-1")["Messages"]
+    assert [m["Body"] for m in lost] == ["a0", "a1"]
     f.kill()
 
     g = ferry_factory(doors=("http", "aws"), data_dir=f.data_dir)
@@ -46,3 +52,9 @@ def test_state_survives_kill_and_restart(ferry_factory):
     assert again["MessageId"] == sent["MessageId"]
     fifo_msgs = receive_all(sqs, fifo, 2, timeout_s=2)
     assert [m["Body"] for m in fifo_msgs] == ["once"]
+    # The retried receive attempt gets the same messages with the same receipt handles...
+    attempts = sqs.get_queue_url(QueueName="attempts.fifo")["QueueUrl"]
+    retried = sqs.receive_message(QueueUrl=attempts, MaxNumberOfMessages=2, VisibilityTimeout=300, ReceiveRequestAttemptId="try-1")["Messages"]
+    assert [(m["MessageId"], m["ReceiptHandle"]) for m in retried] == [(m["MessageId"], m["ReceiptHandle"]) for m in lost]
+    # ...while a new attempt finds the group still blocked by those in-flight messages.
+    assert "Messages" not in sqs.receive_message(QueueUrl=attempts, ReceiveRequestAttemptId="try-2")

@@ -17,6 +17,7 @@
 //! Deleted   (4) number:u64
 //! Removed   (5) number:u64 reason:u8
 //! Purged    (6)
+//! Attempted (7) attempt_id:str expires_ms:u64 count:u32 (number:u64 receive_count:u32){count}
 //! str?     := 0 | 1 len:u32 utf8[len]       bytes := len:u32 byte[len]
 //! attrs    := count:u32 (name:str data_type:str string_value:str? binary_value:bytes?){count}
 //! ```
@@ -103,6 +104,14 @@ pub enum Event {
         reason: RemoveReason,
     },
     Purged,
+    /// A FIFO receive with a `ReceiveRequestAttemptId` delivered these messages (numbers and
+    /// the receive counts they were delivered with); a retry with the same id until
+    /// `expires_ms` gets those still in flight again. Follows its `Received` events.
+    Attempted {
+        attempt_id: String,
+        expires_ms: u64,
+        deliveries: Vec<(u64, u32)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +126,11 @@ pub fn encode_record(events: &[Event]) -> Bytes {
             Event::Enqueued(m) => {
                 128 + m.body.len() + attrs_size(&m.attributes) + attrs_size(&m.system_attributes)
             }
+            Event::Attempted {
+                attempt_id,
+                deliveries,
+                ..
+            } => 32 + attempt_id.len() + deliveries.len() * 12,
             _ => 32,
         };
     }
@@ -223,6 +237,20 @@ fn encode_event(b: &mut BytesMut, e: &Event) {
             b.put_u8(*reason as u8);
         }
         Event::Purged => b.put_u8(6),
+        Event::Attempted {
+            attempt_id,
+            expires_ms,
+            deliveries,
+        } => {
+            b.put_u8(7);
+            put_str(b, attempt_id);
+            b.put_u64_le(*expires_ms);
+            b.put_u32_le(deliveries.len() as u32);
+            for (number, receive_count) in deliveries {
+                b.put_u64_le(*number);
+                b.put_u32_le(*receive_count);
+            }
+        }
     }
 }
 
@@ -362,6 +390,26 @@ pub fn decode_record(buf: &Bytes) -> Result<Vec<Event>, DecodeError> {
                 Event::Removed { number, reason }
             }
             6 => Event::Purged,
+            7 => {
+                let attempt_id = r.string()?;
+                let expires_ms = r.u64()?;
+                let count = r.u32()? as usize;
+                // 12 bytes each: a corrupt count cannot ask for more than the record holds.
+                if count > (buf.len() - r.pos) / 12 {
+                    return Err(DecodeError(format!(
+                        "{count} deliveries overrun the record"
+                    )));
+                }
+                let mut deliveries = Vec::with_capacity(count);
+                for _ in 0..count {
+                    deliveries.push((r.u64()?, r.u32()?));
+                }
+                Event::Attempted {
+                    attempt_id,
+                    expires_ms,
+                    deliveries,
+                }
+            }
             t => return Err(DecodeError(format!("unknown event tag {t}"))),
         });
     }
@@ -444,6 +492,11 @@ mod tests {
                 reason: RemoveReason::DeadLettered,
             },
             Event::Purged,
+            Event::Attempted {
+                attempt_id: "retry-1".into(),
+                expires_ms: 9,
+                deliveries: vec![(10, 1), (11, 2)],
+            },
         ];
         let rec = encode_record(&events);
         assert_eq!(decode_record(&rec).unwrap(), events);

@@ -28,7 +28,6 @@ use parking_lot::{Mutex, MutexGuard};
 use state::{
     dedup_key, DedupEntry, HandleMatch, Meta, MsgState, Policy, QueueState, DEDUP_WINDOW_MS,
 };
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,8 +39,6 @@ pub const LOG_DIR: &str = "log";
 pub const MAX_RECORD_BYTES: u32 = 4 * 1024 * 1024;
 /// Bytes read per step while replaying the log.
 const REPLAY_CHUNK_BYTES: usize = 8 * 1024 * 1024;
-/// FIFO receive-attempt ids remembered per queue (oldest forgotten first).
-const MAX_RECEIVE_ATTEMPTS: usize = 10_000;
 /// Most messages relocated by one compaction step.
 pub const MAX_RELOCATE_PER_STEP: usize = 65_536;
 const CHECKPOINT_MAGIC: &[u8; 4] = b"FQCK";
@@ -58,16 +55,10 @@ pub struct Outgoing {
     pub message: Enqueued,
 }
 
-struct Attempt {
-    expires_ms: u64,
-    deliveries: Vec<(u64, u32)>,
-}
-
 pub struct Core {
     pub state: QueueState,
     pub attrs: Arc<QueueAttributes>,
     failed: Option<String>,
-    attempts: HashMap<String, Attempt>,
     pub checkpoint_offset: u64,
     pub checkpoint_bytes: u64,
     pub checkpoint_ms: u64,
@@ -240,7 +231,6 @@ impl Queue {
                 state,
                 attrs: Arc::new(attrs),
                 failed: None,
-                attempts: HashMap::new(),
                 checkpoint_offset: cp_offset,
                 checkpoint_bytes: cp_bytes,
                 checkpoint_ms: now,
@@ -382,7 +372,7 @@ impl Queue {
         let now = self.now();
         let mut core = self.lock()?;
         core.state.prune_dedup(now);
-        core.attempts.retain(|_, a| a.expires_ms > now);
+        core.state.prune_attempts(now);
         self.tick_locked(&mut core, policy, now)
     }
 
@@ -649,7 +639,7 @@ impl Queue {
         let mut guard = self.lock()?;
         let core = &mut *guard;
         if let Some(id) = attempt_id {
-            if let Some(a) = core.attempts.get(id).filter(|a| a.expires_ms > now) {
+            if let Some(a) = core.state.attempt(id, now) {
                 let deliveries: Vec<Delivery> = a
                     .deliveries
                     .iter()
@@ -669,49 +659,41 @@ impl Queue {
             }
         }
         let (off0, _, mut dead) = self.tick_locked(core, policy, now)?;
-        let (events, dead2) = core.state.plan_receive(max, now, visibility_ms, policy);
+        let (mut events, dead2) = core.state.plan_receive(max, now, visibility_ms, policy);
         dead.extend(dead2);
-        let numbers: Vec<u64> = events
+        let delivered: Vec<(u64, u32)> = events
             .iter()
             .filter_map(|e| match e {
-                Event::Received { number, .. } => Some(*number),
+                Event::Received {
+                    number,
+                    receive_count,
+                    ..
+                } => Some((*number, *receive_count)),
                 _ => None,
             })
             .collect();
+        if let Some(id) = attempt_id.filter(|_| !delivered.is_empty()) {
+            // Durable with the deliveries, so a retry after a restart gets them again.
+            events.push(Event::Attempted {
+                attempt_id: id.to_string(),
+                expires_ms: now + DEDUP_WINDOW_MS,
+                deliveries: delivered.clone(),
+            });
+        }
         let off = if events.is_empty() {
             0
         } else {
             self.commit(core, vec![events], now)?
         };
-        let deliveries: Vec<Delivery> = numbers
+        let deliveries: Vec<Delivery> = delivered
             .iter()
-            .filter_map(|&n| {
+            .filter_map(|&(n, _)| {
                 core.state.meta(n).map(|m| Delivery {
                     number: n,
                     meta: *m,
                 })
             })
             .collect();
-        if let Some(id) = attempt_id {
-            if !deliveries.is_empty() {
-                if core.attempts.len() >= MAX_RECEIVE_ATTEMPTS {
-                    core.attempts.retain(|_, a| a.expires_ms > now);
-                    if core.attempts.len() >= MAX_RECEIVE_ATTEMPTS {
-                        core.attempts.clear();
-                    }
-                }
-                core.attempts.insert(
-                    id.to_string(),
-                    Attempt {
-                        expires_ms: now + DEDUP_WINDOW_MS,
-                        deliveries: deliveries
-                            .iter()
-                            .map(|d| (d.number, d.meta.receive_count))
-                            .collect(),
-                    },
-                );
-            }
-        }
         Ok((deliveries, off.max(off0), dead))
     }
 

@@ -24,8 +24,12 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// Priority levels of standard queues: 0..=9, higher first.
 pub const PRIORITY_LEVELS: usize = 10;
-/// FIFO deduplication window.
+/// FIFO deduplication window, also how long a receive-attempt id is remembered.
 pub const DEDUP_WINDOW_MS: u64 = 5 * 60 * 1000;
+/// FIFO receive-attempt ids remembered per queue (the oldest is forgotten first).
+pub const MAX_RECEIVE_ATTEMPTS: usize = 10_000;
+/// Version byte of checkpoints written now (version 1 had no receive attempts).
+const CHECKPOINT_VERSION: u8 = 2;
 /// Most expirations processed by one `collect_expired` call, so one call stays short.
 pub const MAX_EXPIRIES_PER_TICK: usize = 4096;
 /// Slots per page of the meta table.
@@ -185,6 +189,14 @@ pub struct Counts {
     pub moving: u64,
 }
 
+/// What a FIFO receive with a `ReceiveRequestAttemptId` delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiveAttempt {
+    pub expires_ms: u64,
+    /// Message numbers and the receive counts they were delivered with.
+    pub deliveries: Vec<(u64, u32)>,
+}
+
 pub struct QueueState {
     pub fifo: bool,
     /// FIFO deduplication scope is the message group (else the queue).
@@ -202,6 +214,7 @@ pub struct QueueState {
     free_groups: Vec<u32>,
     dedup: HashMap<String, DedupEntry>,
     dedup_order: VecDeque<(u64, String)>,
+    attempts: HashMap<String, ReceiveAttempt>,
     /// (expire_ms, number) of messages with a TTL (lazily validated).
     ttl: BTreeSet<(u64, u64)>,
     /// Log offset after the last applied record.
@@ -235,6 +248,7 @@ impl QueueState {
             free_groups: Vec::new(),
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
+            attempts: HashMap::new(),
             ttl: BTreeSet::new(),
             applied_offset: 0,
             ready: (0..PRIORITY_LEVELS).map(|_| VecDeque::new()).collect(),
@@ -668,6 +682,17 @@ impl QueueState {
                     n += 1;
                 }
             }
+            Event::Attempted {
+                attempt_id,
+                expires_ms,
+                deliveries,
+            } => self.attempt_insert(
+                attempt_id,
+                ReceiveAttempt {
+                    expires_ms,
+                    deliveries,
+                },
+            ),
         }
     }
 
@@ -765,6 +790,37 @@ impl QueueState {
         } else {
             self.make_ready(n);
         }
+    }
+
+    /// The receive attempt `id`, unless it expired by `now_ms`.
+    pub fn attempt(&self, id: &str, now_ms: u64) -> Option<&ReceiveAttempt> {
+        self.attempts.get(id).filter(|a| a.expires_ms > now_ms)
+    }
+
+    /// Forgets receive attempts that expired by `now_ms`.
+    pub fn prune_attempts(&mut self, now_ms: u64) {
+        self.attempts.retain(|_, a| a.expires_ms > now_ms);
+    }
+
+    /// Remembers a receive attempt, keeping at most [`MAX_RECEIVE_ATTEMPTS`]: those expired when
+    /// this one was made go first, then the oldest. Depends only on the events, so replay
+    /// rebuilds the same set.
+    fn attempt_insert(&mut self, id: String, attempt: ReceiveAttempt) {
+        if self.attempts.len() >= MAX_RECEIVE_ATTEMPTS && !self.attempts.contains_key(&id) {
+            let made_ms = attempt.expires_ms.saturating_sub(DEDUP_WINDOW_MS);
+            self.prune_attempts(made_ms);
+            if self.attempts.len() >= MAX_RECEIVE_ATTEMPTS {
+                let oldest = self
+                    .attempts
+                    .iter()
+                    .min_by_key(|(_, a)| a.expires_ms)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    self.attempts.remove(&oldest);
+                }
+            }
+        }
+        self.attempts.insert(id, attempt);
     }
 
     fn dedup_insert(&mut self, key: String, entry: DedupEntry) {
@@ -969,15 +1025,17 @@ impl QueueState {
     /// Serializes the persistent state.
     ///
     /// ```text
-    /// magic "FQCP" version:u8=1 fifo:u8 applied_offset next_number next_sequence head
+    /// magic "FQCP" version:u8=2 fifo:u8 applied_offset next_number next_sequence head
     /// counters(6 × u64) live:u64 (number loc sent visible_at rc:u32 group:u32 frd:u32 prio:u8 st:u8){live}
     /// groups:u32 (index:u32 name:str count:u32 (seq number){count}){groups}
     /// ttl:u64 (t n){ttl} dedup:u64 (key:str id:[16] seq expires){dedup}
+    /// attempts:u64 (id:str expires count:u32 (number rc:u32){count}){attempts}
     /// ```
+    /// Version 1 (still read) ends after `dedup`: it had no receive attempts.
     pub fn encode_checkpoint(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(64 + self.live as usize * 44);
         b.extend_from_slice(b"FQCP");
-        b.push(1);
+        b.push(CHECKPOINT_VERSION);
         b.push(self.fifo as u8);
         for v in [
             self.applied_offset,
@@ -1057,6 +1115,17 @@ impl QueueState {
             b.extend_from_slice(&e.sequence.to_le_bytes());
             b.extend_from_slice(&e.expires_ms.to_le_bytes());
         }
+        b.extend_from_slice(&(self.attempts.len() as u64).to_le_bytes());
+        for (id, a) in &self.attempts {
+            b.extend_from_slice(&(id.len() as u32).to_le_bytes());
+            b.extend_from_slice(id.as_bytes());
+            b.extend_from_slice(&a.expires_ms.to_le_bytes());
+            b.extend_from_slice(&(a.deliveries.len() as u32).to_le_bytes());
+            for &(n, rc) in &a.deliveries {
+                b.extend_from_slice(&n.to_le_bytes());
+                b.extend_from_slice(&rc.to_le_bytes());
+            }
+        }
         b
     }
 
@@ -1067,8 +1136,9 @@ impl QueueState {
         if r.take(4)? != b"FQCP" {
             return Err("bad checkpoint magic".into());
         }
-        if r.u8()? != 1 {
-            return Err("unknown checkpoint version".into());
+        let version = r.u8()?;
+        if !(1..=CHECKPOINT_VERSION).contains(&version) {
+            return Err(format!("unknown checkpoint version {version}"));
         }
         let mut s = QueueState::new(r.u8()? != 0);
         s.applied_offset = r.u64()?;
@@ -1174,6 +1244,26 @@ impl QueueState {
                     message_id,
                     sequence,
                     expires_ms,
+                },
+            );
+        }
+        let attempts = if version >= 2 { r.u64()? } else { 0 };
+        for _ in 0..attempts {
+            let id = r.string()?;
+            let expires_ms = r.u64()?;
+            let count = r.u32()? as usize;
+            if count > (buf.len() - r.pos) / 12 {
+                return Err("receive attempt overruns the checkpoint".into());
+            }
+            let mut deliveries = Vec::with_capacity(count);
+            for _ in 0..count {
+                deliveries.push((r.u64()?, r.u32()?));
+            }
+            s.attempts.insert(
+                id,
+                ReceiveAttempt {
+                    expires_ms,
+                    deliveries,
                 },
             );
         }
@@ -1370,6 +1460,66 @@ mod tests {
         }
         assert!(sim.s.slots.pages.len() <= 1);
         assert_eq!(sim.s.live(), 0);
+    }
+
+    fn attempted(id: &str, expires_ms: u64, deliveries: Vec<(u64, u32)>) -> Event {
+        Event::Attempted {
+            attempt_id: id.into(),
+            expires_ms,
+            deliveries,
+        }
+    }
+
+    #[test]
+    fn checkpoints_keep_receive_attempts_and_version_1_still_reads() {
+        let mut s = QueueState::new(true);
+        s.apply(0, vec![attempted("try-1", 5_000, vec![(1, 1), (2, 3)])], 0);
+        let restored = QueueState::decode_checkpoint(&s.encode_checkpoint()).unwrap();
+        let want = ReceiveAttempt {
+            expires_ms: 5_000,
+            deliveries: vec![(1, 1), (2, 3)],
+        };
+        assert_eq!(restored.attempt("try-1", 4_999), Some(&want));
+        assert_eq!(restored.attempt("try-1", 5_000), None, "expired");
+        // A version 1 checkpoint is this layout without the attempts section.
+        let mut v1 = QueueState::new(true).encode_checkpoint();
+        assert_eq!(v1[4], CHECKPOINT_VERSION);
+        v1[4] = 1;
+        v1.truncate(v1.len() - 8);
+        let old = QueueState::decode_checkpoint(&v1).unwrap();
+        assert_eq!(old.attempt("try-1", 0), None);
+        let mut future = QueueState::new(true).encode_checkpoint();
+        future[4] = CHECKPOINT_VERSION + 1;
+        assert!(QueueState::decode_checkpoint(&future).is_err());
+    }
+
+    #[test]
+    fn receive_attempts_are_bounded_oldest_first() {
+        let mut s = QueueState::new(true);
+        for i in 0..MAX_RECEIVE_ATTEMPTS as u64 {
+            s.apply(
+                i,
+                vec![attempted(
+                    &format!("a{i}"),
+                    DEDUP_WINDOW_MS + i,
+                    vec![(1, 1)],
+                )],
+                0,
+            );
+        }
+        let newest = MAX_RECEIVE_ATTEMPTS as u64;
+        s.apply(
+            newest,
+            vec![attempted("new", DEDUP_WINDOW_MS + newest, vec![(1, 1)])],
+            0,
+        );
+        assert_eq!(s.attempts.len(), MAX_RECEIVE_ATTEMPTS);
+        assert!(s.attempt("a0", 0).is_none(), "the oldest went");
+        assert!(s.attempt("a1", 0).is_some() && s.attempt("new", 0).is_some());
+        // One made after every other expired clears them all but itself.
+        let later = 3 * DEDUP_WINDOW_MS;
+        s.apply(newest + 1, vec![attempted("late", later, vec![(1, 1)])], 0);
+        assert_eq!(s.attempts.len(), 1);
     }
 
     proptest! {
