@@ -215,6 +215,8 @@ pub struct QueueState {
     dedup: HashMap<String, DedupEntry>,
     dedup_order: VecDeque<(u64, String)>,
     attempts: HashMap<String, ReceiveAttempt>,
+    /// (expires_ms, id) of `attempts` in the order they were made (stale pairs are skipped).
+    attempts_order: VecDeque<(u64, String)>,
     /// (expire_ms, number) of messages with a TTL (lazily validated).
     ttl: BTreeSet<(u64, u64)>,
     /// Log offset after the last applied record.
@@ -249,6 +251,7 @@ impl QueueState {
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
             attempts: HashMap::new(),
+            attempts_order: VecDeque::new(),
             ttl: BTreeSet::new(),
             applied_offset: 0,
             ready: (0..PRIORITY_LEVELS).map(|_| VecDeque::new()).collect(),
@@ -799,28 +802,33 @@ impl QueueState {
 
     /// Forgets receive attempts that expired by `now_ms`.
     pub fn prune_attempts(&mut self, now_ms: u64) {
-        self.attempts.retain(|_, a| a.expires_ms > now_ms);
+        while self
+            .attempts_order
+            .front()
+            .is_some_and(|(t, _)| *t <= now_ms)
+        {
+            self.forget_oldest_attempt();
+        }
     }
 
-    /// Remembers a receive attempt, keeping at most [`MAX_RECEIVE_ATTEMPTS`]: those expired when
-    /// this one was made go first, then the oldest. Depends only on the events, so replay
-    /// rebuilds the same set.
+    /// Remembers a receive attempt, keeping at most [`MAX_RECEIVE_ATTEMPTS`] (the oldest made
+    /// goes first). Depends only on the events, so replay rebuilds the same set.
     fn attempt_insert(&mut self, id: String, attempt: ReceiveAttempt) {
-        if self.attempts.len() >= MAX_RECEIVE_ATTEMPTS && !self.attempts.contains_key(&id) {
-            let made_ms = attempt.expires_ms.saturating_sub(DEDUP_WINDOW_MS);
-            self.prune_attempts(made_ms);
-            if self.attempts.len() >= MAX_RECEIVE_ATTEMPTS {
-                let oldest = self
-                    .attempts
-                    .iter()
-                    .min_by_key(|(_, a)| a.expires_ms)
-                    .map(|(k, _)| k.clone());
-                if let Some(oldest) = oldest {
-                    self.attempts.remove(&oldest);
-                }
+        self.attempts_order
+            .push_back((attempt.expires_ms, id.clone()));
+        self.attempts.insert(id, attempt);
+        while self.attempts.len() > MAX_RECEIVE_ATTEMPTS {
+            self.forget_oldest_attempt();
+        }
+    }
+
+    fn forget_oldest_attempt(&mut self) {
+        if let Some((t, id)) = self.attempts_order.pop_front() {
+            // Stale when the id was used again later.
+            if self.attempts.get(&id).is_some_and(|a| a.expires_ms == t) {
+                self.attempts.remove(&id);
             }
         }
-        self.attempts.insert(id, attempt);
     }
 
     fn dedup_insert(&mut self, key: String, entry: DedupEntry) {
@@ -1248,6 +1256,7 @@ impl QueueState {
             );
         }
         let attempts = if version >= 2 { r.u64()? } else { 0 };
+        let mut restored_attempts = Vec::new();
         for _ in 0..attempts {
             let id = r.string()?;
             let expires_ms = r.u64()?;
@@ -1259,13 +1268,18 @@ impl QueueState {
             for _ in 0..count {
                 deliveries.push((r.u64()?, r.u32()?));
             }
-            s.attempts.insert(
+            restored_attempts.push((
                 id,
                 ReceiveAttempt {
                     expires_ms,
                     deliveries,
                 },
-            );
+            ));
+        }
+        // Oldest first, so the order of expiry is rebuilt.
+        restored_attempts.sort_by_key(|(_, a)| a.expires_ms);
+        for (id, attempt) in restored_attempts {
+            s.attempt_insert(id, attempt);
         }
         if r.pos != buf.len() {
             return Err("trailing bytes in checkpoint".into());
@@ -1516,10 +1530,15 @@ mod tests {
         assert_eq!(s.attempts.len(), MAX_RECEIVE_ATTEMPTS);
         assert!(s.attempt("a0", 0).is_none(), "the oldest went");
         assert!(s.attempt("a1", 0).is_some() && s.attempt("new", 0).is_some());
-        // One made after every other expired clears them all but itself.
-        let later = 3 * DEDUP_WINDOW_MS;
-        s.apply(newest + 1, vec![attempted("late", later, vec![(1, 1)])], 0);
+        // Used again, an id counts from its newest use.
+        s.apply(
+            newest + 1,
+            vec![attempted("a1", 2 * DEDUP_WINDOW_MS, vec![(2, 1)])],
+            0,
+        );
+        s.prune_attempts(DEDUP_WINDOW_MS + newest);
         assert_eq!(s.attempts.len(), 1);
+        assert_eq!(s.attempt("a1", 0).unwrap().deliveries, vec![(2, 1)]);
     }
 
     proptest! {
