@@ -162,3 +162,70 @@ while True:
     finally:
         child.kill()
         child.wait()
+
+
+def read_line_while_polling(process, consumer, timeout=60):
+    """The child's next output line, polling `consumer` meanwhile (a consumer that is not
+    polled cannot take part in a rebalance, which would stall the child's join)."""
+    import select
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        consumer.poll(0.1)
+        if process.poll() is not None:
+            raise AssertionError(f"the child exited with {process.returncode}")
+        if select.select([process.stdout], [], [], 0)[0]:
+            return process.stdout.readline().strip()
+    raise AssertionError("timed out waiting for the child's output")
+
+
+def test_static_member_restart_keeps_its_partition_without_a_rebalance(kafka, topic_name):
+    """KIP-345: a consumer with group.instance.id that is killed and restarted within its session
+    timeout gets its partition back, and the other member is not rebalanced."""
+    import subprocess
+    import sys
+
+    setup_topic(kafka, topic_name, partitions=2, records=2)
+    group = "g-static"
+    script = f"""
+from confluent_kafka import Consumer
+c = Consumer({{"bootstrap.servers": "{kafka.bootstrap}", "group.id": "{group}",
+               "group.instance.id": "static-a", "session.timeout.ms": 30000,
+               "heartbeat.interval.ms": 500, "auto.offset.reset": "earliest"}})
+c.subscribe(["{topic_name}"])
+while len(c.assignment()) != 1:
+    c.poll(0.1)
+print("assigned", [tp.partition for tp in c.assignment()], flush=True)
+while True:
+    c.poll(0.2)
+"""
+    revoked = []
+    b = member(kafka, group, **{"group.instance.id": "static-b", "session.timeout.ms": 30000})
+    b.subscribe([topic_name], on_revoke=lambda consumer, partitions: revoked.append(partitions))
+    first = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    second = None
+    try:
+        line = read_line_while_polling(first, b)
+        wait_for(lambda: (b.poll(0.1), len(b.assignment()) == 1)[1], timeout=60, what="b's share")
+        b_partitions = {tp.partition for tp in b.assignment()}
+        assert line == f"assigned {sorted({0, 1} - b_partitions)}"
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+        desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        assert sorted(m.group_instance_id for m in desc.members) == ["static-a", "static-b"]
+        revoked.clear()
+
+        first.kill()  # no LeaveGroup: the process is gone
+        first.wait()
+        second = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        # Well within the 30 s session timeout, and without a rebalance.
+        assert read_line_while_polling(second, b, timeout=20) == line
+        for _ in range(20):  # two more seconds of b's life: still no rebalance
+            b.poll(0.1)
+        assert revoked == []
+        assert {tp.partition for tp in b.assignment()} == b_partitions
+    finally:
+        for p in (first, second):
+            if p is not None:
+                p.kill()
+                p.wait()
+        b.close()

@@ -17,6 +17,12 @@
 //! - Sync waits for the leader's assignment, then every member gets its own share.
 //! - Heartbeats keep a member alive; during a rebalance they answer `RebalanceInProgress`
 //!   so the member rejoins. A member unheard for its session timeout is removed.
+//! - Static members (KIP-345) carry a `group.instance.id`. When one rejoins without its member
+//!   id (its process restarted), it takes over its old member: the old id is fenced
+//!   (`FencedInstanceId`), and in a stable group whose chosen protocol and this member's
+//!   metadata are unchanged, it gets its old assignment back without a rebalance (unless it
+//!   was the leader, which must see every member: then the group rebalances). Every call that
+//!   names an instance id with another member id is fenced.
 //! - Membership is in memory: after a restart consumers rejoin (committed offsets are durable,
 //!   see `offsets.rs`).
 
@@ -58,6 +64,8 @@ pub enum GroupError {
     GroupMaxSizeReached,
     #[error("coordinator is shutting down")]
     CoordinatorNotAvailable,
+    #[error("another member holds this group instance id")]
+    FencedInstanceId,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +101,8 @@ pub struct JoinRequest {
     pub protocol_type: String,
     /// (protocol name, member metadata), in the member's order of preference.
     pub protocols: Vec<(String, Bytes)>,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,8 +112,9 @@ pub struct JoinResult {
     pub protocol_name: String,
     pub leader: String,
     pub member_id: String,
-    /// Every member's metadata for the chosen protocol: only for the leader.
-    pub members: Vec<(String, Bytes)>,
+    /// Every member's id, group instance id and metadata for the chosen protocol: only for
+    /// the leader.
+    pub members: Vec<(String, Option<String>, Bytes)>,
 }
 
 pub type JoinWaiter = oneshot::Receiver<Result<JoinResult, GroupError>>;
@@ -112,6 +123,7 @@ pub type SyncWaiter = oneshot::Receiver<Result<Bytes, GroupError>>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberDescription {
     pub member_id: String,
+    pub group_instance_id: Option<String>,
     pub client_id: String,
     pub client_host: String,
     pub metadata: Bytes,
@@ -129,6 +141,7 @@ pub struct GroupDescription {
 }
 
 struct Member {
+    instance_id: Option<String>,
     client_id: String,
     client_host: String,
     session_timeout_ms: u64,
@@ -148,6 +161,8 @@ struct Group {
     protocol: String,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
+    /// Static members: group instance id → member id.
+    instances: HashMap<String, String>,
     rebalance_deadline_ms: u64,
 }
 
@@ -160,6 +175,7 @@ impl Group {
             protocol: String::new(),
             leader: None,
             members: BTreeMap::new(),
+            instances: HashMap::new(),
             rebalance_deadline_ms: 0,
         }
     }
@@ -211,22 +227,13 @@ impl Group {
             Some(l) if self.members.contains_key(l) => l.clone(),
             _ => first.unwrap_or_default(),
         };
-        let protocol = self.members[&leader]
-            .protocols
-            .iter()
-            .map(|(name, _)| name.clone())
-            .find(|name| {
-                self.members
-                    .values()
-                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
-            })
-            .unwrap_or_default();
+        let protocol = self.select_protocol(&leader);
         self.protocol = protocol.clone();
         self.leader = Some(leader.clone());
         self.state = GroupState::CompletingRebalance;
         let mut ordered: Vec<(&String, &Member)> = self.members.iter().collect();
         ordered.sort_by_key(|(_, m)| m.joined_seq);
-        let all: Vec<(String, Bytes)> = ordered
+        let all: Vec<(String, Option<String>, Bytes)> = ordered
             .iter()
             .map(|(id, m)| {
                 let meta = m
@@ -235,7 +242,7 @@ impl Group {
                     .find(|(n, _)| *n == protocol)
                     .map(|(_, b)| b.clone())
                     .unwrap_or_default();
-                ((*id).clone(), meta)
+                ((*id).clone(), m.instance_id.clone(), meta)
             })
             .collect();
         for (id, m) in self.members.iter_mut() {
@@ -258,10 +265,111 @@ impl Group {
         }
     }
 
+    /// The first protocol of `leader`'s list that every member supports.
+    fn select_protocol(&self, leader: &str) -> String {
+        self.members
+            .get(leader)
+            .into_iter()
+            .flat_map(|l| l.protocols.iter())
+            .map(|(name, _)| name.clone())
+            .find(|name| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+            })
+            .unwrap_or_default()
+    }
+
+    /// `FencedInstanceId` when `instance_id` belongs to a member other than `member_id`.
+    fn check_instance(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), GroupError> {
+        match instance_id.and_then(|i| self.instances.get(i)) {
+            Some(owner) if owner != member_id => Err(GroupError::FencedInstanceId),
+            _ => Ok(()),
+        }
+    }
+
+    /// A static member rejoining without its member id: `new_id` takes over the member
+    /// `instance_id` held. Returns the answer when the group stays stable (no rebalance).
+    fn replace_static_member(
+        &mut self,
+        instance_id: &str,
+        new_id: String,
+        req: JoinRequest,
+        tx: oneshot::Sender<Result<JoinResult, GroupError>>,
+        now_ms: u64,
+    ) {
+        let Some((old_id, mut member)) = self
+            .instances
+            .get(instance_id)
+            .cloned()
+            .and_then(|old_id| self.members.remove(&old_id).map(|m| (old_id, m)))
+        else {
+            let _ = tx.send(Err(GroupError::UnknownMemberId));
+            return;
+        };
+        if let Some(w) = member.join_waiter.take() {
+            let _ = w.send(Err(GroupError::FencedInstanceId));
+        }
+        if let Some(w) = member.sync_waiter.take() {
+            let _ = w.send(Err(GroupError::FencedInstanceId));
+        }
+        let metadata = |protocols: &[(String, Bytes)], name: &str| {
+            protocols
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, b)| b.clone())
+        };
+        let unchanged =
+            metadata(&member.protocols, &self.protocol) == metadata(&req.protocols, &self.protocol);
+        let was_leader = self.leader.as_deref() == Some(old_id.as_str());
+        member.client_id = req.client_id;
+        member.client_host = req.client_host;
+        member.session_timeout_ms = req.session_timeout_ms;
+        member.rebalance_timeout_ms = req.rebalance_timeout_ms.max(req.session_timeout_ms);
+        member.protocols = req.protocols;
+        member.last_heard_ms = now_ms;
+        self.members.insert(new_id.clone(), member);
+        self.instances
+            .insert(instance_id.to_string(), new_id.clone());
+        if was_leader {
+            self.leader = Some(new_id.clone());
+        }
+        let keeps_protocol = self
+            .leader
+            .as_deref()
+            .is_some_and(|l| self.select_protocol(l) == self.protocol);
+        if self.state == GroupState::Stable && unchanged && keeps_protocol && !was_leader {
+            // Its old assignment stands: SyncGroup hands it over.
+            let _ = tx.send(Ok(JoinResult {
+                generation: self.generation,
+                protocol_type: self.protocol_type.clone(),
+                protocol_name: self.protocol.clone(),
+                leader: self.leader.clone().unwrap_or_default(),
+                member_id: new_id,
+                members: Vec::new(),
+            }));
+            return;
+        }
+        if let Some(m) = self.members.get_mut(&new_id) {
+            m.join_waiter = Some(tx);
+        }
+        self.prepare_rebalance(now_ms);
+        self.try_complete_join(now_ms);
+    }
+
     fn remove_member(&mut self, member_id: &str, now_ms: u64) {
         let Some(mut m) = self.members.remove(member_id) else {
             return;
         };
+        if let Some(instance) = &m.instance_id {
+            if self
+                .instances
+                .get(instance)
+                .is_some_and(|id| id == member_id)
+            {
+                self.instances.remove(instance);
+            }
+        }
         if let Some(w) = m.join_waiter.take() {
             let _ = w.send(Err(GroupError::UnknownMemberId));
         }
@@ -327,7 +435,10 @@ impl Coordinator {
                 && group
                     .members
                     .iter()
-                    .filter(|(id, _)| **id != req.member_id)
+                    .filter(|(id, m)| {
+                        **id != req.member_id
+                            && (m.instance_id.is_none() || m.instance_id != req.group_instance_id)
+                    })
                     .all(|(_, m)| {
                         m.protocols
                             .iter()
@@ -339,11 +450,9 @@ impl Coordinator {
         } else {
             group.protocol_type = req.protocol_type.clone();
         }
+        let instance = req.group_instance_id.clone();
         let member_id = if req.member_id.is_empty() {
-            if group.members.len() >= MAX_GROUP_MEMBERS {
-                return Err(GroupError::GroupMaxSizeReached);
-            }
-            let id = format!(
+            let new_id = format!(
                 "{}-{:016x}",
                 if req.client_id.is_empty() {
                     "member"
@@ -352,9 +461,25 @@ impl Coordinator {
                 },
                 rand::random::<u64>()
             );
+            if let Some(i) = instance
+                .as_deref()
+                .filter(|i| group.instances.contains_key(*i))
+            {
+                let (tx, rx) = oneshot::channel();
+                group.replace_static_member(i, new_id, req, tx, now_ms);
+                return Ok(rx);
+            }
+            if group.members.len() >= MAX_GROUP_MEMBERS {
+                return Err(GroupError::GroupMaxSizeReached);
+            }
+            let id = new_id;
+            if let Some(i) = &instance {
+                group.instances.insert(i.clone(), id.clone());
+            }
             group.members.insert(
                 id.clone(),
                 Member {
+                    instance_id: instance.clone(),
                     client_id: req.client_id.clone(),
                     client_host: req.client_host.clone(),
                     session_timeout_ms: req.session_timeout_ms,
@@ -369,7 +494,13 @@ impl Coordinator {
             );
             id
         } else if group.members.contains_key(&req.member_id) {
+            group.check_instance(&req.member_id, instance.as_deref())?;
             req.member_id.clone()
+        } else if instance
+            .as_deref()
+            .is_some_and(|i| group.instances.contains_key(i))
+        {
+            return Err(GroupError::FencedInstanceId);
         } else {
             return Err(GroupError::UnknownMemberId);
         };
@@ -395,14 +526,16 @@ impl Coordinator {
         &self,
         group_id: &str,
         generation: i32,
-        member_id: &str,
+        member: (&str, Option<&str>),
         assignments: Vec<(String, Bytes)>,
         now_ms: u64,
     ) -> Result<SyncWaiter, GroupError> {
+        let (member_id, instance_id) = member;
         let mut groups = self.groups.lock();
         let group = groups
             .get_mut(group_id)
             .ok_or(GroupError::UnknownMemberId)?;
+        group.check_instance(member_id, instance_id)?;
         if !group.members.contains_key(member_id) {
             return Err(GroupError::UnknownMemberId);
         }
@@ -442,13 +575,15 @@ impl Coordinator {
         &self,
         group_id: &str,
         generation: i32,
-        member_id: &str,
+        member: (&str, Option<&str>),
         now_ms: u64,
     ) -> Result<(), GroupError> {
+        let (member_id, instance_id) = member;
         let mut groups = self.groups.lock();
         let group = groups
             .get_mut(group_id)
             .ok_or(GroupError::UnknownMemberId)?;
+        group.check_instance(member_id, instance_id)?;
         let state = group.state;
         let current = group.generation;
         let member = group
@@ -465,25 +600,32 @@ impl Coordinator {
         Ok(())
     }
 
-    /// LeaveGroup: each member is removed (unknown ones are reported per member).
+    /// LeaveGroup: each (member id, group instance id) is removed; unknown ones are reported
+    /// per member. A static member may be named by its instance id alone (empty member id).
     pub fn leave(
         &self,
         group_id: &str,
-        member_ids: &[String],
+        members: &[(String, Option<String>)],
         now_ms: u64,
     ) -> Vec<Result<(), GroupError>> {
         let mut groups = self.groups.lock();
         let Some(group) = groups.get_mut(group_id) else {
-            return member_ids
+            return members
                 .iter()
                 .map(|_| Err(GroupError::UnknownMemberId))
                 .collect();
         };
-        member_ids
+        members
             .iter()
-            .map(|id| {
-                if group.members.contains_key(id) {
-                    group.remove_member(id, now_ms);
+            .map(|(id, instance)| {
+                let owner = instance.as_ref().and_then(|i| group.instances.get(i));
+                let id = match owner {
+                    Some(owner) if id.is_empty() || id == owner => owner.clone(),
+                    Some(_) => return Err(GroupError::FencedInstanceId),
+                    None => id.clone(),
+                };
+                if group.members.contains_key(&id) {
+                    group.remove_member(&id, now_ms);
                     Ok(())
                 } else {
                     Err(GroupError::UnknownMemberId)
@@ -497,9 +639,10 @@ impl Coordinator {
         &self,
         group_id: &str,
         generation: i32,
-        member_id: &str,
+        member: (&str, Option<&str>),
         now_ms: u64,
     ) -> Result<(), GroupError> {
+        let (member_id, instance_id) = member;
         let mut groups = self.groups.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return if generation < 0 {
@@ -511,6 +654,7 @@ impl Coordinator {
         if generation < 0 && group.members.is_empty() {
             return Ok(());
         }
+        group.check_instance(member_id, instance_id)?;
         let state = group.state;
         let current = group.generation;
         let member = group
@@ -563,6 +707,7 @@ impl Coordinator {
                 .into_iter()
                 .map(|(id, m)| MemberDescription {
                     member_id: id.clone(),
+                    group_instance_id: m.instance_id.clone(),
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     metadata: m
@@ -642,7 +787,106 @@ mod tests {
             rebalance_timeout_ms: 20_000,
             protocol_type: "consumer".into(),
             protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+            group_instance_id: None,
         }
+    }
+
+    fn static_req(member: &str, instance: &str, meta: &'static [u8]) -> JoinRequest {
+        JoinRequest {
+            group_instance_id: Some(instance.into()),
+            protocols: vec![("range".into(), Bytes::from_static(meta))],
+            ..join_req(member)
+        }
+    }
+
+    #[test]
+    fn a_static_member_that_restarts_keeps_its_assignment_without_a_rebalance() {
+        let c = Coordinator::new();
+        let a = ready(&mut c.join(static_req("", "ia", b"m"), 0).unwrap()).unwrap();
+        let a_id = a.member_id.as_str();
+        ready(&mut c.sync("g", 1, (a_id, Some("ia")), vec![], 0).unwrap()).unwrap();
+        // b joins: generation 2, the leader hands out both shares.
+        let mut b_rx = c.join(static_req("", "ib", b"m"), 10).unwrap();
+        let a2 = ready(&mut c.join(static_req(a_id, "ia", b"m"), 20).unwrap()).unwrap();
+        let b = ready(&mut b_rx).unwrap();
+        assert_eq!((a2.generation, b.generation), (2, 2));
+        let shares = vec![
+            (a_id.to_string(), Bytes::from_static(b"A")),
+            (b.member_id.clone(), Bytes::from_static(b"B")),
+        ];
+        let mut b_sync = c
+            .sync("g", 2, (&b.member_id, Some("ib")), vec![], 30)
+            .unwrap();
+        ready(&mut c.sync("g", 2, (a_id, Some("ia")), shares, 30).unwrap()).unwrap();
+        assert_eq!(ready(&mut b_sync).unwrap(), Bytes::from_static(b"B"));
+
+        // b's process restarts: a new member id takes over, answered at once, same generation.
+        let b2 = ready(&mut c.join(static_req("", "ib", b"m"), 40).unwrap()).unwrap();
+        assert_ne!(b2.member_id, b.member_id);
+        assert_eq!((b2.generation, b2.leader.as_str()), (2, a_id));
+        assert!(b2.members.is_empty());
+        let d = c.describe("g").unwrap();
+        assert_eq!(d.state, GroupState::Stable);
+        let b2_sync = c.sync("g", 2, (&b2.member_id, Some("ib")), vec![], 50);
+        assert_eq!(
+            ready(&mut b2_sync.unwrap()).unwrap(),
+            Bytes::from_static(b"B")
+        );
+        // The old member id is fenced; the others see no rebalance.
+        assert_eq!(
+            c.heartbeat("g", 2, (&b.member_id, Some("ib")), 60),
+            Err(GroupError::FencedInstanceId)
+        );
+        assert_eq!(
+            c.check_commit("g", 2, (&b.member_id, Some("ib")), 60),
+            Err(GroupError::FencedInstanceId)
+        );
+        assert_eq!(
+            c.join(static_req(&b.member_id, "ib", b"m"), 60).err(),
+            Some(GroupError::FencedInstanceId)
+        );
+        assert_eq!(c.heartbeat("g", 2, (a_id, Some("ia")), 60), Ok(()));
+        let described: Vec<Option<String>> = c
+            .describe("g")
+            .unwrap()
+            .members
+            .into_iter()
+            .map(|m| m.group_instance_id)
+            .collect();
+        assert_eq!(described, vec![Some("ia".into()), Some("ib".into())]);
+
+        // A restart with other metadata (a changed subscription) rebalances.
+        let mut b3_rx = c.join(static_req("", "ib", b"other"), 70).unwrap();
+        assert!(b3_rx.try_recv().is_err(), "waits for the rebalance");
+        assert_eq!(
+            c.heartbeat("g", 2, (a_id, Some("ia")), 80),
+            Err(GroupError::RebalanceInProgress)
+        );
+        let a3 = ready(&mut c.join(static_req(a_id, "ia", b"m"), 90).unwrap()).unwrap();
+        let b3 = ready(&mut b3_rx).unwrap();
+        assert_eq!((a3.generation, b3.generation), (3, 3));
+
+        // The leader's restart rebalances too: the new leader must see every member.
+        let mut a4_rx = c.join(static_req("", "ia", b"m"), 100).unwrap();
+        assert!(a4_rx.try_recv().is_err(), "waits for the rebalance");
+        ready(
+            &mut c
+                .join(static_req(&b3.member_id, "ib", b"other"), 110)
+                .unwrap(),
+        )
+        .unwrap();
+        let a4 = ready(&mut a4_rx).unwrap();
+        assert_eq!(a4.generation, 4);
+        assert_eq!(a4.leader, a4.member_id);
+        assert_eq!(a4.members.len(), 2);
+
+        // A static member can be removed by its instance id alone.
+        let left = c.leave("g", &[(String::new(), Some("ib".into()))], 120);
+        assert_eq!(left, vec![Ok(())]);
+        assert_eq!(
+            c.leave("g", &[(String::new(), Some("ib".into()))], 130),
+            vec![Err(GroupError::UnknownMemberId)]
+        );
     }
 
     fn ready<T>(rx: &mut oneshot::Receiver<T>) -> T {
@@ -661,19 +905,19 @@ mod tests {
             .sync(
                 "g",
                 1,
-                &j.member_id,
+                (&j.member_id, None),
                 vec![(j.member_id.clone(), Bytes::from_static(b"a"))],
                 1,
             )
             .unwrap();
         assert_eq!(ready(&mut s).unwrap(), Bytes::from_static(b"a"));
-        assert!(c.heartbeat("g", 1, &j.member_id, 2).is_ok());
+        assert!(c.heartbeat("g", 1, (&j.member_id, None), 2).is_ok());
         assert_eq!(
-            c.heartbeat("g", 0, &j.member_id, 2),
+            c.heartbeat("g", 0, (&j.member_id, None), 2),
             Err(GroupError::IllegalGeneration)
         );
         assert_eq!(
-            c.heartbeat("g", 1, "nobody", 2),
+            c.heartbeat("g", 1, ("nobody", None), 2),
             Err(GroupError::UnknownMemberId)
         );
         assert_eq!(c.describe("g").unwrap().state, GroupState::Stable);
@@ -683,12 +927,12 @@ mod tests {
     fn second_member_triggers_rebalance() {
         let c = Coordinator::new();
         let a = ready(&mut c.join(join_req(""), 0).unwrap()).unwrap();
-        ready(&mut c.sync("g", 1, &a.member_id, vec![], 0).unwrap()).unwrap();
+        ready(&mut c.sync("g", 1, (&a.member_id, None), vec![], 0).unwrap()).unwrap();
         // B joins: pending until A rejoins.
         let mut b_rx = c.join(join_req(""), 100).unwrap();
         assert!(b_rx.try_recv().is_err());
         assert_eq!(
-            c.heartbeat("g", 1, &a.member_id, 200),
+            c.heartbeat("g", 1, (&a.member_id, None), 200),
             Err(GroupError::RebalanceInProgress)
         );
         let mut a_rx = c.join(join_req(&a.member_id), 300).unwrap();
@@ -700,13 +944,13 @@ mod tests {
         assert_eq!(a2.members.len(), 2);
         assert!(b2.members.is_empty());
         // Follower syncs first and waits for the leader.
-        let mut bs = c.sync("g", 2, &b2.member_id, vec![], 400).unwrap();
+        let mut bs = c.sync("g", 2, (&b2.member_id, None), vec![], 400).unwrap();
         assert!(bs.try_recv().is_err());
         let mut as_ = c
             .sync(
                 "g",
                 2,
-                &a.member_id,
+                (&a.member_id, None),
                 vec![
                     (a.member_id.clone(), Bytes::from_static(b"p0")),
                     (b2.member_id.clone(), Bytes::from_static(b"p1")),
@@ -722,26 +966,26 @@ mod tests {
     fn session_timeout_removes_member_and_rebalances() {
         let c = Coordinator::new();
         let a = ready(&mut c.join(join_req(""), 0).unwrap()).unwrap();
-        ready(&mut c.sync("g", 1, &a.member_id, vec![], 0).unwrap()).unwrap();
+        ready(&mut c.sync("g", 1, (&a.member_id, None), vec![], 0).unwrap()).unwrap();
         let mut b_rx = c.join(join_req(""), 0).unwrap();
         let a2 = ready(&mut c.join(join_req(&a.member_id), 0).unwrap()).unwrap();
         let b2 = ready(&mut b_rx).unwrap();
-        let _bs = c.sync("g", 2, &b2.member_id, vec![], 0).unwrap();
-        let _as = c.sync("g", 2, &a2.member_id, vec![], 0).unwrap();
+        let _bs = c.sync("g", 2, (&b2.member_id, None), vec![], 0).unwrap();
+        let _as = c.sync("g", 2, (&a2.member_id, None), vec![], 0).unwrap();
         // Only A heartbeats; B's session (10 s) expires.
         for t in (1_000..=11_000).step_by(1_000) {
-            let _ = c.heartbeat("g", 2, &a.member_id, t);
+            let _ = c.heartbeat("g", 2, (&a.member_id, None), t);
             c.tick(t);
         }
         assert_eq!(c.describe("g").unwrap().members.len(), 1);
         assert_eq!(
-            c.heartbeat("g", 2, &a.member_id, 11_500),
+            c.heartbeat("g", 2, (&a.member_id, None), 11_500),
             Err(GroupError::RebalanceInProgress)
         );
         let a3 = ready(&mut c.join(join_req(&a.member_id), 11_600).unwrap()).unwrap();
         assert_eq!(a3.generation, 3);
         assert_eq!(
-            c.heartbeat("g", 3, &b2.member_id, 11_700),
+            c.heartbeat("g", 3, (&b2.member_id, None), 11_700),
             Err(GroupError::UnknownMemberId)
         );
     }
@@ -750,15 +994,15 @@ mod tests {
     fn rebalance_timeout_drops_members_that_do_not_rejoin() {
         let c = Coordinator::new();
         let a = ready(&mut c.join(join_req(""), 0).unwrap()).unwrap();
-        ready(&mut c.sync("g", 1, &a.member_id, vec![], 0).unwrap()).unwrap();
+        ready(&mut c.sync("g", 1, (&a.member_id, None), vec![], 0).unwrap()).unwrap();
         let mut b_rx = c.join(join_req(""), 1_000).unwrap();
         // A keeps heartbeating but never rejoins: the rebalance completes at the deadline.
         for t in [5_000, 10_000, 14_000] {
-            let _ = c.heartbeat("g", 1, &a.member_id, t);
+            let _ = c.heartbeat("g", 1, (&a.member_id, None), t);
         }
         c.tick(15_000);
         assert!(b_rx.try_recv().is_err());
-        let _ = c.heartbeat("g", 1, &a.member_id, 19_000);
+        let _ = c.heartbeat("g", 1, (&a.member_id, None), 19_000);
         c.tick(21_001);
         let b = ready(&mut b_rx).unwrap();
         assert_eq!(b.generation, 2);
@@ -772,7 +1016,7 @@ mod tests {
         let a = ready(&mut c.join(join_req(""), 0).unwrap()).unwrap();
         assert_eq!(c.delete("g"), Err(GroupError::NonEmptyGroup));
         assert_eq!(
-            c.leave("g", std::slice::from_ref(&a.member_id), 1),
+            c.leave("g", &[(a.member_id.clone(), None)], 1),
             vec![Ok(())]
         );
         assert_eq!(c.describe("g").unwrap().state, GroupState::Empty);
@@ -843,6 +1087,7 @@ mod proptests {
                 rebalance_timeout_ms: 15_000,
                 protocol_type: "consumer".into(),
                 protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+                group_instance_id: None,
             };
             for op in ops {
                 match op {
@@ -857,18 +1102,18 @@ mod proptests {
                     Op::Sync(i) => {
                         if let Some((id, generation)) = members.get(i) {
                             let assignment = vec![(id.clone(), Bytes::from_static(b"a"))];
-                            let _ = c.sync("g", *generation, id, assignment, now);
+                            let _ = c.sync("g", *generation, (id, None), assignment, now);
                         }
                     }
                     Op::Heartbeat(i) => {
                         if let Some((id, generation)) = members.get(i) {
-                            let _ = c.heartbeat("g", *generation, id, now);
+                            let _ = c.heartbeat("g", *generation, (id, None), now);
                         }
                     }
                     Op::Leave(i) => {
                         if i < members.len() {
                             let (id, _) = members.remove(i);
-                            let _ = c.leave("g", &[id], now);
+                            let _ = c.leave("g", &[(id, None)], now);
                         }
                     }
                     Op::Advance(ms) => {
@@ -886,7 +1131,7 @@ mod proptests {
                             let d = c.describe("g").expect("group exists");
                             prop_assert!(j.generation <= d.generation);
                             if j.member_id == j.leader {
-                                prop_assert!(j.members.iter().any(|(id, _)| *id == j.leader));
+                                prop_assert!(j.members.iter().any(|(id, _, _)| *id == j.leader));
                             } else {
                                 prop_assert!(j.members.is_empty());
                             }
@@ -902,7 +1147,7 @@ mod proptests {
                     prop_assert!(d.generation >= last_generation);
                     if d.state == GroupState::Stable {
                         for m in &d.members {
-                            prop_assert_eq!(c.heartbeat("g", d.generation, &m.member_id, now), Ok(()));
+                            prop_assert_eq!(c.heartbeat("g", d.generation, (&m.member_id, None), now), Ok(()));
                         }
                     }
                     if d.state == GroupState::Empty {

@@ -3,8 +3,9 @@
 //! `ferry_broker::stream::group`; this file only translates.
 //!
 //! This node coordinates every group. JoinGroup and SyncGroup answer when the rebalance
-//! phase completes (the connection waits, as with Kafka). Static membership
-//! (`group.instance.id`) is not supported: such members are treated as dynamic.
+//! phase completes (the connection waits, as with Kafka). Static members (`group.instance.id`,
+//! JoinGroup v5+) keep their assignment across a restart; a replaced member id gets
+//! `FENCED_INSTANCE_ID`.
 
 use bytes::Bytes;
 use ferry_broker::stream::group::JoinRequest;
@@ -66,6 +67,7 @@ pub async fn join(conn: &Conn, req: JoinGroupRequest) -> JoinGroupResponse {
             .into_iter()
             .map(|p| (p.name.to_string(), p.metadata))
             .collect(),
+        group_instance_id: req.group_instance_id.map(|i| i.to_string()),
     };
     let waiter = match conn.streams().coordinator().join(domain, now(conn)) {
         Ok(w) => w,
@@ -84,9 +86,10 @@ pub async fn join(conn: &Conn, req: JoinGroupRequest) -> JoinGroupResponse {
             r.members = j
                 .members
                 .into_iter()
-                .map(|(id, meta)| {
+                .map(|(id, instance, meta)| {
                     let mut m = JoinGroupResponseMember::default();
                     m.member_id = str_bytes(id);
+                    m.group_instance_id = instance.map(str_bytes);
                     m.metadata = meta;
                     m
                 })
@@ -110,7 +113,7 @@ pub async fn sync(conn: &Conn, req: SyncGroupRequest) -> SyncGroupResponse {
     let waiter = match coordinator.sync(
         &group,
         req.generation_id,
-        &req.member_id,
+        (&req.member_id, req.group_instance_id.as_deref()),
         assignments,
         now(conn),
     ) {
@@ -139,7 +142,7 @@ pub fn heartbeat(conn: &Conn, req: HeartbeatRequest) -> HeartbeatResponse {
     if let Err(e) = conn.streams().coordinator().heartbeat(
         &req.group_id,
         req.generation_id,
-        &req.member_id,
+        (&req.member_id, req.group_instance_id.as_deref()),
         now(conn),
     ) {
         r.error_code = group_error_code(e);
@@ -149,25 +152,29 @@ pub fn heartbeat(conn: &Conn, req: HeartbeatRequest) -> HeartbeatResponse {
 
 pub fn leave(conn: &Conn, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let mut r = LeaveGroupResponse::default();
-    let ids: Vec<String> = if version >= 3 {
+    let members: Vec<(String, Option<String>)> = if version >= 3 {
         req.members
             .iter()
-            .map(|m| m.member_id.to_string())
+            .map(|m| {
+                let instance = m.group_instance_id.as_ref().map(|i| i.to_string());
+                (m.member_id.to_string(), instance)
+            })
             .collect()
     } else {
-        vec![req.member_id.to_string()]
+        vec![(req.member_id.to_string(), None)]
     };
     let results = conn
         .streams()
         .coordinator()
-        .leave(&req.group_id, &ids, now(conn));
+        .leave(&req.group_id, &members, now(conn));
     if version >= 3 {
-        r.members = ids
-            .iter()
+        r.members = members
+            .into_iter()
             .zip(&results)
-            .map(|(id, res)| {
+            .map(|((id, instance), res)| {
                 let mut m = MemberResponse::default();
-                m.member_id = str_bytes(id.clone());
+                m.member_id = str_bytes(id);
+                m.group_instance_id = instance.map(str_bytes);
                 m.error_code = res.err().map_or(code::NONE, group_error_code);
                 m
             })
@@ -220,6 +227,7 @@ pub fn describe(conn: &Conn, req: DescribeGroupsRequest) -> DescribeGroupsRespon
                         .map(|m| {
                             let mut dm = DescribedGroupMember::default();
                             dm.member_id = str_bytes(m.member_id);
+                            dm.group_instance_id = m.group_instance_id.map(str_bytes);
                             dm.client_id = str_bytes(m.client_id);
                             dm.client_host = str_bytes(m.client_host);
                             dm.member_metadata = m.metadata;

@@ -105,6 +105,7 @@ pub mod code {
     pub const NON_EMPTY_GROUP: i16 = 68;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const INVALID_RECORD: i16 = 87;
 }
 
@@ -142,6 +143,7 @@ pub fn group_error_code(e: GroupError) -> i16 {
         GroupError::InvalidGroupId => code::INVALID_GROUP_ID,
         GroupError::GroupMaxSizeReached => code::GROUP_MAX_SIZE_REACHED,
         GroupError::CoordinatorNotAvailable => code::COORDINATOR_NOT_AVAILABLE,
+        GroupError::FencedInstanceId => code::FENCED_INSTANCE_ID,
     }
 }
 

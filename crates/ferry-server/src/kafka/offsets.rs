@@ -1,7 +1,8 @@
 //! OffsetCommit and OffsetFetch: committed offsets are durable before the commit is answered.
 //!
 //! A commit from a group member is checked against the group's generation (`ILLEGAL_GENERATION`,
-//! `UNKNOWN_MEMBER_ID`, `REBALANCE_IN_PROGRESS`); generation -1 is a standalone commit
+//! `UNKNOWN_MEMBER_ID`, `REBALANCE_IN_PROGRESS`, `FENCED_INSTANCE_ID` for a replaced static
+//! member); generation -1 is a standalone commit
 //! (no group membership, as `assign()`-based consumers do).
 
 use kafka_protocol::messages::offset_commit_response::{
@@ -20,7 +21,7 @@ pub async fn commit(conn: &Conn, req: OffsetCommitRequest) -> OffsetCommitRespon
     let check = streams.coordinator().check_commit(
         &group,
         req.generation_id_or_member_epoch,
-        &req.member_id,
+        (&req.member_id, req.group_instance_id.as_deref()),
         streams.now_ms().max(0) as u64,
     );
     let mut commits = Vec::new();
