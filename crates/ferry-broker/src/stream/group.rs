@@ -1048,6 +1048,9 @@ mod proptests {
     #[derive(Clone, Debug)]
     enum Op {
         JoinNew,
+        /// A static member with instance id `i{n}` joins without a member id: the first time
+        /// a new member, later a restart that takes over the old one.
+        JoinStatic(u8),
         Rejoin(usize),
         Sync(usize),
         Heartbeat(usize),
@@ -1058,6 +1061,7 @@ mod proptests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             2 => Just(Op::JoinNew),
+            2 => (0..3u8).prop_map(Op::JoinStatic),
             3 => (0..4usize).prop_map(Op::Rejoin),
             3 => (0..4usize).prop_map(Op::Sync),
             3 => (0..4usize).prop_map(Op::Heartbeat),
@@ -1070,7 +1074,8 @@ mod proptests {
         /// A random schedule of joins, syncs, heartbeats, leaves and time passing never
         /// breaks the coordinator's invariants: generations only grow, every join answer names
         /// a leader that is a member of that generation, only the leader receives the member
-        /// list, and a Stable group answers heartbeats of its members in its generation.
+        /// list, a Stable group answers heartbeats of its members in its generation, and each
+        /// instance id belongs to at most one member.
         #[test]
         fn coordinator_invariants(ops in proptest::collection::vec(op(), 1..150)) {
             let c = Coordinator::new();
@@ -1093,6 +1098,10 @@ mod proptests {
                 match op {
                     Op::JoinNew => {
                         if let Ok(w) = c.join(req(""), now) { joins.push(w); }
+                    }
+                    Op::JoinStatic(n) => {
+                        let r = JoinRequest { group_instance_id: Some(format!("i{n}")), ..req("") };
+                        if let Ok(w) = c.join(r, now) { joins.push(w); }
                     }
                     Op::Rejoin(i) => {
                         if let Some((id, _)) = members.get(i) {
@@ -1153,6 +1162,12 @@ mod proptests {
                     if d.state == GroupState::Empty {
                         prop_assert!(d.members.is_empty());
                     }
+                    let mut instances: Vec<&String> =
+                        d.members.iter().filter_map(|m| m.group_instance_id.as_ref()).collect();
+                    let held = instances.len();
+                    instances.sort();
+                    instances.dedup();
+                    prop_assert_eq!(instances.len(), held);
                 }
             }
         }
