@@ -289,7 +289,8 @@ impl Group {
     }
 
     /// A static member rejoining without its member id: `new_id` takes over the member
-    /// `instance_id` held. Returns the answer when the group stays stable (no rebalance).
+    /// `instance_id` held. Answers on `tx` at once when the group can stay stable; otherwise
+    /// the group rebalances and the answer comes when the join phase completes.
     fn replace_static_member(
         &mut self,
         instance_id: &str,
