@@ -23,6 +23,10 @@
 //!   metadata are unchanged, it gets its old assignment back without a rebalance (unless it
 //!   was the leader, which must see every member: then the group rebalances). Every call that
 //!   names an instance id with another member id is fenced.
+//! - A new dynamic member may first be given its member id without joining (KIP-394,
+//!   [`Coordinator::new_pending_member`]): it then joins with that id, so a join the client
+//!   retried after a timeout cannot leave a second member behind. A pending id unused for its
+//!   session timeout is forgotten.
 //! - Membership is in memory: after a restart consumers rejoin (committed offsets are durable,
 //!   see `offsets.rs`).
 
@@ -163,6 +167,8 @@ struct Group {
     members: BTreeMap<String, Member>,
     /// Static members: group instance id → member id.
     instances: HashMap<String, String>,
+    /// Member ids handed out before their first join (KIP-394) → when they expire.
+    pending: HashMap<String, u64>,
     rebalance_deadline_ms: u64,
 }
 
@@ -176,6 +182,7 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             instances: HashMap::new(),
+            pending: HashMap::new(),
             rebalance_deadline_ms: 0,
         }
     }
@@ -388,6 +395,16 @@ impl Group {
     }
 }
 
+/// A new member id: the client id (or "member") and 64 random bits.
+fn new_member_id(client_id: &str) -> String {
+    let prefix = if client_id.is_empty() {
+        "member"
+    } else {
+        client_id
+    };
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
 /// Every group of the broker.
 pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
@@ -452,16 +469,13 @@ impl Coordinator {
             group.protocol_type = req.protocol_type.clone();
         }
         let instance = req.group_instance_id.clone();
-        let member_id = if req.member_id.is_empty() {
-            let new_id = format!(
-                "{}-{:016x}",
-                if req.client_id.is_empty() {
-                    "member"
-                } else {
-                    &req.client_id
-                },
-                rand::random::<u64>()
-            );
+        let pending = group.pending.remove(&req.member_id).is_some();
+        let member_id = if req.member_id.is_empty() || pending {
+            let new_id = if pending {
+                req.member_id.clone()
+            } else {
+                new_member_id(&req.client_id)
+            };
             if let Some(i) = instance
                 .as_deref()
                 .filter(|i| group.instances.contains_key(*i))
@@ -470,7 +484,7 @@ impl Coordinator {
                 group.replace_static_member(i, new_id, req, tx, now_ms);
                 return Ok(rx);
             }
-            if group.members.len() >= MAX_GROUP_MEMBERS {
+            if group.members.len() + group.pending.len() >= MAX_GROUP_MEMBERS {
                 return Err(GroupError::GroupMaxSizeReached);
             }
             let id = new_id;
@@ -520,6 +534,35 @@ impl Coordinator {
         group.prepare_rebalance(now_ms);
         group.try_complete_join(now_ms);
         Ok(rx)
+    }
+
+    /// KIP-394: hands a new dynamic member its member id without joining it; its JoinGroup
+    /// with that id (within its session timeout) joins it. The group is created if missing.
+    pub fn new_pending_member(
+        &self,
+        group_id: &str,
+        client_id: &str,
+        session_timeout_ms: u64,
+        now_ms: u64,
+    ) -> Result<String, GroupError> {
+        if group_id.is_empty() || group_id.len() > MAX_GROUP_ID_LEN {
+            return Err(GroupError::InvalidGroupId);
+        }
+        if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&session_timeout_ms) {
+            return Err(GroupError::InvalidSessionTimeout);
+        }
+        let mut groups = self.groups.lock();
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(Group::new);
+        if group.members.len() + group.pending.len() >= MAX_GROUP_MEMBERS {
+            return Err(GroupError::GroupMaxSizeReached);
+        }
+        let id = new_member_id(client_id);
+        group
+            .pending
+            .insert(id.clone(), now_ms + session_timeout_ms);
+        Ok(id)
     }
 
     /// SyncGroup: the leader passes every member's assignment; everyone gets their own.
@@ -689,6 +732,7 @@ impl Coordinator {
                 tracing::info!(group = %group_id, member = %id, "consumer group member session expired");
                 group.remove_member(&id, now_ms);
             }
+            group.pending.retain(|_, expires_ms| *expires_ms > now_ms);
             group.try_complete_join(now_ms);
         }
     }
@@ -887,6 +931,31 @@ mod tests {
         assert_eq!(
             c.leave("g", &[(String::new(), Some("ib".into()))], 130),
             vec![Err(GroupError::UnknownMemberId)]
+        );
+    }
+
+    #[test]
+    fn a_pending_member_id_joins_once_and_expires_with_its_session_timeout() {
+        let c = Coordinator::new();
+        let id = c.new_pending_member("g", "c", 10_000, 0).unwrap();
+        assert!(id.starts_with("c-"));
+        assert_eq!(c.describe("g").unwrap().state, GroupState::Empty);
+        let j = ready(&mut c.join(join_req(&id), 100).unwrap()).unwrap();
+        assert_eq!((j.member_id.as_str(), j.generation), (id.as_str(), 1));
+        // Used: it is a member now, and another pending id expires unused.
+        let late = c.new_pending_member("g", "c", 10_000, 200).unwrap();
+        c.tick(10_200);
+        assert_eq!(
+            c.join(join_req(&late), 10_300).err(),
+            Some(GroupError::UnknownMemberId)
+        );
+        assert_eq!(
+            c.new_pending_member("g", "c", 10, 0),
+            Err(GroupError::InvalidSessionTimeout)
+        );
+        assert_eq!(
+            c.new_pending_member("", "c", 10_000, 0),
+            Err(GroupError::InvalidGroupId)
         );
     }
 

@@ -46,10 +46,33 @@ pub fn find_coordinator(
     r
 }
 
-pub async fn join(conn: &Conn, req: JoinGroupRequest) -> JoinGroupResponse {
+/// JoinGroup v4+ with no member id (and no group instance id) first gets `MEMBER_ID_REQUIRED`
+/// with its member id (KIP-394), and joins with it.
+const MEMBER_ID_REQUIRED_SINCE: i16 = 4;
+
+pub async fn join(conn: &Conn, req: JoinGroupRequest, version: i16) -> JoinGroupResponse {
     let mut r = JoinGroupResponse::default();
     r.generation_id = -1;
     r.member_id = req.member_id.clone();
+    if version >= MEMBER_ID_REQUIRED_SINCE
+        && req.member_id.is_empty()
+        && req.group_instance_id.is_none()
+    {
+        let assigned = conn.streams().coordinator().new_pending_member(
+            &req.group_id,
+            &conn.client_id,
+            req.session_timeout_ms.max(0) as u64,
+            now(conn),
+        );
+        match assigned {
+            Ok(id) => {
+                r.error_code = code::MEMBER_ID_REQUIRED;
+                r.member_id = str_bytes(id);
+            }
+            Err(e) => r.error_code = group_error_code(e),
+        }
+        return r;
+    }
     let domain = JoinRequest {
         group_id: req.group_id.to_string(),
         member_id: req.member_id.to_string(),

@@ -104,6 +104,7 @@ pub mod code {
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const NON_EMPTY_GROUP: i16 = 68;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const INVALID_RECORD: i16 = 87;
@@ -574,7 +575,7 @@ async fn dispatch(
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(conn, r, v))
         }
-        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join(conn, r).await),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join(conn, r, v).await),
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(conn, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(conn, r)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(conn, r, v)),

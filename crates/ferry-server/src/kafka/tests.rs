@@ -179,3 +179,57 @@ async fn produce_then_fetch_round_trip() {
     let r: FetchResponse = call(&mut s, ApiKey::Fetch, 11, &freq).await;
     assert_eq!(r.responses[0].partitions[0].error_code, 1);
 }
+
+fn join_request(member_id: &str) -> JoinGroupRequest {
+    let mut p = join_group_request::JoinGroupRequestProtocol::default();
+    p.name = StrBytes::from_static_str("range");
+    p.metadata = Bytes::from_static(b"meta");
+    let mut j = JoinGroupRequest::default();
+    j.group_id = GroupId(StrBytes::from_static_str("g"));
+    j.session_timeout_ms = 10_000;
+    j.rebalance_timeout_ms = 10_000;
+    j.member_id = StrBytes::from_string(member_id.to_string());
+    j.protocol_type = StrBytes::from_static_str("consumer");
+    j.protocols = vec![p];
+    j
+}
+
+#[tokio::test]
+async fn join_group_v4_hands_out_the_member_id_first() {
+    let (addr, _dir, _stop) = start().await;
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    // KIP-394: v4+ without a member id gets MEMBER_ID_REQUIRED and its id, and joins with it.
+    let first: JoinGroupResponse = call(&mut sock, ApiKey::JoinGroup, 4, &join_request("")).await;
+    assert_eq!(first.error_code, 79);
+    assert!(
+        first.member_id.starts_with("test-"),
+        "{:?}",
+        first.member_id
+    );
+    let joined: JoinGroupResponse = call(
+        &mut sock,
+        ApiKey::JoinGroup,
+        4,
+        &join_request(&first.member_id),
+    )
+    .await;
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.member_id, first.member_id);
+    assert_eq!(joined.leader, first.member_id);
+    assert_eq!(joined.generation_id, 1);
+    // An id the coordinator never handed out is refused.
+    let unknown: JoinGroupResponse = call(
+        &mut sock,
+        ApiKey::JoinGroup,
+        4,
+        &join_request("test-nobody"),
+    )
+    .await;
+    assert_eq!(unknown.error_code, 25);
+    // Before v4 a member joins at once.
+    let mut other = TcpStream::connect(addr).await.unwrap();
+    let mut old = join_request("");
+    old.group_id = GroupId(StrBytes::from_static_str("g-old"));
+    let v3: JoinGroupResponse = call(&mut other, ApiKey::JoinGroup, 3, &old).await;
+    assert_eq!((v3.error_code, v3.generation_id), (0, 1));
+}
