@@ -113,3 +113,42 @@ def test_kill9_during_idempotent_produce(ferry_factory, tmp_path, topic_name):
     assert c.committed([TopicPartition(topic_name, 1)], timeout=10)[0].offset == 0
     c.close()
     assert committed[0].offset < 0
+
+
+def test_consumer_group_survives_a_broker_kill_without_a_rebalance(ferry_factory, topic_name):
+    """The coordinator saves stable groups: after kill -9 and a restart on the same port the
+    member heartbeats on in its generation, keeps its partitions (no revocation) and consumes
+    what is produced after the restart."""
+    f = ferry_factory(doors=("http", "kafka"))
+    bootstrap = f.doors["kafka"]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic_name, num_partitions=2)])[topic_name].result(timeout=10)
+    revoked = []
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "survivor", "auto.offset.reset": "earliest",
+                  "session.timeout.ms": 30000, "heartbeat.interval.ms": 500,
+                  "reconnect.backoff.max.ms": 500})
+    c.subscribe([topic_name], on_revoke=lambda consumer, partitions: revoked.append(partitions))
+    try:
+        wait_for(lambda: (c.poll(0.1), len(c.assignment()) == 2)[1], timeout=60, what="assignment")
+        time.sleep(0.5)  # the coordinator saves a changed group within a tick (100 ms)
+        f.kill()
+        time.sleep(0.3)
+        f2 = ferry_factory(doors=("http",), extra_args=["--kafka-addr", bootstrap], data_dir=f.data_dir)
+        assert f2.proc.poll() is None
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": bootstrap})
+        p.produce(topic_name, value=b"after-restart", partition=1)
+        assert p.flush(30) == 0
+        got = wait_for(lambda: (lambda m: m if m is not None and not m.error() else None)(c.poll(0.2)),
+                       timeout=60, what="the record produced after the restart")
+        assert got.value() == b"after-restart"
+        deadline = time.monotonic() + 3  # several heartbeats against the restarted coordinator
+        while time.monotonic() < deadline:
+            c.poll(0.1)
+        assert revoked == []
+        assert len(c.assignment()) == 2
+        desc = admin.describe_consumer_groups(["survivor"])["survivor"].result(timeout=10)
+        assert len(desc.members) == 1
+    finally:
+        c.close()

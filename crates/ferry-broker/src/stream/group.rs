@@ -27,13 +27,20 @@
 //!   [`Coordinator::new_pending_member`]): it then joins with that id, so a join the client
 //!   retried after a timeout cannot leave a second member behind. A pending id unused for its
 //!   session timeout is forgotten.
-//! - Membership is in memory: after a restart consumers rejoin (committed offsets are durable,
-//!   see `offsets.rs`).
+//! - Stable groups are saved (`groups.json` beside the streams, written atomically at most
+//!   every tick after a change, and at shutdown) and loaded as stable on open, with every
+//!   member's session timer restarted, so a broker restart does not rebalance the groups: their
+//!   members reconnect and heartbeat on. A group that was rebalancing is not saved; its
+//!   members rejoin. Committed offsets are durable on their own (`offsets.rs`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use base64::Engine;
 use bytes::Bytes;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 /// How often the server should call [`Coordinator::tick`].
@@ -409,6 +416,121 @@ fn new_member_id(client_id: &str) -> String {
 pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
     seq: Mutex<u64>,
+    /// Where stable groups are saved; `None` keeps them in memory only.
+    store: Option<PathBuf>,
+    /// A group changed since the last save.
+    changed: AtomicBool,
+}
+
+/// A stable group as saved in the store.
+#[derive(Serialize, Deserialize)]
+struct SavedGroup {
+    id: String,
+    generation: i32,
+    protocol_type: String,
+    protocol: String,
+    leader: String,
+    members: Vec<SavedMember>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedMember {
+    id: String,
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout_ms: u64,
+    rebalance_timeout_ms: u64,
+    /// (protocol name, base64 metadata).
+    protocols: Vec<(String, String)>,
+    /// Base64.
+    assignment: String,
+    joined_seq: u64,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(text: &str) -> Result<Bytes, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
+}
+
+impl SavedGroup {
+    fn of(id: &str, g: &Group) -> Option<SavedGroup> {
+        if g.state != GroupState::Stable {
+            return None;
+        }
+        Some(SavedGroup {
+            id: id.to_string(),
+            generation: g.generation,
+            protocol_type: g.protocol_type.clone(),
+            protocol: g.protocol.clone(),
+            leader: g.leader.clone().unwrap_or_default(),
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| SavedMember {
+                    id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: m
+                        .protocols
+                        .iter()
+                        .map(|(n, b)| (n.clone(), b64(b)))
+                        .collect(),
+                    assignment: b64(&m.assignment),
+                    joined_seq: m.joined_seq,
+                })
+                .collect(),
+        })
+    }
+
+    /// The group, stable, its members last heard at `now_ms`.
+    fn restore(self, now_ms: u64) -> Result<(String, Group), String> {
+        let mut g = Group::new();
+        g.state = GroupState::Stable;
+        g.generation = self.generation;
+        g.protocol_type = self.protocol_type;
+        g.protocol = self.protocol;
+        g.leader = Some(self.leader);
+        for m in self.members {
+            if let Some(i) = &m.instance_id {
+                g.instances.insert(i.clone(), m.id.clone());
+            }
+            let protocols = m
+                .protocols
+                .iter()
+                .map(|(n, b)| Ok((n.clone(), unb64(b)?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            g.members.insert(
+                m.id,
+                Member {
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols,
+                    last_heard_ms: now_ms,
+                    joined_seq: m.joined_seq,
+                    assignment: unb64(&m.assignment)?,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        if g.members.is_empty() || !g.leader.as_ref().is_some_and(|l| g.members.contains_key(l)) {
+            return Err(format!("group {:?}: no members or no leader", self.id));
+        }
+        Ok((self.id, g))
+    }
 }
 
 impl Default for Coordinator {
@@ -418,11 +540,89 @@ impl Default for Coordinator {
 }
 
 impl Coordinator {
+    /// A coordinator that keeps its groups in memory only.
     pub fn new() -> Coordinator {
         Coordinator {
             groups: Mutex::new(HashMap::new()),
             seq: Mutex::new(0),
+            store: None,
+            changed: AtomicBool::new(false),
         }
+    }
+
+    /// A coordinator that saves its stable groups in `store` and starts with those saved
+    /// there. An unreadable store is logged and ignored: its groups' members rejoin.
+    pub fn open(store: &Path, now_ms: u64) -> Coordinator {
+        let mut groups = HashMap::new();
+        let mut seq = 0;
+        match std::fs::read(store) {
+            Ok(bytes) => {
+                let restored = serde_json::from_slice::<Vec<SavedGroup>>(&bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|saved| {
+                        saved
+                            .into_iter()
+                            .map(|g| g.restore(now_ms))
+                            .collect::<Result<Vec<_>, String>>()
+                    });
+                match restored {
+                    Ok(restored) => {
+                        for (id, g) in restored {
+                            seq = g.members.values().map(|m| m.joined_seq).fold(seq, u64::max);
+                            groups.insert(id, g);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(path = %store.display(), %error, "ignoring unreadable consumer group store; its members rejoin")
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(path = %store.display(), %error, "cannot read the consumer group store; its members rejoin")
+            }
+        }
+        Coordinator {
+            groups: Mutex::new(groups),
+            seq: Mutex::new(seq),
+            store: Some(store.to_path_buf()),
+            changed: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a group changed since the last save.
+    pub fn has_unsaved_changes(&self) -> bool {
+        self.store.is_some() && self.changed.load(Ordering::Acquire)
+    }
+
+    /// Saves the stable groups if any group changed since the last save (the server calls it
+    /// after each tick that left changes, and it runs at shutdown). Blocking: it syncs the
+    /// file. A failure is logged and retried at the next call.
+    pub fn save(&self) {
+        let Some(store) = &self.store else { return };
+        if !self.changed.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let saved: Vec<SavedGroup> = {
+            let groups = self.groups.lock();
+            let mut saved: Vec<SavedGroup> = groups
+                .iter()
+                .filter_map(|(id, g)| SavedGroup::of(id, g))
+                .collect();
+            saved.sort_by(|a, b| a.id.cmp(&b.id));
+            saved
+        };
+        let written = serde_json::to_vec(&saved)
+            .map_err(|e| crate::error::BrokerError::Storage(e.to_string()))
+            .and_then(|bytes| crate::catalog::write_atomic(store, &bytes));
+        if let Err(error) = written {
+            tracing::warn!(path = %store.display(), %error, "cannot save consumer groups");
+            self.changed.store(true, Ordering::Release);
+        }
+    }
+
+    fn mark_changed(&self) {
+        self.changed.store(true, Ordering::Release);
     }
 
     fn next_seq(&self) -> u64 {
@@ -444,6 +644,7 @@ impl Coordinator {
             return Err(GroupError::InconsistentGroupProtocol);
         }
         let seq = self.next_seq();
+        self.mark_changed();
         let mut groups = self.groups.lock();
         let group = groups
             .entry(req.group_id.clone())
@@ -609,6 +810,7 @@ impl Coordinator {
                         }
                     }
                     group.state = GroupState::Stable;
+                    self.mark_changed();
                 }
             }
         }
@@ -670,6 +872,7 @@ impl Coordinator {
                 };
                 if group.members.contains_key(&id) {
                     group.remove_member(&id, now_ms);
+                    self.mark_changed();
                     Ok(())
                 } else {
                     Err(GroupError::UnknownMemberId)
@@ -719,6 +922,7 @@ impl Coordinator {
     pub fn tick(&self, now_ms: u64) {
         let mut groups = self.groups.lock();
         for (group_id, group) in groups.iter_mut() {
+            let before = (group.state, group.generation, group.members.len());
             let expired: Vec<String> = group
                 .members
                 .iter()
@@ -734,6 +938,9 @@ impl Coordinator {
             }
             group.pending.retain(|_, expires_ms| *expires_ms > now_ms);
             group.try_complete_join(now_ms);
+            if (group.state, group.generation, group.members.len()) != before {
+                self.mark_changed();
+            }
         }
     }
 
@@ -785,25 +992,30 @@ impl Coordinator {
             Some(g) if !g.members.is_empty() => Err(GroupError::NonEmptyGroup),
             Some(_) => {
                 groups.remove(group_id);
+                self.mark_changed();
                 Ok(())
             }
             None => Ok(()),
         }
     }
 
-    /// Answers every waiting call with `CoordinatorNotAvailable` (shutdown).
+    /// Answers every waiting call with `CoordinatorNotAvailable` and saves the stable groups
+    /// (shutdown).
     pub fn shutdown(&self) {
-        let mut groups = self.groups.lock();
-        for g in groups.values_mut() {
-            for m in g.members.values_mut() {
-                if let Some(w) = m.join_waiter.take() {
-                    let _ = w.send(Err(GroupError::CoordinatorNotAvailable));
-                }
-                if let Some(w) = m.sync_waiter.take() {
-                    let _ = w.send(Err(GroupError::CoordinatorNotAvailable));
+        {
+            let mut groups = self.groups.lock();
+            for g in groups.values_mut() {
+                for m in g.members.values_mut() {
+                    if let Some(w) = m.join_waiter.take() {
+                        let _ = w.send(Err(GroupError::CoordinatorNotAvailable));
+                    }
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(Err(GroupError::CoordinatorNotAvailable));
+                    }
                 }
             }
         }
+        self.save();
     }
 }
 
@@ -957,6 +1169,67 @@ mod tests {
             c.new_pending_member("", "c", 10_000, 0),
             Err(GroupError::InvalidGroupId)
         );
+    }
+
+    #[test]
+    fn stable_groups_are_saved_and_restored_with_fresh_session_timers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("groups.json");
+        let c = Coordinator::open(&store, 0);
+        let a = ready(&mut c.join(static_req("", "ia", b"m"), 0).unwrap()).unwrap();
+        let a_id = a.member_id.clone();
+        ready(&mut c.sync("g", 1, (&a_id, None), vec![], 0).unwrap()).unwrap();
+        let mut b_rx = c.join(join_req(""), 10).unwrap();
+        ready(&mut c.join(static_req(&a_id, "ia", b"m"), 20).unwrap()).unwrap();
+        let b = ready(&mut b_rx).unwrap();
+        let shares = vec![
+            (a_id.clone(), Bytes::from_static(b"A")),
+            (b.member_id.clone(), Bytes::from_static(b"B")),
+        ];
+        let mut b_sync = c.sync("g", 2, (&b.member_id, None), vec![], 30).unwrap();
+        ready(&mut c.sync("g", 2, (&a_id, None), shares, 30).unwrap()).unwrap();
+        ready(&mut b_sync).unwrap();
+        // Group "h" is still rebalancing: not saved.
+        let h = JoinRequest {
+            group_id: "h".into(),
+            ..join_req("")
+        };
+        ready(&mut c.join(h, 40).unwrap()).unwrap();
+        assert!(c.has_unsaved_changes());
+        c.save();
+        assert!(!c.has_unsaved_changes());
+        drop(c);
+
+        let c = Coordinator::open(&store, 100_000);
+        // Session timers restart at the load (they were last heard at 30 before it).
+        c.tick(109_999);
+        let d = c.describe("g").unwrap();
+        assert_eq!(d.members.len(), 2);
+        assert_eq!((d.state, d.generation), (GroupState::Stable, 2));
+        assert!(
+            c.describe("h").is_none(),
+            "a rebalancing group is not saved"
+        );
+        assert_eq!(c.heartbeat("g", 2, (&a_id, Some("ia")), 100_001), Ok(()));
+        assert_eq!(c.heartbeat("g", 2, (&b.member_id, None), 100_001), Ok(()));
+        let again = c.sync("g", 2, (&b.member_id, None), vec![], 100_002);
+        assert_eq!(
+            ready(&mut again.unwrap()).unwrap(),
+            Bytes::from_static(b"B")
+        );
+        // Instance ids came back too: another member id under "ia" is fenced.
+        assert_eq!(
+            c.heartbeat("g", 2, (&b.member_id, Some("ia")), 100_003),
+            Err(GroupError::FencedInstanceId)
+        );
+        // Silent for a session timeout after their last heartbeat, both go.
+        c.tick(120_000);
+        assert_eq!(c.describe("g").unwrap().state, GroupState::Empty);
+        drop(c);
+
+        std::fs::write(&store, b"not json").unwrap();
+        let c = Coordinator::open(&store, 0);
+        assert!(c.describe("g").is_none(), "an unreadable store is ignored");
     }
 
     fn ready<T>(rx: &mut oneshot::Receiver<T>) -> T {

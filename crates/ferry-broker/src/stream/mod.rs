@@ -16,7 +16,8 @@
 //! ```
 //!
 //! - [`partition`]: append (sequence checks, offset assignment), read, time lookup.
-//! - [`group`]: the consumer group coordinator (in memory, injectable time).
+//! - [`group`]: the consumer group coordinator (injectable time; stable groups saved in
+//!   [`GROUPS_FILE`]).
 //! - [`offsets`]: durable committed offsets.
 //! - [`producer`]: idempotent producer state and producer ids.
 //! - [`retention`]: time and size retention.
@@ -46,6 +47,8 @@ pub use partition::{Appended, Partition, ReadBatches, StoredBatches, TimestampTy
 
 /// Most partitions a stream may have.
 pub const MAX_PARTITIONS: u32 = 1024;
+/// The consumer group coordinator's saved stable groups, in the streams directory.
+pub const GROUPS_FILE: &str = "groups.json";
 /// Longest stream name (Kafka's limit).
 pub const MAX_NAME_LEN: usize = 249;
 /// Default largest record batch accepted (Kafka's `max.message.bytes` default).
@@ -503,11 +506,12 @@ impl Streams {
                 }),
             );
         }
+        let coordinator = Coordinator::open(&config.dir.join(GROUPS_FILE), config.clock.now_ms());
         Ok(Streams {
             inner: Arc::new(Inner {
                 config,
                 streams: RwLock::new(streams),
-                coordinator: Coordinator::new(),
+                coordinator,
                 offsets,
                 producer_ids,
                 appended,

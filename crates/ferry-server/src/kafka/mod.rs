@@ -662,6 +662,10 @@ pub async fn start(
                 interval.tick().await;
                 let now = streams.now_ms().max(0) as u64;
                 streams.coordinator().tick(now);
+                if streams.coordinator().has_unsaved_changes() {
+                    let s = streams.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.coordinator().save()).await;
+                }
                 if last_retention.elapsed() >= RETENTION_INTERVAL {
                     last_retention = std::time::Instant::now();
                     let s = streams.clone();
