@@ -757,15 +757,46 @@ impl Streams {
         groups.into_iter().map(|(g, (t, s))| (g, t, s)).collect()
     }
 
+    /// Whether `group` has members or committed offsets.
+    fn group_known(&self, group: &str) -> bool {
+        self.inner.coordinator.describe(group).is_some()
+            || self.inner.offsets.groups().iter().any(|g| g == group)
+    }
+
     /// Deletes an empty group and its committed offsets.
     pub async fn delete_group(&self, group: &str) -> Result<(), StreamError> {
-        let known = self.inner.coordinator.describe(group).is_some()
-            || self.inner.offsets.groups().iter().any(|g| g == group);
-        if !known {
+        if !self.group_known(group) {
             return Err(GroupError::GroupIdNotFound.into());
         }
         self.inner.coordinator.delete(group)?;
         self.inner.offsets.delete_group(group).await
+    }
+
+    /// Forgets `group`'s committed offsets for these (stream, partition)s (Kafka's
+    /// OffsetDelete; the caller refuses partitions of streams the group's members consume).
+    /// `GroupIdNotFound` for a group without members or offsets; otherwise one result per
+    /// partition, an unknown one refused, the rest deleted durably.
+    pub async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, i64)],
+    ) -> Result<Vec<Result<(), StreamError>>, StreamError> {
+        if !self.group_known(group) {
+            return Err(GroupError::GroupIdNotFound.into());
+        }
+        let mut results = Vec::with_capacity(partitions.len());
+        let mut doomed = Vec::new();
+        for (stream, partition) in partitions {
+            match self.partition(stream, *partition) {
+                Ok(p) => {
+                    doomed.push((stream.clone(), p.index));
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        self.inner.offsets.delete_offsets(group, &doomed).await?;
+        Ok(results)
     }
 
     /// Per (stream, partition) of a group: committed offset and lag to the high watermark.

@@ -5,6 +5,7 @@
 //! ```text
 //! {"g":"group","t":"stream","p":0,"o":42,"m":"metadata"}   a commit
 //! {"g":"group","del":true}                                  a deleted group
+//! {"g":"group","t":"stream","p":0,"rm":true}                a deleted committed offset
 //! {"t":"stream","drop":true}                                a deleted stream
 //! ```
 //!
@@ -52,6 +53,9 @@ struct Record {
     del: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     drop: bool,
+    /// One committed offset removed (a flag of its own: older readers ignore the record).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    rm: bool,
 }
 
 type Key = (String, String, u32);
@@ -263,6 +267,26 @@ impl OffsetStore {
         .await
     }
 
+    /// Forgets the committed offsets of `group` for these (stream, partition)s; returns once
+    /// that is durable.
+    pub async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, u32)],
+    ) -> Result<(), StreamError> {
+        for (t, p) in partitions {
+            self.tombstone(Record {
+                g: Some(group.to_string()),
+                t: Some(t.clone()),
+                p: Some(*p),
+                rm: true,
+                ..Default::default()
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     pub async fn drop_stream(&self, stream: &str) -> Result<(), StreamError> {
         self.tombstone(Record {
             t: Some(stream.to_string()),
@@ -316,6 +340,10 @@ fn apply(offsets: &mut BTreeMap<Key, CommittedOffset>, r: Record, ts: i64) {
         if let Some(t) = r.t {
             offsets.retain(|(_, stream, _), _| *stream != t);
         }
+    } else if r.rm {
+        if let (Some(g), Some(t), Some(p)) = (r.g, r.t, r.p) {
+            offsets.remove(&(g, t, p));
+        }
     } else if let (Some(g), Some(t), Some(p), Some(o)) = (r.g, r.t, r.p, r.o) {
         offsets.insert(
             (g, t, p),
@@ -358,13 +386,27 @@ mod tests {
                 .unwrap();
             s.delete_group("g2").await.unwrap();
             s.drop_stream("s").await.unwrap();
-            s.commit("g1", &[("s".into(), 0, 1, String::new())], 4)
-                .await
-                .unwrap();
+            s.commit(
+                "g1",
+                &[
+                    ("s".into(), 0, 1, String::new()),
+                    ("u".into(), 0, 4, String::new()),
+                    ("u".into(), 1, 6, String::new()),
+                ],
+                4,
+            )
+            .await
+            .unwrap();
+            s.delete_offsets("g1", &[("u".into(), 0)]).await.unwrap();
             s.close().unwrap();
         }
         let s = OffsetStore::open(dir.path(), LogConfig::default()).unwrap();
         assert_eq!(s.get("g1", "s", 0).unwrap().offset, 1);
+        assert!(
+            s.get("g1", "u", 0).is_none(),
+            "deleted offsets stay deleted"
+        );
+        assert_eq!(s.get("g1", "u", 1).unwrap().offset, 6);
         assert!(s.get("g1", "s", 1).is_none());
         assert!(s.get("g2", "t", 0).is_none());
         assert!(s.get("g3", "s", 0).is_none());

@@ -106,6 +106,7 @@ pub mod code {
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const MEMBER_ID_REQUIRED: i16 = 79;
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const INVALID_RECORD: i16 = 87;
 }
@@ -584,6 +585,7 @@ async fn dispatch(
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(conn, r).await),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offsets::commit(conn, r).await),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offsets::fetch(conn, r)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offsets::delete(conn, r).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(conn, r)),
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(admin::delete_topics(conn, r).await)

@@ -1,4 +1,5 @@
-//! OffsetCommit and OffsetFetch: committed offsets are durable before the commit is answered.
+//! OffsetCommit, OffsetFetch and OffsetDelete: committed offsets are durable before the commit
+//! (or delete) is answered.
 //!
 //! A commit from a group member is checked against the group's generation (`ILLEGAL_GENERATION`,
 //! `UNKNOWN_MEMBER_ID`, `REBALANCE_IN_PROGRESS`, `FENCED_INSTANCE_ID` for a replaced static
@@ -113,6 +114,96 @@ pub fn fetch(conn: &Conn, req: OffsetFetchRequest) -> OffsetFetchResponse {
                 })
                 .collect();
             tr.name = TopicName(str_bytes(name));
+            tr
+        })
+        .collect();
+    r
+}
+
+/// The topics a group's members consume, from their consumer-protocol subscriptions (`None`
+/// for a group of another protocol type, whose members' metadata Kafka does not define).
+fn subscribed_topics(
+    description: &ferry_broker::stream::group::GroupDescription,
+) -> Option<std::collections::HashSet<String>> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    if description.protocol_type != "consumer" {
+        return None;
+    }
+    let mut topics = std::collections::HashSet::new();
+    for m in &description.members {
+        let mut buf = m.metadata.clone();
+        if buf.len() < 2 {
+            continue;
+        }
+        let version = i16::from_be_bytes([buf[0], buf[1]]);
+        bytes::Buf::advance(&mut buf, 2);
+        // Later versions only append fields: read what version 3 knows.
+        if let Ok(s) = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)) {
+            topics.extend(s.topics.iter().map(|t| t.to_string()));
+        }
+    }
+    Some(topics)
+}
+
+/// OffsetDelete: forgets a group's committed offsets for partitions of topics its members do
+/// not consume (`GROUP_SUBSCRIBED_TO_TOPIC` for the others, as Kafka).
+pub async fn delete(conn: &Conn, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    use kafka_protocol::messages::offset_delete_response::{
+        OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+    };
+    let streams = conn.streams();
+    let group = req.group_id.to_string();
+    let mut r = OffsetDeleteResponse::default();
+    let subscribed = match streams.coordinator().describe(&group) {
+        Some(d) if !d.members.is_empty() => match subscribed_topics(&d) {
+            Some(topics) => topics,
+            None => {
+                r.error_code = code::NON_EMPTY_GROUP;
+                return r;
+            }
+        },
+        _ => Default::default(),
+    };
+    let mut wanted = Vec::new();
+    for t in &req.topics {
+        if subscribed.contains(t.name.as_str()) {
+            continue;
+        }
+        for p in &t.partitions {
+            wanted.push((t.name.to_string(), i64::from(p.partition_index)));
+        }
+    }
+    let mut results = match streams.delete_offsets(&group, &wanted).await {
+        Ok(results) => results.into_iter(),
+        Err(e) => {
+            r.error_code = error_code(&e);
+            return r;
+        }
+    };
+    r.topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let mut tr = OffsetDeleteResponseTopic::default();
+            tr.name = t.name.clone();
+            tr.partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut pr = OffsetDeleteResponsePartition::default();
+                    pr.partition_index = p.partition_index;
+                    pr.error_code = if subscribed.contains(t.name.as_str()) {
+                        code::GROUP_SUBSCRIBED_TO_TOPIC
+                    } else {
+                        match results.next() {
+                            Some(Err(e)) => error_code(&e),
+                            _ => code::NONE,
+                        }
+                    };
+                    pr
+                })
+                .collect();
             tr
         })
         .collect();

@@ -233,3 +233,103 @@ async fn join_group_v4_hands_out_the_member_id_first() {
     let v3: JoinGroupResponse = call(&mut other, ApiKey::JoinGroup, 3, &old).await;
     assert_eq!((v3.error_code, v3.generation_id), (0, 1));
 }
+
+async fn commit_offset(
+    sock: &mut TcpStream,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) {
+    let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
+    p.partition_index = partition;
+    p.committed_offset = offset;
+    let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_string()));
+    t.partitions = vec![p];
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    req.generation_id_or_member_epoch = -1;
+    req.topics = vec![t];
+    let r: OffsetCommitResponse = call(sock, ApiKey::OffsetCommit, 8, &req).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+}
+
+async fn committed(sock: &mut TcpStream, group: &str, topic: &str, partition: i32) -> i64 {
+    let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_string()));
+    t.partition_indexes = vec![partition];
+    let mut req = OffsetFetchRequest::default();
+    req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    req.topics = Some(vec![t]);
+    let r: OffsetFetchResponse = call(sock, ApiKey::OffsetFetch, 7, &req).await;
+    r.topics[0].partitions[0].committed_offset
+}
+
+async fn delete_offsets(
+    sock: &mut TcpStream,
+    group: &str,
+    topic: &str,
+    parts: &[i32],
+) -> OffsetDeleteResponse {
+    let mut t = offset_delete_request::OffsetDeleteRequestTopic::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_string()));
+    t.partitions = parts
+        .iter()
+        .map(|&i| {
+            let mut p = offset_delete_request::OffsetDeleteRequestPartition::default();
+            p.partition_index = i;
+            p
+        })
+        .collect();
+    let mut req = OffsetDeleteRequest::default();
+    req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    req.topics = vec![t];
+    call(sock, ApiKey::OffsetDelete, 0, &req).await
+}
+
+#[tokio::test]
+async fn offset_delete_forgets_offsets_of_topics_the_group_does_not_consume() {
+    let (addr, _dir, _stop) = start().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut md = MetadataRequest::default();
+    let mut mt = metadata_request::MetadataRequestTopic::default();
+    mt.name = Some(TopicName(StrBytes::from_static_str("t")));
+    md.topics = Some(vec![mt]);
+    md.allow_auto_topic_creation = true;
+    let _: MetadataResponse = call(&mut s, ApiKey::Metadata, 12, &md).await;
+    commit_offset(&mut s, "od", "t", 0, 5).await;
+    commit_offset(&mut s, "od", "t", 1, 7).await;
+
+    let r = delete_offsets(&mut s, "od", "t", &[0, 9]).await;
+    assert_eq!(r.error_code, 0);
+    let codes: Vec<i16> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, vec![0, 3], "deleted; unknown partition");
+    assert_eq!(committed(&mut s, "od", "t", 0).await, -1);
+    assert_eq!(committed(&mut s, "od", "t", 1).await, 7);
+    assert_eq!(
+        delete_offsets(&mut s, "nope", "t", &[0]).await.error_code,
+        69
+    );
+
+    // A member consuming "t" keeps the group's offsets of "t".
+    let mut sub = Vec::new();
+    sub.extend_from_slice(&0i16.to_be_bytes()); // consumer protocol version 0
+    let mut subscription = ConsumerProtocolSubscription::default();
+    subscription.topics = vec![StrBytes::from_static_str("t")];
+    let mut body = BytesMut::new();
+    subscription.encode(&mut body, 0).unwrap();
+    sub.extend_from_slice(&body);
+    let mut join = join_request("");
+    join.group_id = GroupId(StrBytes::from_static_str("od"));
+    join.protocols[0].metadata = Bytes::from(sub);
+    let joined: JoinGroupResponse = call(&mut s, ApiKey::JoinGroup, 3, &join).await;
+    assert_eq!(joined.error_code, 0);
+    let r = delete_offsets(&mut s, "od", "t", &[1]).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 86);
+    assert_eq!(committed(&mut s, "od", "t", 1).await, 7);
+}
