@@ -157,7 +157,13 @@ pub struct AwsSettings {
     pub region: String,
     pub account_id: String,
     pub credentials: Vec<AwsCredential>,
+    /// Seconds after an SQS DeleteQueue during which CreateQueue of the same name answers
+    /// `QueueDeletedRecently` (SQS: 60). 0, the default, allows reuse at once.
+    pub queue_name_reuse_delay_seconds: u64,
 }
+
+/// Longest `aws.queue_name_reuse_delay_seconds`.
+pub const MAX_QUEUE_NAME_REUSE_DELAY_SECONDS: u64 = 3600;
 
 impl Default for AwsSettings {
     fn default() -> Self {
@@ -165,6 +171,7 @@ impl Default for AwsSettings {
             region: DEFAULT_AWS_REGION.to_string(),
             account_id: DEFAULT_AWS_ACCOUNT_ID.to_string(),
             credentials: Vec::new(),
+            queue_name_reuse_delay_seconds: 0,
         }
     }
 }
@@ -195,6 +202,7 @@ struct AwsFileSection {
     account_id: Option<String>,
     #[serde(default)]
     credentials: Vec<AwsCredential>,
+    queue_name_reuse_delay_seconds: Option<u64>,
 }
 
 /// A configuration that cannot be used. The message names the setting's origin and the reason.
@@ -525,10 +533,20 @@ fn validate_aws(section: AwsFileSection, file: &str) -> Result<AwsSettings, Conf
             ));
         }
     }
+    let queue_name_reuse_delay_seconds = section.queue_name_reuse_delay_seconds.unwrap_or(0);
+    if queue_name_reuse_delay_seconds > MAX_QUEUE_NAME_REUSE_DELAY_SECONDS {
+        return Err(invalid(
+            "queue_name_reuse_delay_seconds",
+            format!(
+                "{queue_name_reuse_delay_seconds}: at most {MAX_QUEUE_NAME_REUSE_DELAY_SECONDS}"
+            ),
+        ));
+    }
     Ok(AwsSettings {
         region,
         account_id,
         credentials: section.credentials,
+        queue_name_reuse_delay_seconds,
     })
 }
 
@@ -735,6 +753,25 @@ mod tests {
         };
         let err = ServerConfig::load(&args, no_env).unwrap_err().to_string();
         assert!(err.contains("aws.account_id"), "{err}");
+
+        assert_eq!(
+            ServerConfig::default().aws.queue_name_reuse_delay_seconds,
+            0
+        );
+        let (_dir, path) = write_config("[aws]\nqueue_name_reuse_delay_seconds = 60\n");
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let config = ServerConfig::load(&args, no_env).unwrap();
+        assert_eq!(config.aws.queue_name_reuse_delay_seconds, 60);
+        let (_dir, path) = write_config("[aws]\nqueue_name_reuse_delay_seconds = 3601\n");
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = ServerConfig::load(&args, no_env).unwrap_err().to_string();
+        assert!(err.contains("aws.queue_name_reuse_delay_seconds"), "{err}");
     }
 
     #[test]

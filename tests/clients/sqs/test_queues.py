@@ -349,3 +349,28 @@ def test_unknown_action(ferry):
     )
     assert r.status_code == 400
     assert r.json()["__type"].endswith("#SerializationException")
+
+
+def test_a_deleted_queue_name_is_free_at_once_by_default(sqs):
+    url = sqs.create_queue(QueueName="reborn")["QueueUrl"]
+    sqs.delete_queue(QueueUrl=url)
+    assert sqs.create_queue(QueueName="reborn")["QueueUrl"] == url
+
+
+def test_queue_deleted_recently_with_a_reuse_delay(ferry_factory, tmp_path):
+    """With `aws.queue_name_reuse_delay_seconds` set, as SQS (60 s), a deleted name is held back."""
+    cfg = tmp_path / "ferry.toml"
+    cfg.write_text("[aws]\nqueue_name_reuse_delay_seconds = 2\n")
+    f = ferry_factory(doors=("http", "aws"), extra_args=["--config", str(cfg)])
+    sqs = make_client(f)
+    url = sqs.create_queue(QueueName="held")["QueueUrl"]
+    sqs.delete_queue(QueueUrl=url)
+    deleted_at = time.monotonic()
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sqs.create_queue(QueueName="held")
+    assert error_code(e) == "AWS.SimpleQueueService.QueueDeletedRecently"
+    assert status(e) == 400
+    assert "wait 2 seconds" in e.value.response["Error"]["Message"]
+    sqs.create_queue(QueueName="other")  # other names are free
+    time.sleep(max(0.0, 2.2 - (time.monotonic() - deleted_at)))
+    assert sqs.create_queue(QueueName="held")["QueueUrl"] == url

@@ -14,6 +14,7 @@ use ferry_broker::BrokerError;
 pub enum ErrorKind {
     QueueDoesNotExist,
     QueueNameExists,
+    QueueDeletedRecently,
     PurgeQueueInProgress,
     InvalidAttributeName,
     InvalidAttributeValue,
@@ -52,6 +53,9 @@ impl ErrorKind {
         match self {
             K::QueueDoesNotExist => (S, "AWS.SimpleQueueService.NonExistentQueue", bad, true),
             K::QueueNameExists => (S, "QueueAlreadyExists", bad, true),
+            K::QueueDeletedRecently => {
+                (S, "AWS.SimpleQueueService.QueueDeletedRecently", bad, true)
+            }
             K::PurgeQueueInProgress => (
                 S,
                 "AWS.SimpleQueueService.PurgeQueueInProgress",

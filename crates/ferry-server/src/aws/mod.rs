@@ -55,6 +55,8 @@ struct DoorInner {
     settings: AwsSettings,
     /// Last PurgeQueue per queue, for `PurgeQueueInProgress`.
     purges: Mutex<HashMap<String, Instant>>,
+    /// When each queue was deleted, for `QueueDeletedRecently` (only with a reuse delay).
+    deletions: Mutex<HashMap<String, Instant>>,
     requests_in_flight: AtomicUsize,
     polls_in_flight: AtomicUsize,
 }
@@ -75,6 +77,7 @@ impl AwsDoor {
                 app,
                 settings,
                 purges: Mutex::new(HashMap::new()),
+                deletions: Mutex::new(HashMap::new()),
                 requests_in_flight: AtomicUsize::new(0),
                 polls_in_flight: AtomicUsize::new(0),
             }),
@@ -112,6 +115,37 @@ impl AwsDoor {
         }
         p.insert(queue.to_string(), now);
         true
+    }
+
+    /// Records that `queue` was deleted (when names are held back after a delete).
+    pub fn note_deleted(&self, queue: &str) {
+        let delay = self.reuse_delay();
+        if delay.is_zero() {
+            return;
+        }
+        let mut d = self
+            .inner
+            .deletions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        d.retain(|_, t| now.duration_since(*t) < delay);
+        d.insert(queue.to_string(), now);
+    }
+
+    /// Whether `queue` was deleted less than the reuse delay ago.
+    pub fn deleted_recently(&self, queue: &str) -> bool {
+        let delay = self.reuse_delay();
+        let d = self
+            .inner
+            .deletions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        d.get(queue).is_some_and(|t| t.elapsed() < delay)
+    }
+
+    fn reuse_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.inner.settings.queue_name_reuse_delay_seconds)
     }
 
     pub fn forget_purge(&self, queue: &str) {

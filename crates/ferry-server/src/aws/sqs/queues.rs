@@ -69,6 +69,13 @@ pub fn create(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
             Ok(json!({ "QueueUrl": ctx.queue_url(name) }))
         }
         Err(BrokerError::QueueNotFound(_)) => {
+            if ctx.door.deleted_recently(name) {
+                let delay = ctx.door.settings().queue_name_reuse_delay_seconds;
+                return Err(AwsError::new(
+                    ErrorKind::QueueDeletedRecently,
+                    format!("You must wait {delay} seconds after deleting a queue before you can create another with the same name."),
+                ));
+            }
             let attrs = build(QueueAttributes::default())?;
             match ctx.broker.create_queue(name, attrs, tags) {
                 Ok(_) => Ok(json!({ "QueueUrl": ctx.queue_url(name) })),
@@ -87,6 +94,7 @@ pub fn delete(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
     let name = ctx.queue(i)?;
     ctx.broker.delete_queue(&name)?;
     ctx.door.forget_purge(&name);
+    ctx.door.note_deleted(&name);
     Ok(json!({}))
 }
 
