@@ -619,6 +619,16 @@ mod tests {
         None
     }
 
+    /// Loads a configuration from a `ferry.toml` holding `text`, with no flags or environment.
+    fn load_file(text: &str) -> Result<ServerConfig, ConfigError> {
+        let (_dir, path) = write_config(text);
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        ServerConfig::load(&args, no_env)
+    }
+
     fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ferry.toml");
@@ -657,23 +667,17 @@ mod tests {
 
     #[test]
     fn unknown_file_key_is_refused_with_its_name() {
-        let (_dir, path) = write_config("http_adr = \"127.0.0.1:1\"\n");
-        let args = ServeArgs {
-            config: Some(path),
-            ..Default::default()
-        };
-        let err = ServerConfig::load(&args, no_env).unwrap_err().to_string();
+        let err = load_file("http_adr = \"127.0.0.1:1\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("http_adr"), "{err}");
     }
 
     #[test]
     fn invalid_values_name_their_origin_and_reason() {
-        let (_dir, path) = write_config("durability = \"sometimes\"\n");
-        let args = ServeArgs {
-            config: Some(path),
-            ..Default::default()
-        };
-        let err = ServerConfig::load(&args, no_env).unwrap_err().to_string();
+        let err = load_file("durability = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("key `durability`") && err.contains("expected"),
             "{err}"
@@ -746,31 +750,20 @@ mod tests {
         assert_eq!(ServerConfig::default().aws_addr, DEFAULT_AWS_ADDR);
         assert!(ServerConfig::default().aws.credentials.is_empty());
 
-        let (_dir, path) = write_config("[aws]\naccount_id = \"12\"\n");
-        let args = ServeArgs {
-            config: Some(path),
-            ..Default::default()
-        };
-        let err = ServerConfig::load(&args, no_env).unwrap_err().to_string();
+        let err = load_file("[aws]\naccount_id = \"12\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("aws.account_id"), "{err}");
 
         assert_eq!(
             ServerConfig::default().aws.queue_name_reuse_delay_seconds,
             0
         );
-        let (_dir, path) = write_config("[aws]\nqueue_name_reuse_delay_seconds = 60\n");
-        let args = ServeArgs {
-            config: Some(path),
-            ..Default::default()
-        };
-        let config = ServerConfig::load(&args, no_env).unwrap();
+        let config = load_file("[aws]\nqueue_name_reuse_delay_seconds = 60\n").unwrap();
         assert_eq!(config.aws.queue_name_reuse_delay_seconds, 60);
-        let (_dir, path) = write_config("[aws]\nqueue_name_reuse_delay_seconds = 3601\n");
-        let args = ServeArgs {
-            config: Some(path),
-            ..Default::default()
-        };
-        let err = ServerConfig::load(&args, no_env).unwrap_err().to_string();
+        let err = load_file("[aws]\nqueue_name_reuse_delay_seconds = 3601\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("aws.queue_name_reuse_delay_seconds"), "{err}");
     }
 

@@ -1056,14 +1056,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_static_member_that_restarts_keeps_its_assignment_without_a_rebalance() {
-        let c = Coordinator::new();
+    /// Group "g" made stable in generation 2: static member "ia" (the leader, share "A") and
+    /// the member `b` joins as (share "B"). Returns both join answers.
+    fn stable_pair(c: &Coordinator, b: JoinRequest) -> (JoinResult, JoinResult) {
         let a = ready(&mut c.join(static_req("", "ia", b"m"), 0).unwrap()).unwrap();
         let a_id = a.member_id.as_str();
         ready(&mut c.sync("g", 1, (a_id, Some("ia")), vec![], 0).unwrap()).unwrap();
-        // b joins: generation 2, the leader hands out both shares.
-        let mut b_rx = c.join(static_req("", "ib", b"m"), 10).unwrap();
+        let b_instance = b.group_instance_id.clone();
+        let mut b_rx = c.join(b, 10).unwrap();
         let a2 = ready(&mut c.join(static_req(a_id, "ia", b"m"), 20).unwrap()).unwrap();
         let b = ready(&mut b_rx).unwrap();
         assert_eq!((a2.generation, b.generation), (2, 2));
@@ -1071,11 +1071,18 @@ mod tests {
             (a_id.to_string(), Bytes::from_static(b"A")),
             (b.member_id.clone(), Bytes::from_static(b"B")),
         ];
-        let mut b_sync = c
-            .sync("g", 2, (&b.member_id, Some("ib")), vec![], 30)
-            .unwrap();
+        let b_member = (b.member_id.as_str(), b_instance.as_deref());
+        let mut b_sync = c.sync("g", 2, b_member, vec![], 30).unwrap();
         ready(&mut c.sync("g", 2, (a_id, Some("ia")), shares, 30).unwrap()).unwrap();
         assert_eq!(ready(&mut b_sync).unwrap(), Bytes::from_static(b"B"));
+        (a2, b)
+    }
+
+    #[test]
+    fn a_static_member_that_restarts_keeps_its_assignment_without_a_rebalance() {
+        let c = Coordinator::new();
+        let (a, b) = stable_pair(&c, static_req("", "ib", b"m"));
+        let a_id = a.member_id.as_str();
 
         // b's process restarts: a new member id takes over, answered at once, same generation.
         let b2 = ready(&mut c.join(static_req("", "ib", b"m"), 40).unwrap()).unwrap();
@@ -1176,19 +1183,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("groups.json");
         let c = Coordinator::open(&store, 0);
-        let a = ready(&mut c.join(static_req("", "ia", b"m"), 0).unwrap()).unwrap();
+        let (a, b) = stable_pair(&c, join_req(""));
         let a_id = a.member_id.clone();
-        ready(&mut c.sync("g", 1, (&a_id, None), vec![], 0).unwrap()).unwrap();
-        let mut b_rx = c.join(join_req(""), 10).unwrap();
-        ready(&mut c.join(static_req(&a_id, "ia", b"m"), 20).unwrap()).unwrap();
-        let b = ready(&mut b_rx).unwrap();
-        let shares = vec![
-            (a_id.clone(), Bytes::from_static(b"A")),
-            (b.member_id.clone(), Bytes::from_static(b"B")),
-        ];
-        let mut b_sync = c.sync("g", 2, (&b.member_id, None), vec![], 30).unwrap();
-        ready(&mut c.sync("g", 2, (&a_id, None), shares, 30).unwrap()).unwrap();
-        ready(&mut b_sync).unwrap();
         // Group "h" is still rebalancing: not saved.
         let h = JoinRequest {
             group_id: "h".into(),

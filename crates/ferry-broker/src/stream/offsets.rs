@@ -274,17 +274,17 @@ impl OffsetStore {
         group: &str,
         partitions: &[(String, u32)],
     ) -> Result<(), StreamError> {
-        for (t, p) in partitions {
-            self.tombstone(Record {
+        let records = partitions
+            .iter()
+            .map(|(t, p)| Record {
                 g: Some(group.to_string()),
                 t: Some(t.clone()),
                 p: Some(*p),
                 rm: true,
                 ..Default::default()
             })
-            .await?;
-        }
-        Ok(())
+            .collect();
+        self.tombstones(records).await
     }
 
     pub async fn drop_stream(&self, stream: &str) -> Result<(), StreamError> {
@@ -297,13 +297,27 @@ impl OffsetStore {
     }
 
     async fn tombstone(&self, r: Record) -> Result<(), StreamError> {
-        let payload = serde_json::to_vec(&r).map_err(|e| StreamError::Storage(e.to_string()))?;
+        self.tombstones(vec![r]).await
+    }
+
+    /// Appends `records` in one append and waits once for them to be durable.
+    async fn tombstones(&self, records: Vec<Record>) -> Result<(), StreamError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let entries = records
+            .iter()
+            .map(|r| serde_json::to_vec(r).map(|payload| Entry::new(0, payload)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StreamError::Storage(e.to_string()))?;
         let (log, appended, generation) = {
             let mut state = self.state.lock();
             let log = self.log.read().clone();
-            let appended = log.append(&[Entry::new(0, payload)])?;
-            state.entries += 1;
-            apply(&mut state.offsets, r, 0);
+            let appended = log.append(&entries)?;
+            state.entries += entries.len() as u64;
+            for r in records {
+                apply(&mut state.offsets, r, 0);
+            }
             (log, appended, self.generation.load(Ordering::Acquire))
         };
         self.wait(log, appended.next_offset, generation).await
