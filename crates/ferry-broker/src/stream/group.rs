@@ -1142,7 +1142,13 @@ mod tests {
         let a4 = ready(&mut a4_rx).unwrap();
         assert_eq!(a4.generation, 4);
         assert_eq!(a4.leader, a4.member_id);
-        assert_eq!(a4.members.len(), 2);
+        let instances: Vec<Option<&str>> =
+            a4.members.iter().map(|(_, i, _)| i.as_deref()).collect();
+        assert_eq!(
+            instances,
+            vec![Some("ia"), Some("ib")],
+            "the leader sees instance ids"
+        );
 
         // A static member can be removed by its instance id alone.
         let left = c.leave("g", &[(String::new(), Some("ib".into()))], 120);
