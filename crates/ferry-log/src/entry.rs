@@ -37,6 +37,11 @@ impl StoredEntry {
     pub fn next_offset(&self) -> u64 {
         self.offset + u64::from(self.offset_count)
     }
+
+    /// Whether `offset` is one of the offsets this entry occupies.
+    pub fn contains(&self, offset: u64) -> bool {
+        self.offset <= offset && offset < self.next_offset()
+    }
 }
 
 /// The offsets `[base_offset, next_offset)` assigned to one `append` call.

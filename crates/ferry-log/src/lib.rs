@@ -97,7 +97,10 @@
 //!
 //! Reads run on the caller's thread with `pread`, concurrently with the writer and each
 //! other. A lookup binary-searches the in-memory sparse index and scans at most one index
-//! interval, so [`Log::read_entry`] is usually one `pread`.
+//! interval, so [`Log::read_entry`] is usually one `pread`. [`Log::read_entries`] looks up
+//! many offsets at once and scans on from one to the next while they are near each other
+//! (within 64 KiB), so entries appended together, such as a batch of queue messages, cost
+//! one `pread` between them rather than one each.
 //!
 //! # Notes for callers
 //!
@@ -105,11 +108,12 @@
 //!   in the order `append` calls take the internal lock, so a caller that appends while
 //!   holding its own lock gets log order equal to its own state order.
 //! * Calls that can block the thread: `append` (only under back-pressure, when 16 MiB are
-//!   queued), `read_entry` (only for an offset appended but not yet written, for at most one
+//!   queued), `read_entry` and `read_entries` (only for an offset appended but not yet written, for at most one
 //!   write batch), `wait_durable_blocking`, `close` and dropping the last handle (both wait
 //!   for the final `fdatasync`), `open` and `truncate_before` (file system calls), and reads
 //!   (`pread`). `wait_durable` and `append_durable` wait without blocking.
-//! * `read` returns only entries already written; `read_entry` waits for them. An offset
+//! * `read` returns only entries already written; `read_entry` and `read_entries` wait for
+//!   them. An offset
 //!   inside a multi-offset entry yields that whole entry (its `offset` is the base offset).
 //! * After a failed write or sync the log is poisoned: appends, waits and retention fail
 //!   with [`LogError::Poisoned`]; reads of what was written keep working. Reopen to recover.

@@ -264,6 +264,61 @@ impl Log {
         segment.read_entry(offset)?.ok_or_else(out_of_range)
     }
 
+    /// The entries containing each of `offsets`, in the order asked, `None` for an offset
+    /// outside the log. Like [`Log::read_entry`] for each, but nearby offsets share their
+    /// `pread`s: entries appended together (a batch of messages) usually cost one.
+    pub fn read_entries(&self, offsets: &[u64]) -> Result<Vec<Option<StoredEntry>>, LogError> {
+        self.check_open()?;
+        let (start, next) = (self.start_offset(), self.next_offset());
+        let mut order: Vec<usize> = (0..offsets.len())
+            .filter(|&i| (start..next).contains(&offsets[i]))
+            .collect();
+        order.sort_unstable_by_key(|&i| offsets[i]);
+        let mut out = vec![None; offsets.len()];
+        let Some(&highest) = order.last() else {
+            return Ok(out);
+        };
+        self.shared()
+            .progress
+            .wait_blocking(Watermark::Written, offsets[highest] + 1)?;
+        let mut run: Vec<usize> = Vec::with_capacity(order.len());
+        let mut run_segment: Option<Arc<Segment>> = None;
+        for i in order {
+            let segment = self.segment_for(offsets[i]);
+            let same = match (&segment, &run_segment) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            };
+            if !same {
+                self.read_run(run_segment.take(), &run, offsets, &mut out)?;
+                run.clear();
+                run_segment = segment;
+            }
+            run.push(i);
+        }
+        self.read_run(run_segment, &run, offsets, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads the entries of `offsets[i]` for every `i` in `run` (ascending offsets, all in
+    /// `segment`) into `out[i]`.
+    fn read_run(
+        &self,
+        segment: Option<Arc<Segment>>,
+        run: &[usize],
+        offsets: &[u64],
+        out: &mut [Option<StoredEntry>],
+    ) -> Result<(), LogError> {
+        let Some(segment) = segment else {
+            return Ok(());
+        };
+        let wanted: Vec<u64> = run.iter().map(|&i| offsets[i]).collect();
+        for (&i, entry) in run.iter().zip(segment.read_entries(&wanted)?) {
+            out[i] = entry;
+        }
+        Ok(())
+    }
+
     /// The first offset (in log order) whose entry has a timestamp `>= timestamp_ms`, among
     /// written entries; `None` if there is none.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>, LogError> {

@@ -23,6 +23,9 @@ use crate::index::{self, SparseIndex};
 const LOOKUP_READAHEAD_MAX: usize = 64 << 10;
 /// Upper bound on one read-ahead `pread` for range reads.
 const RANGE_READAHEAD_MAX: usize = 1 << 20;
+/// A batch read scans on from one wanted entry to the next while the next lies at most this
+/// far beyond the scan (by the index); further away it seeks afresh.
+const BATCH_SCAN_GAP: u64 = 64 << 10;
 
 /// Public description of a segment, for operators and retention policies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,6 +304,78 @@ impl Segment {
             cursor.skip(&header);
             expected = header.next_offset();
         }
+    }
+
+    /// The entries containing each of `offsets` (ascending, none below this segment's base),
+    /// `None` for an offset not written here yet. One cursor moves on from each entry to the
+    /// next wanted one unless the index puts that one more than [`BATCH_SCAN_GAP`] bytes
+    /// further on, where a fresh seek is cheaper; so entries written together, as a batch of
+    /// messages is, come from one `pread`.
+    pub(crate) fn read_entries(
+        &self,
+        offsets: &[u64],
+    ) -> Result<Vec<Option<StoredEntry>>, LogError> {
+        // Index points are copied under the lock; the reads happen without it.
+        let (size, points) = {
+            let meta = self.meta.read();
+            let points: Vec<Option<(u64, u64, u64)>> = offsets
+                .iter()
+                .map(|&offset| {
+                    if offset >= meta.next_offset {
+                        return None;
+                    }
+                    let relative = u32::try_from(offset - self.base_offset).ok()?;
+                    let (floor, next_position) = meta.index.floor(relative)?;
+                    Some((
+                        u64::from(floor.position),
+                        self.base_offset + u64::from(floor.relative_offset),
+                        next_position.map_or(meta.size, u64::from),
+                    ))
+                })
+                .collect();
+            (meta.size, points)
+        };
+        let span_end = points.iter().flatten().map(|p| p.2).max().unwrap_or(0);
+        let mut out = Vec::with_capacity(offsets.len());
+        let mut cursor: Option<(FrameCursor<'_>, u64)> = None;
+        let mut last: Option<StoredEntry> = None;
+        for (&offset, point) in offsets.iter().zip(&points) {
+            let Some((floor_position, floor_offset, _)) = *point else {
+                out.push(None);
+                continue;
+            };
+            if let Some(entry) = last.as_ref().filter(|e| e.contains(offset)) {
+                out.push(Some(entry.clone()));
+                continue;
+            }
+            let near = cursor.as_ref().is_some_and(|(c, _)| {
+                floor_position <= c.position().saturating_add(BATCH_SCAN_GAP)
+            });
+            if !near {
+                let readahead = usize::try_from(span_end.saturating_sub(floor_position))
+                    .unwrap_or(usize::MAX)
+                    .min(RANGE_READAHEAD_MAX);
+                cursor = Some((
+                    FrameCursor::new(&self.file, floor_position, size, readahead),
+                    floor_offset,
+                ));
+            }
+            let (c, expected) = cursor.as_mut().expect("a cursor was just placed");
+            loop {
+                let header = self.next_in_sequence(c, *expected)?;
+                *expected = header.next_offset();
+                if offset < header.next_offset() {
+                    let entry = c
+                        .read_entry(&header)
+                        .map_err(|e| e.into_log_error(&self.path))?;
+                    out.push(Some(entry.clone()));
+                    last = Some(entry);
+                    break;
+                }
+                c.skip(&header);
+            }
+        }
+        Ok(out)
     }
 
     /// Appends to `out` the entries from the one containing `offset` to the end of this

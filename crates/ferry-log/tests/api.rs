@@ -712,3 +712,32 @@ fn zero_filling_ahead_of_the_writer_never_touches_frames() {
     }
     log.close().unwrap();
 }
+
+#[test]
+fn read_entries_answers_each_offset_near_or_far_and_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            index_interval_bytes: 4096,
+            ..LogConfig::default()
+        },
+    )
+    .unwrap();
+    // 400 entries of about 1 KiB: offsets 0 and 200 lie far more than one scan gap apart.
+    let entries: Vec<Entry> = (0..400u64)
+        .map(|o| Entry::new(o as i64, vec![(o % 251) as u8; 1000 + (o % 50) as usize]))
+        .collect();
+    log.append(&entries).unwrap();
+    let wanted = [399, 0, 1, 2, 200, 398, 5, 2, 400, 7_000];
+    let found = log.read_entries(&wanted).unwrap();
+    for (offset, entry) in wanted.iter().zip(&found) {
+        if *offset < 400 {
+            assert_eq!(entry.as_ref(), Some(&log.read_entry(*offset).unwrap()));
+            assert_eq!(entry.as_ref().unwrap().offset, *offset);
+        } else {
+            assert_eq!(entry, &None, "offset {offset} is past the end");
+        }
+    }
+    assert!(log.read_entries(&[]).unwrap().is_empty());
+}

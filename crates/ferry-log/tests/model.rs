@@ -57,6 +57,19 @@ fn check(log: &Log, model: &[StoredEntry], start: u64, next: u64, max_bytes: usi
             assert_eq!(&log.read_entry(offset).unwrap(), entry);
         }
     }
+    // Batch reads: every offset from just below the start to just past the end, scrambled,
+    // with repeats; each answer is the entry holding it, or `None` outside the log.
+    let span: Vec<u64> = (start.saturating_sub(2)..next + 2).collect();
+    let mut wanted: Vec<u64> = (0..span.len())
+        .map(|i| span[(i * 7919 + 3) % span.len()])
+        .collect();
+    wanted.extend(span.iter().step_by(3));
+    let found = log.read_entries(&wanted).unwrap();
+    assert_eq!(found.len(), wanted.len());
+    for (offset, entry) in wanted.iter().zip(found) {
+        let expected = model.iter().find(|e| e.contains(*offset));
+        assert_eq!(entry.as_ref(), expected, "offset {offset}");
+    }
 }
 
 proptest! {

@@ -78,17 +78,14 @@ pub struct Queue {
     checkpoint_lock: Mutex<()>,
 }
 
-/// 16 bytes in the 8-4-4-4-12 hex form of a UUID.
+/// 16 bytes in the 8-4-4-4-12 hex form of a UUID (lower case). Written straight into its
+/// buffer: every message id handed out goes through here.
 pub fn uuid_text(id: &[u8; 16]) -> String {
-    let h = hex::encode(id);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::from_bytes(*id)
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_owned()
 }
 
 pub fn new_message_id() -> [u8; 16] {
@@ -330,22 +327,28 @@ impl Queue {
         })
     }
 
-    /// Reads a message's stored record. `Ok(None)` when the record is gone (truncated after the
-    /// message left the queue).
-    pub fn read_message(&self, loc: u64) -> Result<Option<Enqueued>, BrokerError> {
-        match self.log.read_entry(loc) {
-            Ok(en) => decode_enqueued(&en.payload).map(Some).map_err(|e| {
-                BrokerError::Storage(format!(
-                    "queue {:?}: message record at offset {loc} is corrupt: {e}",
-                    self.name
-                ))
-            }),
-            Err(LogError::OffsetOutOfRange { .. }) => Ok(None),
-            Err(e) => Err(BrokerError::Storage(format!(
-                "queue {:?}: reading offset {loc}: {e}",
-                self.name
-            ))),
-        }
+    /// Reads the stored records of several messages, in the order given; `None` for a record
+    /// that is gone. Records appended together (a sent batch) share one `pread`.
+    pub fn read_messages(&self, locs: &[u64]) -> Result<Vec<Option<Enqueued>>, BrokerError> {
+        let entries = self.log.read_entries(locs).map_err(|e| {
+            BrokerError::Storage(format!("queue {:?}: reading messages: {e}", self.name))
+        })?;
+        entries
+            .into_iter()
+            .zip(locs)
+            .map(|(entry, loc)| {
+                entry
+                    .map(|en| {
+                        decode_enqueued(&en.payload).map_err(|e| {
+                            BrokerError::Storage(format!(
+                                "queue {:?}: message record at offset {loc} is corrupt: {e}",
+                                self.name
+                            ))
+                        })
+                    })
+                    .transpose()
+            })
+            .collect()
     }
 
     // ------------------------------------------------------------------ timers
@@ -567,15 +570,18 @@ impl Queue {
                 })
                 .collect()
         };
-        let mut out = Vec::with_capacity(locs.len());
-        for (n, meta) in locs {
-            if let Some(mut message) = self.read_message(meta.loc)? {
-                message.receive_count = meta.receive_count;
-                message.first_receive_ms = meta.first_receive_ms();
-                out.push(Outgoing { number: n, message });
-            }
-        }
-        Ok(out)
+        let records = self.read_messages(&locs.iter().map(|(_, m)| m.loc).collect::<Vec<_>>())?;
+        Ok(locs
+            .into_iter()
+            .zip(records)
+            .filter_map(|((n, meta), record)| {
+                record.map(|mut message| {
+                    message.receive_count = meta.receive_count;
+                    message.first_receive_ms = meta.first_receive_ms();
+                    Outgoing { number: n, message }
+                })
+            })
+            .collect())
     }
 
     /// Records that moved messages left (after their copies are durable elsewhere).
@@ -702,9 +708,11 @@ impl Queue {
         &self,
         deliveries: Vec<Delivery>,
     ) -> Result<Vec<ReceivedMessage>, BrokerError> {
+        let locs: Vec<u64> = deliveries.iter().map(|d| d.meta.loc).collect();
+        let records = self.read_messages(&locs)?;
         let mut out = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
-            if let Some(e) = self.read_message(d.meta.loc)? {
+        for (d, record) in deliveries.into_iter().zip(records) {
+            if let Some(e) = record {
                 let handle = ReceiptHandle {
                     incarnation: self.incarnation,
                     number: d.number,
@@ -813,13 +821,13 @@ impl Queue {
                 .filter_map(|&n| core.state.meta(n).map(|m| (n, *m)))
                 .collect()
         };
-        let mut out = Vec::with_capacity(picks.len());
-        for (_, meta) in picks {
-            if let Some(e) = self.read_message(meta.loc)? {
-                out.push(to_message(e, &meta));
-            }
-        }
-        Ok(out)
+        let locs: Vec<u64> = picks.iter().map(|(_, meta)| meta.loc).collect();
+        let records = self.read_messages(&locs)?;
+        Ok(picks
+            .into_iter()
+            .zip(records)
+            .filter_map(|((_, meta), record)| record.map(|e| to_message(e, &meta)))
+            .collect())
     }
 
     pub fn purge(&self) -> Result<(u64, u64), BrokerError> {
@@ -939,12 +947,13 @@ impl Queue {
                 _ => return Ok(false),
             }
         };
-        let mut moved = Vec::with_capacity(candidates.len());
-        for (n, meta) in candidates {
-            if let Some(e) = self.read_message(meta.loc)? {
-                moved.push((n, meta, e));
-            }
-        }
+        let records =
+            self.read_messages(&candidates.iter().map(|(_, m)| m.loc).collect::<Vec<_>>())?;
+        let moved: Vec<(u64, Meta, Enqueued)> = candidates
+            .into_iter()
+            .zip(records)
+            .filter_map(|((n, meta), record)| record.map(|e| (n, meta, e)))
+            .collect();
         let now = self.now();
         let off = {
             let mut core = self.lock()?;
@@ -1017,4 +1026,21 @@ fn read_checkpoint(bytes: &[u8]) -> Result<QueueState, String> {
         return Err("checksum mismatch".into());
     }
     QueueState::decode_checkpoint(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_text_is_the_hyphenated_lower_case_form() {
+        let id = [
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54,
+            0x32, 0x10,
+        ];
+        assert_eq!(uuid_text(&id), "01234567-89ab-cdef-fedc-ba9876543210");
+        let fresh = uuid_text(&new_message_id());
+        assert_eq!(fresh.len(), 36);
+        assert_eq!(&fresh[14..15], "4", "version 4: {fresh}");
+    }
 }
