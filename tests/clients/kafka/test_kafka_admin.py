@@ -1,7 +1,8 @@
 """confluent-kafka AdminClient against the Kafka door: topics, partitions, configs, records."""
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import (
+    AclOperation,
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
@@ -155,3 +156,36 @@ def test_compacted_topic_keeps_latest_per_key(kafka, topic_name):
         last_i = max(i for i in range(200) if i % 10 == k)
         assert latest[f"k{k}".encode()] == (last_i, f"v{last_i}".encode())
     assert latest[b"k0"] == (200, None)
+
+
+def test_describe_cluster_topics_and_groups_with_authorized_operations(kafka, topic_name):
+    a = admin(kafka)
+    a.create_topics([NewTopic(topic_name, num_partitions=2, replication_factor=1)])[topic_name].result(timeout=10)
+    host, port = kafka.bootstrap.split(":")
+
+    cluster = a.describe_cluster(include_authorized_operations=True).result(timeout=10)
+    assert cluster.cluster_id == "ferry"
+    assert [(n.id, n.host, n.port) for n in cluster.nodes] == [(0, host, int(port))]
+    assert cluster.controller.id == 0
+    # No ACLs yet: every operation Kafka defines for the resource, as a broker without an
+    # authorizer reports.
+    assert {AclOperation.DESCRIBE, AclOperation.ALTER, AclOperation.IDEMPOTENT_WRITE} <= set(
+        cluster.authorized_operations
+    )
+    assert a.describe_cluster().result(timeout=10).authorized_operations is None
+
+    topic = a.describe_topics(TopicCollection([topic_name]), include_authorized_operations=True)[
+        topic_name
+    ].result(timeout=10)
+    assert len(topic.partitions) == 2
+    assert {AclOperation.READ, AclOperation.WRITE, AclOperation.DELETE} <= set(topic.authorized_operations)
+
+    group = "g-" + topic_name
+    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group, "auto.offset.reset": "earliest"})
+    try:
+        c.subscribe([topic_name])
+        c.poll(3)
+        described = a.describe_consumer_groups([group], include_authorized_operations=True)[group].result(timeout=10)
+        assert set(described.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE}
+    finally:
+        c.close()

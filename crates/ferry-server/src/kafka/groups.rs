@@ -18,6 +18,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorized::{self, Resource};
 use super::{code, error_code, group_error_code, str_bytes, Conn, NODE_ID};
 
 /// Key type of a transactional coordinator lookup (not supported).
@@ -238,7 +239,8 @@ pub fn describe(conn: &Conn, req: DescribeGroupsRequest) -> DescribeGroupsRespon
         .into_iter()
         .map(|gid| {
             let mut g = DescribedGroup::default();
-            g.authorized_operations = i32::MIN;
+            g.authorized_operations =
+                authorized::operations(Resource::Group, req.include_authorized_operations);
             match streams.coordinator().describe(&gid) {
                 Some(d) => {
                     g.group_state = StrBytes::from_static_str(d.state.as_str());

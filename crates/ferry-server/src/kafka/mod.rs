@@ -29,6 +29,7 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod authorized;
 pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;
@@ -109,6 +110,8 @@ pub mod code {
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const INVALID_RECORD: i16 = 87;
+    pub const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
+    pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
 }
 
 /// Maps a domain error to its Kafka error code.
@@ -567,6 +570,9 @@ async fn dispatch(
             ResponseKind::ApiVersions(api_versions::response(code::NONE))
         }
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(conn, r, v)),
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(metadata::describe_cluster(conn, r))
+        }
         RequestKind::Produce(r) => match produce::start(conn, r) {
             Some(wait) => ResponseKind::Produce(wait.await),
             None => return Ok(None),

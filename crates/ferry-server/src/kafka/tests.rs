@@ -333,3 +333,45 @@ async fn offset_delete_forgets_offsets_of_topics_the_group_does_not_consume() {
     assert_eq!(r.topics[0].partitions[0].error_code, 86);
     assert_eq!(committed(&mut s, "od", "t", 1).await, 7);
 }
+
+#[tokio::test]
+async fn describe_cluster_names_this_broker_as_cluster_and_controller() {
+    let (addr, _dir, _stop) = start().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    for version in 0..=2 {
+        let mut req = DescribeClusterRequest::default();
+        req.include_cluster_authorized_operations = version == 1;
+        let r: DescribeClusterResponse = call(&mut s, ApiKey::DescribeCluster, version, &req).await;
+        assert_eq!(r.error_code, 0, "v{version}");
+        assert_eq!(r.cluster_id.as_str(), super::CLUSTER_ID);
+        assert_eq!(r.controller_id, BrokerId(super::NODE_ID));
+        assert_eq!(r.brokers.len(), 1);
+        assert_eq!(r.brokers[0].broker_id, BrokerId(super::NODE_ID));
+        assert_eq!(r.brokers[0].host.as_str(), "127.0.0.1");
+        assert_eq!(r.brokers[0].port, i32::from(addr.port()));
+        if version == 1 {
+            // No ACLs yet: every cluster operation, DESCRIBE (8) and ALTER (7) among them.
+            assert_ne!(r.cluster_authorized_operations & (1 << 8), 0);
+            assert_ne!(r.cluster_authorized_operations & (1 << 7), 0);
+        } else {
+            assert_eq!(r.cluster_authorized_operations, i32::MIN, "not asked for");
+        }
+    }
+    // Controllers' endpoints are not a broker's to describe; unknown endpoint types are refused.
+    for (endpoint_type, expected) in [(2, 114), (9, 115)] {
+        let mut req = DescribeClusterRequest::default();
+        req.endpoint_type = endpoint_type;
+        let r: DescribeClusterResponse = call(&mut s, ApiKey::DescribeCluster, 1, &req).await;
+        assert_eq!(r.error_code, expected, "endpoint type {endpoint_type}");
+        assert!(r.error_message.is_some());
+        assert!(r.brokers.is_empty());
+    }
+    // The connection is still good.
+    let _: ApiVersionsResponse = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    )
+    .await;
+}
