@@ -102,7 +102,12 @@ fn message_json(ctx: &Ctx, r: &ReceivedMessage, system: &[String], selectors: &[
         .filter(|(k, _)| wanted_attribute(selectors, k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let body = String::from_utf8_lossy(&m.body).into_owned();
+    // Bodies sent through SQS are valid UTF-8; only a binary body sent through the native API
+    // needs the lossy conversion.
+    let body = match std::str::from_utf8(&m.body) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(&m.body).into_owned(),
+    };
     let mut out = Map::new();
     out.insert("MessageId".into(), Value::String(m.message_id.clone()));
     out.insert(

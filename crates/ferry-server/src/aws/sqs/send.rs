@@ -19,8 +19,22 @@ pub fn allowed_char(c: char) -> bool {
     matches!(c as u32, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
 }
 
+/// The first character of `text` that SQS does not allow, if any. Run on every message body,
+/// so it first scans the bytes: a `str` cannot hold surrogates, so the only characters refused
+/// are control characters below 0x20 (other than tab, LF and CR) and U+FFFE and U+FFFF, whose
+/// UTF-8 starts with 0xEF. Text without such bytes (nearly all) is never decoded.
+fn first_disallowed(text: &str) -> Option<char> {
+    let suspicious = text.as_bytes().iter().fold(false, |found, &b| {
+        found | ((b < 0x20 && !matches!(b, 0x9 | 0xA | 0xD)) || b == 0xEF)
+    });
+    if !suspicious {
+        return None;
+    }
+    text.chars().find(|c| !allowed_char(*c))
+}
+
 fn check_body(body: &str) -> Result<(), AwsError> {
-    if let Some(c) = body.chars().find(|c| !allowed_char(*c)) {
+    if let Some(c) = first_disallowed(body) {
         return Err(AwsError::new(
             ErrorKind::InvalidMessageContents,
             format!(
@@ -93,7 +107,7 @@ pub fn parse_attributes(
             }
         }
         if let Some(s) = &string_value {
-            if !s.chars().all(allowed_char) {
+            if first_disallowed(s).is_some() {
                 return Err(AwsError::invalid_parameter(format!(
                     "Message (user) attribute '{name}' value contains invalid character."
                 )));
@@ -275,4 +289,41 @@ pub async fn send_batch(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
         }
     }
     Ok(json!({ "Successful": successful, "Failed": failed }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by_chars(text: &str) -> Option<char> {
+        text.chars().find(|c| !allowed_char(*c))
+    }
+
+    #[test]
+    fn the_byte_scan_finds_what_decoding_every_character_finds() {
+        let cases = [
+            "plain ascii text with \t tabs \n and \r returns",
+            "",
+            "bell \u{7} inside",
+            "nul \u{0} inside",
+            "del \u{7f} is allowed",
+            "accents é and 日本語 and emoji 🦀 are allowed",
+            "U+FFFD \u{fffd} is allowed, U+FFFE \u{fffe} is not",
+            "U+FFFF at the end \u{ffff}",
+            "U+EFFF \u{efff} starts with 0xEE; U+F000 \u{f000} with 0xEF and is allowed",
+            "\u{1f}",
+        ];
+        for text in cases {
+            assert_eq!(first_disallowed(text), by_chars(text), "{text:?}");
+        }
+        assert_eq!(first_disallowed("a\u{fffe}b\u{1}"), Some('\u{fffe}'));
+        assert_eq!(first_disallowed("a\u{1}b\u{fffe}"), Some('\u{1}'));
+        // Every character of the Basic Multilingual Plane and a few beyond, one at a time.
+        for code in (0..0x11000u32).chain([0x10FFFF]) {
+            if let Some(c) = char::from_u32(code) {
+                let text = format!("x{c}y");
+                assert_eq!(first_disallowed(&text), by_chars(&text), "U+{code:04X}");
+            }
+        }
+    }
 }
