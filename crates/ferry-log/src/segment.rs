@@ -335,12 +335,11 @@ impl Segment {
                 .collect();
             (meta.size, points)
         };
-        let span_end = points.iter().flatten().map(|p| p.2).max().unwrap_or(0);
         let mut out = Vec::with_capacity(offsets.len());
         let mut cursor: Option<(FrameCursor<'_>, u64)> = None;
         let mut last: Option<StoredEntry> = None;
-        for (&offset, point) in offsets.iter().zip(&points) {
-            let Some((floor_position, floor_offset, _)) = *point else {
+        for (i, (&offset, point)) in offsets.iter().zip(&points).enumerate() {
+            let Some((floor_position, floor_offset, region_end)) = *point else {
                 out.push(None);
                 continue;
             };
@@ -352,7 +351,20 @@ impl Segment {
                 floor_position <= c.position().saturating_add(BATCH_SCAN_GAP)
             });
             if !near {
-                let readahead = usize::try_from(span_end.saturating_sub(floor_position))
+                // Read ahead over the run of offsets this cursor will serve (each next one
+                // near the previous one's region), not over far ones that will seek afresh.
+                let run_end = points[i + 1..]
+                    .iter()
+                    .flatten()
+                    .try_fold(region_end, |end, &(position, _, next_end)| {
+                        if position <= end.saturating_add(BATCH_SCAN_GAP) {
+                            Ok(end.max(next_end))
+                        } else {
+                            Err(end)
+                        }
+                    })
+                    .unwrap_or_else(|end| end);
+                let readahead = usize::try_from(run_end.saturating_sub(floor_position))
                     .unwrap_or(usize::MAX)
                     .min(RANGE_READAHEAD_MAX);
                 cursor = Some((
