@@ -108,13 +108,14 @@
 //!   in the order `append` calls take the internal lock, so a caller that appends while
 //!   holding its own lock gets log order equal to its own state order.
 //! * Calls that can block the thread: `append` (only under back-pressure, when 16 MiB are
-//!   queued), `read_entry` and `read_entries` (only for an offset appended but not yet written, for at most one
-//!   write batch), `wait_durable_blocking`, `close` and dropping the last handle (both wait
-//!   for the final `fdatasync`), `open` and `truncate_before` (file system calls), and reads
-//!   (`pread`). `wait_durable` and `append_durable` wait without blocking.
+//!   queued), `read_entry` and `read_entries` (only for an offset appended but not yet
+//!   written, for at most one write batch), `wait_durable_blocking`, `close` and dropping the
+//!   last handle (both wait for the final `fdatasync`), `open` and `truncate_before` (file
+//!   system calls), and reads (`pread`). `wait_durable` and `append_durable` wait without
+//!   blocking.
 //! * `read` returns only entries already written; `read_entry` and `read_entries` wait for
-//!   them. An offset
-//!   inside a multi-offset entry yields that whole entry (its `offset` is the base offset).
+//!   them. An offset inside a multi-offset entry yields that whole entry (its `offset` is the
+//!   base offset).
 //! * After a failed write or sync the log is poisoned: appends, waits and retention fail
 //!   with [`LogError::Poisoned`]; reads of what was written keep working. Reopen to recover.
 //! * Resources: one writer thread per open log, one file descriptor per segment, and an

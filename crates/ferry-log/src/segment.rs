@@ -290,20 +290,7 @@ impl Segment {
 
     /// The entry containing `offset`, or `None` if it is not written in this segment yet.
     pub(crate) fn read_entry(&self, offset: u64) -> Result<Option<StoredEntry>, LogError> {
-        let Some((mut cursor, mut expected, _)) = self.seek(offset, 0, LOOKUP_READAHEAD_MAX) else {
-            return Ok(None);
-        };
-        loop {
-            let header = self.next_in_sequence(&mut cursor, expected)?;
-            if offset < header.next_offset() {
-                return cursor
-                    .read_entry(&header)
-                    .map(Some)
-                    .map_err(|e| e.into_log_error(&self.path));
-            }
-            cursor.skip(&header);
-            expected = header.next_offset();
-        }
+        Ok(self.read_entries(&[offset])?.pop().flatten())
     }
 
     /// The entries containing each of `offsets` (ascending, none below this segment's base),
