@@ -332,6 +332,17 @@ impl Log {
         Ok(None)
     }
 
+    /// The largest timestamp of any written entry, `None` when the log holds none.
+    pub fn max_timestamp(&self) -> Result<Option<i64>, LogError> {
+        self.check_open()?;
+        let segments = self.shared().segments.read().clone();
+        Ok(segments
+            .iter()
+            .map(|s| s.meta().index.max_timestamp_ms())
+            .filter(|&t| t != i64::MIN)
+            .max())
+    }
+
     /// Retention: deletes whole segments whose entries are all below `offset`, oldest first,
     /// never the active (last) segment. Returns the new start offset, which is `<= offset`
     /// unless it already was greater.

@@ -741,3 +741,21 @@ fn read_entries_answers_each_offset_near_or_far_and_in_any_order() {
     }
     assert!(log.read_entries(&[]).unwrap().is_empty());
 }
+
+#[test]
+fn max_timestamp_is_the_largest_entry_timestamp_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), config()).unwrap();
+    assert_eq!(log.max_timestamp().unwrap(), None);
+    // Out of order, and spread over several 1 KiB segments.
+    let timestamps = [500i64, 9_000, 300, 7_000, 8_999, -5];
+    for ts in timestamps {
+        log.append(&[Entry::new(ts, vec![1u8; 400])]).unwrap();
+    }
+    log.wait_durable_blocking(log.next_offset()).unwrap();
+    assert!(log.segments().len() > 1);
+    assert_eq!(log.max_timestamp().unwrap(), Some(9_000));
+    drop(log);
+    let log = Log::open(dir.path(), config()).unwrap();
+    assert_eq!(log.max_timestamp().unwrap(), Some(9_000), "after reopen");
+}

@@ -4,7 +4,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from kafkalib import consume_all
 
@@ -115,6 +115,25 @@ def test_offsets_for_times_replay(kafka, topic_name):
     lo, hi = c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
     assert (lo, hi) == (0, 30)
     c.close()
+
+
+def test_list_offsets_by_max_timestamp(kafka, topic_name):
+    create(kafka, topic_name, partitions=2)
+    a = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    p0, p1 = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
+    # Partition 0: timestamps out of order, the largest twice (offsets 2 and 4), in batches of
+    # several records so the lookup has to look inside a batch.
+    p = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 50})
+    for i, ts in enumerate([1_000, 3_000, 9_000, 2_000, 9_000, 4_000]):
+        p.produce(topic_name, value=f"v{i}".encode(), partition=0, timestamp=ts)
+    assert p.flush(10) == 0
+    found = a.list_offsets({p0: OffsetSpec.max_timestamp(), p1: OffsetSpec.max_timestamp()})
+    top = found[p0].result(timeout=10)
+    assert (top.offset, top.timestamp) == (2, 9_000)
+    empty = found[p1].result(timeout=10)
+    assert empty.offset == -1, "an empty partition has no record with a largest timestamp"
+    latest = a.list_offsets({p0: OffsetSpec.latest()})[p0].result(timeout=10)
+    assert latest.offset == 6
 
 
 def test_long_poll_fetch_delivers_new_records(kafka, topic_name):

@@ -392,6 +392,16 @@ impl Partition {
         Ok(None)
     }
 
+    /// The first record with the partition's largest timestamp, and that timestamp (Kafka's
+    /// max-timestamp lookup, KIP-734); `None` when the partition holds no records.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<(u64, i64)>, StreamError> {
+        match self.log().max_timestamp()? {
+            // No record is newer, so the first at or after it is the first with it.
+            Some(max) => self.offset_for_timestamp(max),
+            None => Ok(None),
+        }
+    }
+
     /// Offset of the first entry (batch) whose newest timestamp is `>= timestamp_ms`.
     pub fn first_entry_at_or_after(&self, timestamp_ms: i64) -> Result<Option<u64>, StreamError> {
         Ok(self.log().offset_for_timestamp(timestamp_ms)?)

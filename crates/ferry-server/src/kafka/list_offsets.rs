@@ -1,6 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1) and by timestamp (the first record with a
-//! timestamp at or after it; offset -1 when there is none). Max-timestamp (-3) is not
-//! supported (v7 is the highest version advertised, but -3 answers latest).
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3, v7: the first record with the
+//! partition's largest timestamp, KIP-734) and by timestamp (the first record with a timestamp
+//! at or after it). Offset -1 when there is no such record.
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -12,6 +12,7 @@ use super::Conn;
 
 pub const EARLIEST: i64 = -2;
 pub const LATEST: i64 = -1;
+pub const MAX_TIMESTAMP: i64 = -3;
 
 pub fn handle(conn: &Conn, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let streams = conn.streams();
@@ -38,17 +39,25 @@ pub fn handle(conn: &Conn, req: ListOffsetsRequest) -> ListOffsetsResponse {
                             return pr;
                         }
                     };
-                    match p.timestamp {
-                        EARLIEST => pr.offset = part.log_start_offset() as i64,
-                        ts if ts < 0 => pr.offset = part.high_watermark() as i64,
-                        ts => match part.offset_for_timestamp(ts) {
-                            Ok(Some((offset, ts))) => {
-                                pr.offset = offset as i64;
-                                pr.timestamp = ts;
-                            }
-                            Ok(None) => {}
-                            Err(e) => pr.error_code = error_code(&e),
-                        },
+                    let found = match p.timestamp {
+                        EARLIEST => {
+                            pr.offset = part.log_start_offset() as i64;
+                            return pr;
+                        }
+                        MAX_TIMESTAMP => part.offset_of_max_timestamp(),
+                        ts if ts < 0 => {
+                            pr.offset = part.high_watermark() as i64;
+                            return pr;
+                        }
+                        ts => part.offset_for_timestamp(ts),
+                    };
+                    match found {
+                        Ok(Some((offset, ts))) => {
+                            pr.offset = offset as i64;
+                            pr.timestamp = ts;
+                        }
+                        Ok(None) => {}
+                        Err(e) => pr.error_code = error_code(&e),
                     }
                     pr
                 })
