@@ -189,3 +189,26 @@ def test_describe_cluster_topics_and_groups_with_authorized_operations(kafka, to
         assert set(described.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE}
     finally:
         c.close()
+
+
+def test_describe_broker_configs(kafka, topic_name):
+    a = admin(kafka)
+    a.create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=1)])[topic_name].result(timeout=10)
+    res = ConfigResource(ResourceType.BROKER, "0")
+    broker = a.describe_configs([res])[res].result(timeout=10)
+    assert broker["broker.id"].value == "0"
+    assert broker["auto.create.topics.enable"].value == "true"
+    assert broker["default.replication.factor"].value == "1"
+    assert broker["num.partitions"].value == "1"  # kafka_default_partitions' default
+    assert all(entry.is_read_only for entry in broker.values())
+    # The topic defaults, under their broker names, agree with a new topic's defaults.
+    topic = a.describe_configs([ConfigResource(ResourceType.TOPIC, topic_name)])
+    topic = list(topic.values())[0].result(timeout=10)
+    for broker_key, topic_key in [
+        ("log.retention.ms", "retention.ms"),
+        ("log.retention.bytes", "retention.bytes"),
+        ("log.cleanup.policy", "cleanup.policy"),
+        ("message.max.bytes", "max.message.bytes"),
+        ("log.segment.bytes", "segment.bytes"),
+    ]:
+        assert broker[broker_key].value == topic[topic_key].value, broker_key

@@ -4,9 +4,10 @@
 //! Topic configuration keys are the stream keys (`retention.ms`, `retention.bytes`,
 //! `cleanup.policy`, `message.timestamp.type`, `max.message.bytes`, `segment.bytes`,
 //! `durability`). Replication factors other than 1 (or -1, the default) are refused with
-//! `INVALID_REPLICATION_FACTOR`: Ferry is a single node.
+//! `INVALID_REPLICATION_FACTOR`: Ferry is a single node. DescribeConfigs of this broker
+//! reports its settings under Kafka's broker config names, read-only.
 
-use ferry_broker::stream::StreamError;
+use ferry_broker::stream::{StreamConfig, StreamError};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -21,13 +22,14 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::{code, error_code, str_bytes, Conn};
+use super::{code, error_code, str_bytes, Conn, NODE_ID};
 
 /// Resource types of the config APIs.
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 /// Config sources (DescribeConfigs v1+).
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
@@ -192,27 +194,25 @@ pub fn describe_configs(conn: &Conn, req: DescribeConfigsRequest) -> DescribeCon
             let mut out = DescribeConfigsResult::default();
             out.resource_type = res.resource_type;
             out.resource_name = res.resource_name.clone();
+            let keys: Option<Vec<String>> = res
+                .configuration_keys
+                .map(|k| k.iter().map(|k| k.to_string()).collect());
+            let wanted = |k: &String| !matches!(&keys, Some(ks) if !ks.contains(k));
             match res.resource_type {
                 RESOURCE_TOPIC => match conn.streams().get(&res.resource_name) {
                     Ok(s) => {
-                        let keys: Option<Vec<String>> = res
-                            .configuration_keys
-                            .map(|k| k.iter().map(|k| k.to_string()).collect());
                         out.configs = s
                             .config()
                             .entries()
                             .into_iter()
-                            .filter(|(k, _, _)| !matches!(&keys, Some(ks) if !ks.contains(k)))
+                            .filter(|(k, _, _)| wanted(k))
                             .map(|(k, v, default)| {
-                                let mut c = DescribeConfigsResourceResult::default();
-                                c.name = str_bytes(k);
-                                c.value = Some(str_bytes(v));
-                                c.config_source = if default {
+                                let source = if default {
                                     SOURCE_DEFAULT
                                 } else {
                                     SOURCE_TOPIC
                                 };
-                                c
+                                config_result(k, v, source, false)
                             })
                             .collect();
                     }
@@ -221,7 +221,22 @@ pub fn describe_configs(conn: &Conn, req: DescribeConfigsRequest) -> DescribeCon
                         out.error_message = message(&e);
                     }
                 },
-                RESOURCE_BROKER => {}
+                // The cluster-wide dynamic defaults: Ferry has none.
+                RESOURCE_BROKER if res.resource_name.is_empty() => {}
+                RESOURCE_BROKER if res.resource_name.as_str() == NODE_ID.to_string() => {
+                    out.configs = broker_configs(conn)
+                        .into_iter()
+                        .filter(|(k, _)| wanted(k))
+                        .map(|(k, v)| config_result(k, v, SOURCE_STATIC_BROKER, true))
+                        .collect();
+                }
+                RESOURCE_BROKER => {
+                    out.error_code = code::INVALID_REQUEST;
+                    out.error_message = Some(str_bytes(format!(
+                        "unexpected broker id {:?}: this broker is {NODE_ID}",
+                        res.resource_name.as_str()
+                    )));
+                }
                 _ => {
                     out.error_code = code::INVALID_REQUEST;
                     out.error_message =
@@ -232,6 +247,54 @@ pub fn describe_configs(conn: &Conn, req: DescribeConfigsRequest) -> DescribeCon
         })
         .collect();
     r
+}
+
+fn config_result(
+    name: String,
+    value: String,
+    source: i8,
+    read_only: bool,
+) -> DescribeConfigsResourceResult {
+    let mut c = DescribeConfigsResourceResult::default();
+    c.name = str_bytes(name);
+    c.value = Some(str_bytes(value));
+    c.config_source = source;
+    c.read_only = read_only;
+    c
+}
+
+/// This broker's configs under Kafka's broker config names: the settings that shape its
+/// topics, with the topic defaults as `log.*` keys. Read-only: they come from `ferry.toml`
+/// and flags, not from the Kafka protocol.
+fn broker_configs(conn: &Conn) -> Vec<(String, String)> {
+    let settings = &conn.door.settings;
+    let mut out = vec![
+        ("broker.id".to_string(), NODE_ID.to_string()),
+        (
+            "auto.create.topics.enable".to_string(),
+            settings.auto_create_topics.to_string(),
+        ),
+        (
+            "num.partitions".to_string(),
+            settings.default_partitions.to_string(),
+        ),
+        ("default.replication.factor".to_string(), "1".to_string()),
+    ];
+    for (key, value, _) in StreamConfig::default().entries() {
+        let broker_key = match key.as_str() {
+            "retention.ms" => "log.retention.ms",
+            "retention.bytes" => "log.retention.bytes",
+            "cleanup.policy" => "log.cleanup.policy",
+            "message.timestamp.type" => "log.message.timestamp.type",
+            "max.message.bytes" => "message.max.bytes",
+            "segment.bytes" => "log.segment.bytes",
+            "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+            // Ferry's own key: its default is the server's `durability` setting.
+            _ => continue,
+        };
+        out.push((broker_key.to_string(), value));
+    }
+    out
 }
 
 /// Applies config changes to a topic resource; returns the error code and message.

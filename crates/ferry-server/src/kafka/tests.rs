@@ -375,3 +375,33 @@ async fn describe_cluster_names_this_broker_as_cluster_and_controller() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn describe_configs_describes_this_broker_and_refuses_another() {
+    let (addr, _dir, _stop) = start().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let resources = ["0", "", "7"].map(|name| {
+        let mut r = describe_configs_request::DescribeConfigsResource::default();
+        r.resource_type = 4; // BROKER
+        r.resource_name = StrBytes::from_static_str(name);
+        r.configuration_keys = None; // all of them
+        r
+    });
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = resources.to_vec();
+    let r: DescribeConfigsResponse = call(&mut s, ApiKey::DescribeConfigs, 4, &req).await;
+    let this = &r.results[0];
+    assert_eq!(this.error_code, 0);
+    let names: Vec<&str> = this.configs.iter().map(|c| c.name.as_str()).collect();
+    assert!(names.contains(&"num.partitions") && names.contains(&"log.retention.ms"));
+    assert!(this
+        .configs
+        .iter()
+        .all(|c| c.read_only && c.config_source == 4));
+    // "" asks for the cluster-wide dynamic defaults: there are none.
+    assert_eq!(
+        (r.results[1].error_code, r.results[1].configs.len()),
+        (0, 0)
+    );
+    assert_eq!(r.results[2].error_code, 42, "INVALID_REQUEST for broker 7");
+}
