@@ -590,6 +590,11 @@ impl Streams {
         Ok(())
     }
 
+    /// The directory every stream lives under (`<data_dir>/streams`).
+    pub fn dir(&self) -> &Path {
+        &self.inner.config.dir
+    }
+
     pub fn get(&self, name: &str) -> Result<Arc<Stream>, StreamError> {
         self.inner
             .streams

@@ -1,5 +1,5 @@
 //! Admin APIs: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs,
-//! IncrementalAlterConfigs, DeleteRecords.
+//! IncrementalAlterConfigs, DeleteRecords, DescribeLogDirs.
 //!
 //! Topic configuration keys are the stream keys (`retention.ms`, `retention.bytes`,
 //! `cleanup.policy`, `message.timestamp.type`, `max.message.bytes`, `segment.bytes`,
@@ -18,6 +18,9 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -434,5 +437,52 @@ pub fn delete_records(conn: &Conn, req: DeleteRecordsRequest) -> DeleteRecordsRe
             tr
         })
         .collect();
+    r
+}
+
+/// DescribeLogDirs: the one log directory (`<data_dir>/streams`) with the size of every
+/// partition asked for (all when `topics` is null; topics and partitions that do not exist are
+/// left out, as Kafka leaves out those not on the broker), and, from v4, the file system's
+/// total and usable bytes.
+pub fn describe_log_dirs(conn: &Conn, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    let streams = conn.streams();
+    let wanted: Vec<(String, Option<Vec<i32>>)> = match req.topics {
+        None => streams.names().into_iter().map(|n| (n, None)).collect(),
+        Some(topics) => topics
+            .into_iter()
+            .map(|t| (t.topic.to_string(), Some(t.partitions)))
+            .collect(),
+    };
+    let mut result = DescribeLogDirsResult::default();
+    result.log_dir = str_bytes(streams.dir().display().to_string());
+    result.topics = wanted
+        .into_iter()
+        .filter_map(|(name, partitions)| {
+            let stream = streams.get(&name).ok()?;
+            let mut topic = DescribeLogDirsTopic::default();
+            topic.partitions = stream
+                .partitions()
+                .iter()
+                .filter(|p| {
+                    partitions
+                        .as_ref()
+                        .is_none_or(|wanted| wanted.contains(&(p.index as i32)))
+                })
+                .map(|p| {
+                    let mut out = DescribeLogDirsPartition::default();
+                    out.partition_index = p.index as i32;
+                    out.partition_size = p.size_bytes() as i64;
+                    out
+                })
+                .collect();
+            topic.name = TopicName(str_bytes(name));
+            Some(topic)
+        })
+        .collect();
+    // -1 when the file system cannot say, as Kafka reports unknown sizes.
+    result.total_bytes = fs2::total_space(streams.dir()).map_or(-1, |b| b as i64);
+    result.usable_bytes = fs2::available_space(streams.dir()).map_or(-1, |b| b as i64);
+    let mut r = DescribeLogDirsResponse::default();
+    r.results = vec![result];
     r
 }

@@ -606,6 +606,9 @@ async fn dispatch(
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(conn, r))
         }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(admin::describe_log_dirs(conn, r))
+        }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(admin::delete_records(conn, r))
         }

@@ -405,3 +405,90 @@ async fn describe_configs_describes_this_broker_and_refuses_another() {
     );
     assert_eq!(r.results[2].error_code, 42, "INVALID_REQUEST for broker 7");
 }
+
+/// Produces one record (`acks=-1`) and returns its partition's answer.
+async fn produce_one(
+    sock: &mut TcpStream,
+    topic: &'static str,
+    partition: i32,
+    value: &'static [u8],
+) -> produce_response::PartitionProduceResponse {
+    use ferry_broker::stream::batch::{encode_records, NewRecord};
+    let records = encode_records(
+        &[NewRecord {
+            value: Some(Bytes::from_static(value)),
+            ..Default::default()
+        }],
+        1,
+    )
+    .unwrap();
+    let mut pd = produce_request::PartitionProduceData::default();
+    pd.index = partition;
+    pd.records = Some(records);
+    let mut td = produce_request::TopicProduceData::default();
+    td.name = TopicName(StrBytes::from_static_str(topic));
+    td.partition_data = vec![pd];
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 1000;
+    req.topic_data = vec![td];
+    let r: ProduceResponse = call(sock, ApiKey::Produce, 9, &req).await;
+    r.responses[0].partition_responses[0].clone()
+}
+
+#[tokio::test]
+async fn describe_log_dirs_reports_partition_sizes_and_the_disk() {
+    let (addr, dir, _stop) = start().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        produce_one(&mut s, "sized", 1, b"0123456789")
+            .await
+            .error_code,
+        0
+    );
+    let mut all = DescribeLogDirsRequest::default();
+    all.topics = None; // null: every topic
+    for version in 1..=4 {
+        let r: DescribeLogDirsResponse = call(&mut s, ApiKey::DescribeLogDirs, version, &all).await;
+        assert_eq!(r.results.len(), 1, "v{version}");
+        let d = &r.results[0];
+        assert_eq!(d.error_code, 0);
+        assert_eq!(
+            d.log_dir.as_str(),
+            dir.path().join("streams").display().to_string()
+        );
+        let t = d
+            .topics
+            .iter()
+            .find(|t| t.name.as_str() == "sized")
+            .unwrap();
+        let sizes: Vec<(i32, i64)> = t
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.partition_size))
+            .collect();
+        assert_eq!(sizes.len(), 2, "both partitions of the auto-created topic");
+        assert_eq!(sizes[0], (0, 0), "nothing produced to partition 0");
+        assert!(
+            sizes[1].0 == 1 && sizes[1].1 > 10,
+            "partition 1 holds the batch: {sizes:?}"
+        );
+        if version >= 4 {
+            assert!(d.total_bytes > 0 && d.usable_bytes > 0 && d.usable_bytes <= d.total_bytes);
+        }
+    }
+    // Asked for one partition and a missing topic: only what exists is described.
+    let mut wanted = describe_log_dirs_request::DescribableLogDirTopic::default();
+    wanted.topic = TopicName(StrBytes::from_static_str("sized"));
+    wanted.partitions = vec![1];
+    let mut missing = describe_log_dirs_request::DescribableLogDirTopic::default();
+    missing.topic = TopicName(StrBytes::from_static_str("no-such-topic"));
+    missing.partitions = vec![0];
+    let mut req = DescribeLogDirsRequest::default();
+    req.topics = Some(vec![wanted, missing]);
+    let r: DescribeLogDirsResponse = call(&mut s, ApiKey::DescribeLogDirs, 4, &req).await;
+    let topics = &r.results[0].topics;
+    assert_eq!(topics.len(), 1);
+    assert_eq!(topics[0].partitions.len(), 1);
+    assert_eq!(topics[0].partitions[0].partition_index, 1);
+}
