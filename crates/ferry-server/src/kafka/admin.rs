@@ -454,7 +454,9 @@ pub fn describe_log_dirs(conn: &Conn, req: DescribeLogDirsRequest) -> DescribeLo
             .collect(),
     };
     let mut result = DescribeLogDirsResult::default();
-    result.log_dir = str_bytes(streams.dir().display().to_string());
+    // Absolute, as Kafka reports it (the data directory may be given relative).
+    let dir = std::fs::canonicalize(streams.dir()).unwrap_or_else(|_| streams.dir().into());
+    result.log_dir = str_bytes(dir.display().to_string());
     result.topics = wanted
         .into_iter()
         .filter_map(|(name, partitions)| {
@@ -480,8 +482,8 @@ pub fn describe_log_dirs(conn: &Conn, req: DescribeLogDirsRequest) -> DescribeLo
         })
         .collect();
     // -1 when the file system cannot say, as Kafka reports unknown sizes.
-    result.total_bytes = fs2::total_space(streams.dir()).map_or(-1, |b| b as i64);
-    result.usable_bytes = fs2::available_space(streams.dir()).map_or(-1, |b| b as i64);
+    result.total_bytes = fs2::total_space(&dir).map_or(-1, |b| b as i64);
+    result.usable_bytes = fs2::available_space(&dir).map_or(-1, |b| b as i64);
     let mut r = DescribeLogDirsResponse::default();
     r.results = vec![result];
     r
