@@ -144,6 +144,10 @@ pub struct SendMessage {
     pub ttl_seconds: Option<u32>,
     /// Who sent it (principal or account id), reported as SenderId.
     pub sender_id: Option<String>,
+    /// The MD5 of `body`, when the sender computed it (the SQS door does, for its answer): kept
+    /// with the message so that receives need not compute it again. Never checked here: only
+    /// a door that computed it from this very body sets it.
+    pub body_md5: Option<[u8; 16]>,
 }
 
 /// The result of one accepted send.
@@ -176,6 +180,8 @@ pub struct Message {
     pub priority: u8,
     /// Set when the message was dead-lettered: the queue it came from.
     pub dead_letter_source: Option<String>,
+    /// The MD5 of `body` if its sender supplied it (see [`SendMessage::body_md5`]).
+    pub body_md5: Option<[u8; 16]>,
 }
 
 /// A delivered message with the handle that deletes it or changes its visibility.

@@ -1279,3 +1279,58 @@ async fn disk_stays_within_twice_the_live_data() {
     );
     assert_eq!(b.peek("q", 1000).unwrap().len() as u64, s.visible);
 }
+
+#[tokio::test]
+async fn a_body_digest_given_at_send_comes_back_with_every_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    // The broker stores what the door computed without checking it; any 16 bytes do here.
+    let digest = [0xab; 16];
+    {
+        let b = open(dir.path(), &clock);
+        b.create_queue("dlq", QueueAttributes::default(), BTreeMap::new())
+            .unwrap();
+        let a = QueueAttributes {
+            visibility_timeout_seconds: 1,
+            redrive_policy: Some(RedrivePolicy {
+                dead_letter_queue: "dlq".into(),
+                max_receive_count: 1,
+            }),
+            ..Default::default()
+        };
+        b.create_queue("src", a, BTreeMap::new()).unwrap();
+        let with = SendMessage {
+            body_md5: Some(digest),
+            ..msg("digested")
+        };
+        b.send("src", vec![with, msg("plain")]).await.unwrap();
+        let got: Vec<Option<[u8; 16]>> = b
+            .receive("src", rr(2))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.message.body_md5)
+            .collect();
+        assert_eq!(got, vec![Some(digest), None]);
+        // Past maxReceiveCount both move to the dead-letter queue, digest and all.
+        clock.advance(1_000);
+        assert!(b.receive("src", rr(2)).await.unwrap().is_empty());
+        // Dropped without shutdown: the dead-letter queue's copies come back from its log.
+    }
+    let b = open(dir.path(), &clock);
+    let mut moved: Vec<(Bytes, Option<[u8; 16]>)> = b
+        .receive("dlq", rr(2))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.message.body, r.message.body_md5))
+        .collect();
+    moved.sort();
+    assert_eq!(
+        moved,
+        vec![
+            (Bytes::from_static(b"digested"), Some(digest)),
+            (Bytes::from_static(b"plain"), None)
+        ]
+    );
+}

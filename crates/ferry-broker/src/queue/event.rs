@@ -6,12 +6,13 @@
 //! one record per API call.
 //!
 //! ```text
-//! record   := version:u8 (=1) count:u32 event{count}
+//! record   := version:u8 (=2; 1 still reads) count:u32 event{count}
 //! event    := tag:u8 fields
 //! Enqueued  (1) number:u64 message_id:[16] sent_ms:u64 visible_at_ms:u64 ttl_expire_ms:u64
 //!               priority:u8 receive_count:u32 first_receive_ms:u64 sequence:u64
 //!               relocated_from:u64 group:str? dedup_id:str? sender:str? dead_letter_source:str?
 //!               attributes:attrs system_attributes:attrs body:bytes
+//!               body_md5:md5?                           (version 2 only)
 //! Received  (2) number:u64 receive_count:u32 visible_at_ms:u64 first_receive_ms:u64
 //! Visibility(3) number:u64 visible_at_ms:u64
 //! Deleted   (4) number:u64
@@ -19,6 +20,7 @@
 //! Purged    (6)
 //! Attempted (7) attempt_id:str expires_ms:u64 count:u32 (number:u64 receive_count:u32){count}
 //! str?     := 0 | 1 len:u32 utf8[len]       bytes := len:u32 byte[len]
+//! md5?     := 0 | 1 byte[16]
 //! attrs    := count:u32 (name:str data_type:str string_value:str? binary_value:bytes?){count}
 //! ```
 //! Integers are little endian. `sequence == 0` means "no sequence number"; message numbers start
@@ -28,8 +30,8 @@ use crate::types::MessageAttributeValue;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::BTreeMap;
 
-/// Version byte of every record.
-pub const RECORD_VERSION: u8 = 1;
+/// Version byte of every record written. Version 1 (no `body_md5` in `Enqueued`) still reads.
+pub const RECORD_VERSION: u8 = 2;
 
 /// Why a message left the queue other than by a delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +83,8 @@ pub struct Enqueued {
     pub attributes: BTreeMap<String, MessageAttributeValue>,
     pub system_attributes: BTreeMap<String, MessageAttributeValue>,
     pub body: Bytes,
+    /// See [`crate::SendMessage::body_md5`].
+    pub body_md5: Option<[u8; 16]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +210,13 @@ fn encode_event(b: &mut BytesMut, e: &Event) {
             put_attrs(b, &m.system_attributes);
             b.put_u32_le(m.body.len() as u32);
             b.put_slice(&m.body);
+            match &m.body_md5 {
+                None => b.put_u8(0),
+                Some(d) => {
+                    b.put_u8(1);
+                    b.put_slice(d);
+                }
+            }
         }
         Event::Received {
             number,
@@ -306,6 +317,13 @@ impl<'a> Reader<'a> {
             t => Err(DecodeError(format!("bad option tag {t}"))),
         }
     }
+    fn opt_md5(&mut self) -> Result<Option<[u8; 16]>, DecodeError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.take(16)?.try_into().expect("took 16 bytes"))),
+            t => Err(DecodeError(format!("bad option tag {t}"))),
+        }
+    }
     fn attrs(&mut self) -> Result<BTreeMap<String, MessageAttributeValue>, DecodeError> {
         let n = self.u32()?;
         let mut m = BTreeMap::new();
@@ -334,9 +352,9 @@ impl<'a> Reader<'a> {
 /// Decodes a record into its events.
 pub fn decode_record(buf: &Bytes) -> Result<Vec<Event>, DecodeError> {
     let mut r = Reader { buf, pos: 0 };
-    let v = r.u8()?;
-    if v != RECORD_VERSION {
-        return Err(DecodeError(format!("unknown record version {v}")));
+    let version = r.u8()?;
+    if !(1..=RECORD_VERSION).contains(&version) {
+        return Err(DecodeError(format!("unknown record version {version}")));
     }
     let n = r.u32()? as usize;
     // Each event is at least one byte: refuse counts the record cannot hold.
@@ -369,6 +387,7 @@ pub fn decode_record(buf: &Bytes) -> Result<Vec<Event>, DecodeError> {
                     attributes: r.attrs()?,
                     system_attributes: r.attrs()?,
                     body: r.bytes()?,
+                    body_md5: if version >= 2 { r.opt_md5()? } else { None },
                 }))
             }
             2 => Event::Received {
@@ -469,6 +488,7 @@ mod tests {
             attributes,
             system_attributes: BTreeMap::new(),
             body: Bytes::from_static(b"hello"),
+            body_md5: Some([0x5d; 16]),
         }
     }
 
@@ -500,6 +520,30 @@ mod tests {
         ];
         let rec = encode_record(&events);
         assert_eq!(decode_record(&rec).unwrap(), events);
+    }
+
+    #[test]
+    fn version_1_records_still_read_without_a_body_digest() {
+        // A version 1 record is a version 2 one without the digest's option byte.
+        let without = Enqueued {
+            body_md5: None,
+            ..sample()
+        };
+        let v2 = encode_record(&[Event::Enqueued(Box::new(without.clone()))]);
+        assert_eq!((v2[0], v2[v2.len() - 1]), (2, 0));
+        let mut v1 = v2[..v2.len() - 1].to_vec();
+        v1[0] = 1;
+        assert_eq!(decode_enqueued(&Bytes::from(v1)).unwrap(), without);
+        // Other events are the same in both versions.
+        let mut deleted = encode_record(&[Event::Deleted { number: 3 }]).to_vec();
+        deleted[0] = 1;
+        assert_eq!(
+            decode_record(&Bytes::from(deleted)).unwrap(),
+            vec![Event::Deleted { number: 3 }]
+        );
+        let mut future = encode_record(&[Event::Purged]).to_vec();
+        future[0] = 3;
+        assert!(decode_record(&Bytes::from(future)).is_err());
     }
 
     #[test]

@@ -125,6 +125,7 @@ pub fn to_message(e: Enqueued, meta: &Meta) -> Message {
         sequence_number: (e.sequence > 0).then_some(e.sequence),
         priority: e.priority,
         dead_letter_source: e.dead_letter_source,
+        body_md5: e.body_md5,
     }
 }
 
@@ -518,6 +519,7 @@ impl Queue {
                 attributes: m.attributes,
                 system_attributes: m.system_attributes,
                 body: m.body,
+                body_md5: m.body_md5,
             }))]);
         }
         let mut records = Vec::with_capacity(enqueues.len() + 1);

@@ -347,6 +347,7 @@ impl SendMessageWire {
             priority: self.priority,
             ttl_seconds: self.ttl_seconds,
             sender_id: None,
+            body_md5: None,
         })
     }
 }
@@ -740,6 +741,7 @@ mod tests {
             sequence_number: None,
             priority: 0,
             dead_letter_source: None,
+            body_md5: None,
         };
         let out = encode_message(stored.clone(), None, false);
         assert_eq!(out.body_encoding, BodyEncoding::Base64);

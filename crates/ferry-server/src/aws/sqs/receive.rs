@@ -114,7 +114,9 @@ fn message_json(ctx: &Ctx, r: &ReceivedMessage, system: &[String], selectors: &[
         "ReceiptHandle".into(),
         Value::String(r.receipt_handle.clone()),
     );
-    out.insert("MD5OfBody".into(), Value::String(md5::of_bytes(&m.body)));
+    // Stored by an SQS send; computed for messages that came in through other doors.
+    let body_md5 = m.body_md5.unwrap_or_else(|| md5::digest(&m.body));
+    out.insert("MD5OfBody".into(), Value::String(md5::hex_of(body_md5)));
     out.insert("Body".into(), Value::String(body));
     if !attrs.is_empty() {
         out.insert("Attributes".into(), Value::Object(attrs));

@@ -172,7 +172,7 @@ fn decode(ctx: &Ctx, e: &Input, q: &QueueAttributes) -> Result<SendMessage, AwsE
             "The request include parameter that is not valid for this queue type.",
         ));
     }
-    let m = SendMessage {
+    let mut m = SendMessage {
         body: Bytes::copy_from_slice(body.as_bytes()),
         attributes,
         system_attributes,
@@ -182,6 +182,7 @@ fn decode(ctx: &Ctx, e: &Input, q: &QueueAttributes) -> Result<SendMessage, AwsE
         priority: None,
         ttl_seconds: None,
         sender_id: Some(ctx.sender_id.clone()),
+        body_md5: None,
     };
     let size = validate::message_size(&m);
     if size > q.maximum_message_size as usize {
@@ -190,6 +191,8 @@ fn decode(ctx: &Ctx, e: &Input, q: &QueueAttributes) -> Result<SendMessage, AwsE
             q.maximum_message_size
         )));
     }
+    // Computed once: answered now as MD5OfMessageBody and stored for every receive.
+    m.body_md5 = Some(md5::digest(&m.body));
     Ok(m)
 }
 
@@ -203,7 +206,7 @@ struct Checksums {
 impl Checksums {
     fn of(m: &SendMessage) -> Checksums {
         Checksums {
-            body: md5::of_bytes(&m.body),
+            body: md5::hex_of(m.body_md5.unwrap_or_else(|| md5::digest(&m.body))),
             attributes: (!m.attributes.is_empty()).then(|| md5::of_attributes(&m.attributes)),
             system_attributes: (!m.system_attributes.is_empty())
                 .then(|| md5::of_attributes(&m.system_attributes)),
