@@ -51,6 +51,19 @@ fn fifo_attrs() -> QueueAttributes {
     }
 }
 
+/// A queue with a 1 s visibility timeout whose messages move to `dlq` after
+/// `max_receive_count` receives.
+fn redrive_to(dlq: &str, max_receive_count: u32) -> QueueAttributes {
+    QueueAttributes {
+        visibility_timeout_seconds: 1,
+        redrive_policy: Some(RedrivePolicy {
+            dead_letter_queue: dlq.into(),
+            max_receive_count,
+        }),
+        ..Default::default()
+    }
+}
+
 async fn send1(b: &Broker, q: &str, m: SendMessage) -> SendOutcome {
     b.send(q, vec![m]).await.unwrap().pop().unwrap().unwrap()
 }
@@ -651,15 +664,8 @@ async fn dead_letter_after_max_receives() {
     let (_d, clock, b) = setup();
     b.create_queue("dlq", QueueAttributes::default(), BTreeMap::new())
         .unwrap();
-    let a = QueueAttributes {
-        visibility_timeout_seconds: 1,
-        redrive_policy: Some(RedrivePolicy {
-            dead_letter_queue: "dlq".into(),
-            max_receive_count: 2,
-        }),
-        ..Default::default()
-    };
-    b.create_queue("src", a, BTreeMap::new()).unwrap();
+    b.create_queue("src", redrive_to("dlq", 2), BTreeMap::new())
+        .unwrap();
     let sent = send1(&b, "src", msg("poison")).await;
     for i in 1..=2 {
         let r = b.receive("src", rr(1)).await.unwrap();
@@ -684,15 +690,8 @@ async fn move_tasks() {
         .unwrap();
     b.create_queue("other", QueueAttributes::default(), BTreeMap::new())
         .unwrap();
-    let a = QueueAttributes {
-        visibility_timeout_seconds: 1,
-        redrive_policy: Some(RedrivePolicy {
-            dead_letter_queue: "dlq".into(),
-            max_receive_count: 1,
-        }),
-        ..Default::default()
-    };
-    b.create_queue("src", a, BTreeMap::new()).unwrap();
+    b.create_queue("src", redrive_to("dlq", 1), BTreeMap::new())
+        .unwrap();
     assert_eq!(
         b.start_move_task("src", None, None),
         Err(BrokerError::NotADeadLetterQueue("src".into()))
@@ -1290,15 +1289,8 @@ async fn a_body_digest_given_at_send_comes_back_with_every_delivery() {
         let b = open(dir.path(), &clock);
         b.create_queue("dlq", QueueAttributes::default(), BTreeMap::new())
             .unwrap();
-        let a = QueueAttributes {
-            visibility_timeout_seconds: 1,
-            redrive_policy: Some(RedrivePolicy {
-                dead_letter_queue: "dlq".into(),
-                max_receive_count: 1,
-            }),
-            ..Default::default()
-        };
-        b.create_queue("src", a, BTreeMap::new()).unwrap();
+        b.create_queue("src", redrive_to("dlq", 1), BTreeMap::new())
+            .unwrap();
         let with = SendMessage {
             body_md5: Some(digest),
             ..msg("digested")
