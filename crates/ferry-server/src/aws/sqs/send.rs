@@ -172,7 +172,7 @@ fn decode(ctx: &Ctx, e: &Input, q: &QueueAttributes) -> Result<SendMessage, AwsE
             "The request include parameter that is not valid for this queue type.",
         ));
     }
-    let mut m = SendMessage {
+    let m = SendMessage {
         body: Bytes::copy_from_slice(body.as_bytes()),
         attributes,
         system_attributes,
@@ -191,12 +191,12 @@ fn decode(ctx: &Ctx, e: &Input, q: &QueueAttributes) -> Result<SendMessage, AwsE
             q.maximum_message_size
         )));
     }
-    // Computed once: answered now as MD5OfMessageBody and stored for every receive.
-    m.body_md5 = Some(md5::digest(&m.body));
     Ok(m)
 }
 
 /// The checksums SQS returns for a message, computed before the message moves to the broker.
+/// The body's digest is computed here once: answered now as `MD5OfMessageBody` and stored with
+/// the message for every `ReceiveMessage`.
 struct Checksums {
     body: String,
     attributes: Option<String>,
@@ -204,9 +204,11 @@ struct Checksums {
 }
 
 impl Checksums {
-    fn of(m: &SendMessage) -> Checksums {
+    fn of(m: &mut SendMessage) -> Checksums {
+        let body = md5::digest(&m.body);
+        m.body_md5 = Some(body);
         Checksums {
-            body: md5::hex_of(m.body_md5.unwrap_or_else(|| md5::digest(&m.body))),
+            body: md5::hex_of(body),
             attributes: (!m.attributes.is_empty()).then(|| md5::of_attributes(&m.attributes)),
             system_attributes: (!m.system_attributes.is_empty())
                 .then(|| md5::of_attributes(&m.system_attributes)),
@@ -234,8 +236,8 @@ impl Checksums {
 pub async fn send_one(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     let name = ctx.queue(i)?;
     let q = ctx.broker.queue_attributes(&name)?;
-    let m = decode(ctx, i, &q)?;
-    let sums = Checksums::of(&m);
+    let mut m = decode(ctx, i, &q)?;
+    let sums = Checksums::of(&mut m);
     let mut outcomes = ctx.broker.send(&name, vec![m]).await?;
     let o = outcomes.pop().ok_or_else(|| {
         AwsError::new(ErrorKind::InternalFailure, "the broker returned no outcome")
@@ -273,8 +275,8 @@ pub async fn send_batch(ctx: &Ctx, i: &Input<'_>) -> Result<Value, AwsError> {
     if !accepted.is_empty() {
         let mut sent = Vec::with_capacity(accepted.len());
         let mut messages = Vec::with_capacity(accepted.len());
-        for (id, m) in accepted {
-            sent.push((id, Checksums::of(&m)));
+        for (id, mut m) in accepted {
+            sent.push((id, Checksums::of(&mut m)));
             messages.push(m);
         }
         let outcomes = ctx.broker.send(&name, messages).await?;
