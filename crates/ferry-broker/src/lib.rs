@@ -1009,6 +1009,16 @@ impl Broker {
         Ok(out)
     }
 
+    /// The source queue of the move task with this handle, if there is one.
+    pub fn move_task_source(&self, task_handle: &str) -> Option<String> {
+        let catalog = self.inner.catalog.lock();
+        catalog
+            .move_tasks
+            .iter()
+            .find(|t| t.handle == task_handle)
+            .map(|t| t.source.clone())
+    }
+
     pub fn cancel_move_task(&self, task_handle: &str) -> Result<MoveTaskInfo, BrokerError> {
         self.check_running()?;
         let mut catalog = self.inner.catalog.lock();

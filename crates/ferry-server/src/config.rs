@@ -33,6 +33,8 @@
 //! [[aws.credentials]]           # none: open mode (unsigned requests, loopback peers only)
 //! access_key_id = "AKIA..."
 //! secret_access_key = "..."
+//! account_id = "111122223333"   # optional: the key's own account (default: the door's)
+//! user = "alice"                # optional: an IAM user name (principal arn:aws:iam::<account>:user/alice)
 //! ```
 
 use std::fmt;
@@ -182,6 +184,13 @@ impl Default for AwsSettings {
 pub struct AwsCredential {
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// The account the key belongs to. None: the door's own account, whose keys own every
+    /// queue and topic. A key of another account reaches only what a resource policy grants it.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// An IAM user name. None: the key acts as its account's root principal.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 impl fmt::Debug for AwsCredential {
@@ -190,6 +199,8 @@ impl fmt::Debug for AwsCredential {
         f.debug_struct("AwsCredential")
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
+            .field("account_id", &self.account_id)
+            .field("user", &self.user)
             .finish()
     }
 }
@@ -512,7 +523,7 @@ fn validate_aws(section: AwsFileSection, file: &str) -> Result<AwsSettings, Conf
     let account_id = section
         .account_id
         .unwrap_or_else(|| DEFAULT_AWS_ACCOUNT_ID.to_string());
-    if account_id.len() != 12 || !account_id.chars().all(|c| c.is_ascii_digit()) {
+    if !is_account_id(&account_id) {
         return Err(invalid(
             "account_id",
             format!("{account_id:?}: expected 12 digits"),
@@ -532,6 +543,28 @@ fn validate_aws(section: AwsFileSection, file: &str) -> Result<AwsSettings, Conf
                 format!("access key {:?} is listed twice", c.access_key_id),
             ));
         }
+        if let Some(a) = &c.account_id {
+            if !is_account_id(a) {
+                return Err(invalid(
+                    "credentials",
+                    format!(
+                        "account_id {a:?} of access key {:?}: expected 12 digits",
+                        c.access_key_id
+                    ),
+                ));
+            }
+        }
+        if let Some(u) = &c.user {
+            if !is_iam_user_name(u) {
+                return Err(invalid(
+                    "credentials",
+                    format!(
+                        "user {u:?} of access key {:?}: expected 1 to 64 of A-Z a-z 0-9 + = , . @ _ -",
+                        c.access_key_id
+                    ),
+                ));
+            }
+        }
     }
     let queue_name_reuse_delay_seconds = section.queue_name_reuse_delay_seconds.unwrap_or(0);
     if queue_name_reuse_delay_seconds > MAX_QUEUE_NAME_REUSE_DELAY_SECONDS {
@@ -548,6 +581,17 @@ fn validate_aws(section: AwsFileSection, file: &str) -> Result<AwsSettings, Conf
         credentials: section.credentials,
         queue_name_reuse_delay_seconds,
     })
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.chars().all(|c| c.is_ascii_digit())
+}
+
+/// IAM's user name rule.
+fn is_iam_user_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
 }
 
 fn check<T>(s: &Sourced, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
@@ -765,6 +809,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("aws.queue_name_reuse_delay_seconds"), "{err}");
+    }
+
+    #[test]
+    fn a_credential_may_name_its_account_and_user() {
+        let key = "[[aws.credentials]]\naccess_key_id = \"K\"\nsecret_access_key = \"S\"\n";
+        let config = load_file(&format!(
+            "{key}account_id = \"210987654321\"\nuser = \"alice.b@x\"\n"
+        ))
+        .unwrap();
+        let c = &config.aws.credentials[0];
+        assert_eq!(c.account_id.as_deref(), Some("210987654321"));
+        assert_eq!(c.user.as_deref(), Some("alice.b@x"));
+        let plain = load_file(key).unwrap();
+        assert_eq!(plain.aws.credentials[0].account_id, None);
+        assert_eq!(plain.aws.credentials[0].user, None);
+        for bad in [
+            "account_id = \"2109\"\n",
+            "user = \"a/b\"\n",
+            "user = \"\"\n",
+        ] {
+            let err = load_file(&format!("{key}{bad}")).unwrap_err().to_string();
+            assert!(err.contains("aws.credentials"), "{bad}: {err}");
+        }
     }
 
     #[test]

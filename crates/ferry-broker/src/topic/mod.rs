@@ -939,6 +939,16 @@ impl Topics {
         self.inner.catalog.lock().topics.keys().cloned().collect()
     }
 
+    /// The topic's access policy text, if it has one set (None also for an unknown topic).
+    pub fn topic_policy(&self, name: &str) -> Option<String> {
+        let c = self.inner.catalog.lock();
+        c.topics.get(name).and_then(|e| e.attributes.policy.clone())
+    }
+
+    pub fn topic_exists(&self, name: &str) -> bool {
+        self.inner.catalog.lock().topics.contains_key(name)
+    }
+
     pub fn get_topic(&self, name: &str) -> Result<TopicInfo, TopicError> {
         let c = self.inner.catalog.lock();
         let e = c

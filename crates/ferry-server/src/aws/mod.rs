@@ -4,6 +4,7 @@
 //! request ─► protocol detection ─► SigV4 (or open mode) ─► decode to the JSON shape
 //!   X-Amz-Target: AmazonSQS.<Action>  → json.rs   (JSON body)
 //!   Action=<Action> (form or query)   → query.rs  (flattened params → JSON shape)
+//!         ─► sqs::access::authorize (the queue's policy, when keys are configured)
 //!         ─► sqs::dispatch (one file per action family, broker calls)
 //!         ─► encode: JSON, or XML in the 2012-11-05 namespace; errors via errors.rs
 //! ```
@@ -14,11 +15,12 @@
 //!
 //! Architecture invariant: this module holds no queue logic; every decision about messages is
 //! the broker's. The door only keeps SQS-specific bookkeeping the broker has no notion of (the
-//! 60-second PurgeQueue window).
+//! 60-second PurgeQueue window, parsed access policies).
 
 pub mod errors;
 pub mod json;
 pub mod md5;
+pub mod policy;
 pub mod query;
 pub mod sigv4;
 pub mod sns;
@@ -59,7 +61,12 @@ struct DoorInner {
     deletions: Mutex<HashMap<String, Instant>>,
     requests_in_flight: AtomicUsize,
     polls_in_flight: AtomicUsize,
+    /// Parsed resource policies by queue or topic, with the text they were parsed from.
+    policies: Mutex<HashMap<String, CachedPolicy>>,
 }
+
+/// A resource policy's text and what it parsed to (None: it does not parse).
+type CachedPolicy = (String, Option<Arc<policy::Policy>>);
 
 /// Decrements a counter when dropped (also when the client goes away mid-request).
 pub struct CountGuard<'a>(&'a AtomicUsize);
@@ -80,12 +87,58 @@ impl AwsDoor {
                 deletions: Mutex::new(HashMap::new()),
                 requests_in_flight: AtomicUsize::new(0),
                 polls_in_flight: AtomicUsize::new(0),
+                policies: Mutex::new(HashMap::new()),
             }),
         }
     }
 
     pub fn settings(&self) -> &AwsSettings {
         &self.inner.settings
+    }
+
+    /// The principal a verified access key acts as: its account (the door's own unless the
+    /// credential names another) and IAM user, if any.
+    pub fn principal(&self, access_key_id: &str) -> policy::Principal {
+        let settings = &self.inner.settings;
+        let credential = settings
+            .credentials
+            .iter()
+            .find(|c| c.access_key_id == access_key_id);
+        policy::Principal {
+            account: credential
+                .and_then(|c| c.account_id.clone())
+                .unwrap_or_else(|| settings.account_id.clone()),
+            user: credential.and_then(|c| c.user.clone()),
+        }
+    }
+
+    /// `text` (the resource policy of `resource`) parsed, from a cache keyed by resource and
+    /// checked against the text. None when the text does not parse (a policy stored before
+    /// policies were checked), which grants nothing and denies nothing.
+    pub fn parsed_policy(&self, resource: &str, text: &str) -> Option<Arc<policy::Policy>> {
+        let mut cache = self
+            .inner
+            .policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((cached_text, parsed)) = cache.get(resource) {
+            if cached_text == text {
+                return parsed.clone();
+            }
+        }
+        let parsed = match policy::Policy::parse(text) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(reason) => {
+                tracing::warn!(
+                    resource,
+                    reason,
+                    "a stored resource policy cannot be enforced; it grants nothing"
+                );
+                None
+            }
+        };
+        cache.insert(resource.to_string(), (text.to_string(), parsed.clone()));
+        parsed
     }
 
     /// Requests in flight that are not parked in a long poll (for graceful shutdown).
@@ -183,7 +236,7 @@ fn request_id() -> String {
     ferry_broker::uuid_text(&rand::random())
 }
 
-fn now_secs() -> i64 {
+pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -320,18 +373,20 @@ async fn serve(
     };
     let fail = |e: AwsError| (action.clone(), e);
     let settings = door.settings();
-    let sender_id = if settings.credentials.is_empty() {
+    let (sender_id, principal) = if settings.credentials.is_empty() {
         if !open_mode_allows(peer) {
             return Err(fail(AwsError::new(
                 ErrorKind::AccessDenied,
                 "This Ferry AWS door has no credentials configured and accepts only loopback clients.",
             )));
         }
-        settings.account_id.clone()
+        (settings.account_id.clone(), None)
     } else {
-        sigv4::verify(settings, method, uri, headers, body, now_secs())
+        let key = sigv4::verify(settings, method, uri, headers, body, now_secs())
             .map_err(fail)?
-            .access_key_id
+            .access_key_id;
+        let principal = door.principal(&key);
+        (key, Some(principal))
     };
     let broker = door.inner.app.broker().map_err(|_| {
         fail(AwsError::new(
@@ -359,7 +414,12 @@ async fn serve(
         door: door.clone(),
         host,
         sender_id,
+        principal,
+        peer: peer.ip(),
     };
+    if let Err(e) = sqs::access::authorize(&ctx, &action, &input) {
+        return Err((action, e));
+    }
     match sqs::dispatch(&ctx, &action, &input).await {
         Ok(v) => Ok((action, v)),
         Err(e) => Err((action, e)),

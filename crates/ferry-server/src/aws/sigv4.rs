@@ -434,6 +434,8 @@ mod tests {
             credentials: vec![AwsCredential {
                 access_key_id: "AKIDEXAMPLE".into(),
                 secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+                account_id: None,
+                user: None,
             }],
             ..AwsSettings::default()
         };

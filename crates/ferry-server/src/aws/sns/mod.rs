@@ -10,6 +10,7 @@
 //!
 //! Architecture invariant: no routing or delivery logic here; the broker's `Topics` decides.
 
+pub mod access;
 pub mod cert;
 pub mod deliverer;
 pub mod permissions;
@@ -315,6 +316,10 @@ pub fn is_sns(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> bool {
 pub struct Ctx {
     pub topics: Topics,
     pub door: AwsDoor,
+    /// Who signed the request; None in open mode (no keys configured).
+    pub principal: Option<super::policy::Principal>,
+    /// The client's address (the `aws:SourceIp` of policy conditions).
+    pub peer: std::net::IpAddr,
 }
 
 impl Ctx {
@@ -397,15 +402,17 @@ async fn serve(
     }
     let settings = door.settings();
     // ConfirmSubscription needs no signature: the SubscribeURL is fetched by the endpoint.
+    let mut principal = None;
     if action != "ConfirmSubscription" {
         if settings.credentials.is_empty() {
-            if !peer.ip().is_loopback() {
+            if !super::open_mode_allows(peer) {
                 return Err(SnsError::new("AuthorizationError", StatusCode::FORBIDDEN, "This Ferry AWS door has no credentials configured and accepts only loopback clients."));
             }
-        } else if let Err(e) =
-            super::sigv4::verify(settings, method, uri, headers, body, super::now_secs())
-        {
-            return Err(SnsError::new(e.kind.code(), e.kind.status(), e.message));
+        } else {
+            match super::sigv4::verify(settings, method, uri, headers, body, super::now_secs()) {
+                Ok(v) => principal = Some(door.principal(&v.access_key_id)),
+                Err(e) => return Err(SnsError::new(e.kind.code(), e.kind.status(), e.message)),
+            }
         }
     }
     let topics = door.inner.app.topics().map_err(|_| {
@@ -419,7 +426,10 @@ async fn serve(
     let ctx = Ctx {
         topics,
         door: door.clone(),
+        principal,
+        peer: peer.ip(),
     };
+    access::authorize(&ctx, action, &p)?;
     match action {
         "CreateTopic" => topics::create(&ctx, &p),
         "DeleteTopic" => topics::delete(&ctx, &p),

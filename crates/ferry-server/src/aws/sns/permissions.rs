@@ -1,5 +1,5 @@
-//! AddPermission, RemovePermission: statements kept in the topic's Policy document (stored and
-//! reported; Ferry does not evaluate resource policies).
+//! AddPermission, RemovePermission: statements kept in the topic's Policy document, which
+//! `access.rs` enforces when keys are configured.
 
 use serde_json::{json, Value};
 
@@ -46,7 +46,11 @@ pub fn add(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
         .into_iter()
         .filter_map(|m| m.value.clone())
         .collect();
-    if accounts.is_empty() {
+    if accounts.is_empty()
+        || accounts
+            .iter()
+            .any(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(SnsError::invalid("Invalid parameter: AWSAccountId"));
     }
     if actions.is_empty() {

@@ -39,7 +39,14 @@ pub fn apply(
 ) -> Result<(), SnsError> {
     match name {
         "DisplayName" => a.display_name = value.to_string(),
-        "Policy" => a.policy = (!value.is_empty()).then(|| value.to_string()),
+        "Policy" => {
+            if !value.is_empty() {
+                crate::aws::policy::Policy::parse(value).map_err(|reason| {
+                    SnsError::invalid(format!("Invalid parameter: Policy Error: {reason}"))
+                })?;
+            }
+            a.policy = (!value.is_empty()).then(|| value.to_string());
+        }
         "DeliveryPolicy" => a.delivery_policy = (!value.is_empty()).then(|| value.to_string()),
         "ContentBasedDeduplication" => a.content_based_deduplication = bool_attr(name, value)?,
         "FifoTopic" if creating => a.fifo = bool_attr(name, value)?,

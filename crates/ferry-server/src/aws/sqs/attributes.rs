@@ -118,11 +118,8 @@ pub fn apply(
             if value.is_empty() {
                 a.opaque.remove(name);
             } else {
-                if !serde_json::from_str::<Value>(value).is_ok_and(|v| v.is_object()) {
-                    return Err(AwsError::attribute_value_reason(
-                        name,
-                        "the policy is not a valid JSON document.",
-                    ));
+                if let Err(reason) = crate::aws::policy::Policy::parse(value) {
+                    return Err(AwsError::attribute_value_reason(name, &reason));
                 }
                 a.opaque.insert(name.into(), value.into());
             }

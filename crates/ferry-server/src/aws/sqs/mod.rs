@@ -2,6 +2,7 @@
 //! query protocol is converted to it first), calls the broker, and returns its result in the
 //! same shape.
 
+pub mod access;
 pub mod attributes;
 pub mod dead_letters;
 pub mod delete;
@@ -53,6 +54,10 @@ pub struct Ctx {
     pub host: String,
     /// SenderId of sent messages: the access key, or the account id in open mode.
     pub sender_id: String,
+    /// Who signed the request; None in open mode (no keys configured).
+    pub principal: Option<crate::aws::policy::Principal>,
+    /// The client's address (the `aws:SourceIp` of policy conditions).
+    pub peer: std::net::IpAddr,
 }
 
 impl Ctx {

@@ -1,6 +1,6 @@
 //! AddPermission and RemovePermission. The queue's access policy is kept as the `Policy`
 //! attribute (in the broker's opaque attributes); each permission is one statement whose `Sid`
-//! is the label. Ferry does not enforce the policy: it stores and reports it.
+//! is the label. The policy is enforced by `access.rs` when keys are configured.
 
 use serde_json::{json, Value};
 
@@ -81,6 +81,15 @@ pub fn add(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
     let accounts = i.str_list("AWSAccountIds")?;
     if accounts.is_empty() {
         return Err(AwsError::missing("AWSAccountIds"));
+    }
+    for a in &accounts {
+        if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(AwsError::invalid_value(
+                "AWSAccountIds",
+                a,
+                "An AWS account id is 12 digits.",
+            ));
+        }
     }
     let actions = i.str_list("Actions")?;
     if actions.is_empty() {
