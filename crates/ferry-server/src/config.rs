@@ -583,8 +583,9 @@ fn validate_aws(section: AwsFileSection, file: &str) -> Result<AwsSettings, Conf
     })
 }
 
-fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.chars().all(|c| c.is_ascii_digit())
+/// An AWS account id: 12 digits.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// IAM's user name rule.

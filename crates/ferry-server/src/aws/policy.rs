@@ -18,6 +18,8 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use crate::config::is_account_id;
+
 /// Who signed a request: an account's root, or an IAM user of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -53,6 +55,23 @@ pub enum Decision {
     Allow,
     /// No statement matched.
     NotGranted,
+}
+
+impl Decision {
+    /// Whether the request may go ahead: the resource's owner unless a statement denies it,
+    /// anyone else only when a statement allows it (and none denies it).
+    pub fn permits(self, owner: bool) -> bool {
+        match self {
+            Decision::Deny => false,
+            Decision::Allow => true,
+            Decision::NotGranted => owner,
+        }
+    }
+}
+
+/// What `policy` (None: the resource has none Ferry can read) says of `r`.
+pub fn decide(policy: Option<&Policy>, r: &Request<'_>) -> Decision {
+    policy.map_or(Decision::NotGranted, |p| p.evaluate(r))
 }
 
 /// A parsed, checked policy document.
@@ -182,10 +201,6 @@ fn strings(v: &Value, what: &str) -> Result<Vec<String>, Invalid> {
         Value::Array(_) => Err(format!("{what} must not be empty.")),
         other => Ok(vec![one(other)?]),
     }
-}
-
-fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn principal_pattern(s: &str) -> Result<PrincipalPattern, Invalid> {
@@ -441,9 +456,11 @@ impl Policy {
 
     /// What this policy says of one request.
     pub fn evaluate(&self, r: &Request<'_>) -> Decision {
+        let principal_arn = r.principal.arn();
+        let action = r.action.to_ascii_lowercase();
         let mut allowed = false;
         for st in &self.statements {
-            if st.applies(r) {
+            if st.applies(r, &principal_arn, &action) {
                 if !st.allow {
                     return Decision::Deny;
                 }
@@ -459,15 +476,14 @@ impl Policy {
 }
 
 impl Statement {
-    fn applies(&self, r: &Request<'_>) -> bool {
-        let principal_arn = r.principal.arn();
-        let action = r.action.to_ascii_lowercase();
+    /// `principal_arn` and `action` (lower case) are the request's, computed once per request.
+    fn applies(&self, r: &Request<'_>, principal_arn: &str, action: &str) -> bool {
         self.principals.matches(|p| match p {
             PrincipalPattern::Anyone => true,
             PrincipalPattern::Account(a) => *a == r.principal.account,
-            PrincipalPattern::Arn(arn) => *arn == principal_arn,
+            PrincipalPattern::Arn(arn) => arn == principal_arn,
             PrincipalPattern::NotAKey => false,
-        }) && self.actions.matches(|a| wildcard(a, &action))
+        }) && self.actions.matches(|a| wildcard(a, action))
             && self
                 .resources
                 .as_ref()

@@ -12,7 +12,7 @@
 use axum::http::StatusCode;
 
 use super::{Ctx, Params, SnsError};
-use crate::aws::policy::{Decision, Request};
+use crate::aws::policy::{decide, Request};
 use ferry_broker::topic::Topics;
 
 /// Topic actions a policy may grant to another account, and the permission each needs.
@@ -62,23 +62,15 @@ pub fn authorize(ctx: &Ctx, action: &str, p: &Params) -> Result<(), SnsError> {
         .topics
         .topic_policy(topic)
         .and_then(|text| ctx.door.parsed_policy(&topic_arn, &text));
-    let decision = match policy {
-        Some(policy) => policy.evaluate(&Request {
-            principal,
-            action: permission,
-            resource: &topic_arn,
-            source_ip: ctx.peer,
-            now_secs: crate::aws::now_secs(),
-            secure_transport: false,
-        }),
-        None => Decision::NotGranted,
+    let request = Request {
+        principal,
+        action: permission,
+        resource: &topic_arn,
+        source_ip: ctx.peer,
+        now_secs: crate::aws::now_secs(),
+        secure_transport: false,
     };
-    let granted = match decision {
-        Decision::Deny => false,
-        Decision::Allow => true,
-        Decision::NotGranted => owner,
-    };
-    if granted {
+    if decide(policy.as_deref(), &request).permits(owner) {
         Ok(())
     } else {
         Err(SnsError::new(

@@ -46,11 +46,7 @@ pub fn add(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
         .into_iter()
         .filter_map(|m| m.value.clone())
         .collect();
-    if accounts.is_empty()
-        || accounts
-            .iter()
-            .any(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if accounts.is_empty() || accounts.iter().any(|a| !crate::config::is_account_id(a)) {
         return Err(SnsError::invalid("Invalid parameter: AWSAccountId"));
     }
     if actions.is_empty() {

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::{Ctx, Input};
 use crate::aws::errors::{AwsError, ErrorKind};
-use crate::aws::policy::{Decision, Request};
+use crate::aws::policy::{decide, Request};
 
 /// Actions only the owning account may call.
 const OWNER_ONLY: [&str; 9] = [
@@ -103,27 +103,16 @@ pub fn authorize(ctx: &Ctx, action: &str, input: &Value) -> Result<(), AwsError>
             .opaque
             .get("Policy")
             .and_then(|text| ctx.door.parsed_policy(&queue, text));
-        let Some(policy) = policy else {
-            if owner {
-                continue;
-            }
-            return Err(denied(ctx, &queue));
-        };
         let arn = ctx.queue_arn(&queue);
-        let decision = policy.evaluate(&Request {
+        let request = Request {
             principal,
             action: &permission,
             resource: &arn,
             source_ip: ctx.peer,
             now_secs: crate::aws::now_secs(),
             secure_transport: false,
-        });
-        let granted = match decision {
-            Decision::Deny => false,
-            Decision::Allow => true,
-            Decision::NotGranted => owner,
         };
-        if !granted {
+        if !decide(policy.as_deref(), &request).permits(owner) {
             return Err(denied(ctx, &queue));
         }
     }

@@ -83,7 +83,7 @@ pub fn add(ctx: &Ctx, i: &Input) -> Result<Value, AwsError> {
         return Err(AwsError::missing("AWSAccountIds"));
     }
     for a in &accounts {
-        if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+        if !crate::config::is_account_id(a) {
             return Err(AwsError::invalid_value(
                 "AWSAccountIds",
                 a,
