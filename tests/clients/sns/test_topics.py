@@ -100,6 +100,12 @@ def test_permissions(sns):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         sns.add_permission(TopicArn=arn, Label="l1", AWSAccountId=["111122223333"], ActionName=["Publish"])
     assert error_code(e) == "InvalidParameter"
+    for accounts, actions in ((["alice"], ["Publish"]), (["111122223333"], ["Explode"])):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            sns.add_permission(TopicArn=arn, Label="l2", AWSAccountId=accounts, ActionName=actions)
+        assert error_code(e) == "InvalidParameter"
+    policy = json.loads(sns.get_topic_attributes(TopicArn=arn)["Attributes"]["Policy"])
+    assert not any(s.get("Sid") == "l2" for s in policy["Statement"])
     sns.remove_permission(TopicArn=arn, Label="l1")
     policy = json.loads(sns.get_topic_attributes(TopicArn=arn)["Attributes"]["Policy"])
     assert not any(s.get("Sid") == "l1" for s in policy["Statement"])

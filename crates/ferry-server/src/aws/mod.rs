@@ -65,6 +65,10 @@ struct DoorInner {
     policies: Mutex<HashMap<String, CachedPolicy>>,
 }
 
+/// Most parsed policies kept; the cache starts afresh when full (entries of deleted queues and
+/// topics are never looked up again, and a miss only costs a parse).
+const MAX_CACHED_POLICIES: usize = 10_000;
+
 /// A resource policy's text and what it parsed to (None: it does not parse).
 type CachedPolicy = (String, Option<Arc<policy::Policy>>);
 
@@ -137,6 +141,9 @@ impl AwsDoor {
                 None
             }
         };
+        if cache.len() >= MAX_CACHED_POLICIES {
+            cache.clear();
+        }
         cache.insert(resource.to_string(), (text.to_string(), parsed.clone()));
         parsed
     }

@@ -49,7 +49,11 @@ pub fn add(ctx: &Ctx, p: &Params) -> Result<Vec<X>, SnsError> {
     if accounts.is_empty() || accounts.iter().any(|a| !crate::config::is_account_id(a)) {
         return Err(SnsError::invalid("Invalid parameter: AWSAccountId"));
     }
-    if actions.is_empty() {
+    if actions.is_empty()
+        || actions
+            .iter()
+            .any(|a| a != "*" && !super::ACTIONS.contains(&a.as_str()))
+    {
         return Err(SnsError::invalid("Invalid parameter: ActionName"));
     }
     let mut policy = policy_of(ctx, &topic)?;
