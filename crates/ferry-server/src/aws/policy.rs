@@ -786,6 +786,17 @@ mod tests {
             with(serde_json::json!({"Bool": {"aws:SecureTransport": "true"}})),
             Decision::NotGranted
         );
+        assert_eq!(
+            with(
+                serde_json::json!({"StringEqualsIgnoreCase": {"AWS:PRINCIPALTYPE": "account"},
+                "StringNotEquals": {"aws:PrincipalType": "User"}})
+            ),
+            Decision::Allow
+        );
+        assert_eq!(
+            with(serde_json::json!({"StringEquals": {"aws:PrincipalType": "account"}})),
+            Decision::NotGranted
+        );
         // Two operators, or two keys: all must hold.
         assert_eq!(
             with(serde_json::json!({"Bool": {"aws:SecureTransport": "false"},
