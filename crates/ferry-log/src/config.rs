@@ -60,6 +60,13 @@ pub struct LogConfig {
     /// Worth it for logs whose appends wait on many small syncs (queues); not for logs that
     /// are bound by write bandwidth (streams).
     pub preallocate_bytes: u64,
+    /// Write and read the segments with direct I/O (`O_DIRECT`), bypassing the page cache,
+    /// where the file system allows it. Every write then rewrites the partial page the data
+    /// ended in and pads to a whole page. Worth it for logs bound by write bandwidth (streams),
+    /// where copying into fresh page-cache pages costs more CPU than the disk write; not for
+    /// logs whose recent entries are read back at once (queues), which would then come from
+    /// the disk.
+    pub direct_io: bool,
 }
 
 impl Default for LogConfig {
@@ -71,6 +78,7 @@ impl Default for LogConfig {
             max_entry_bytes: 16 << 20,
             on_sync: None,
             preallocate_bytes: 0,
+            direct_io: false,
         }
     }
 }
@@ -84,6 +92,7 @@ impl fmt::Debug for LogConfig {
             .field("max_entry_bytes", &self.max_entry_bytes)
             .field("on_sync", &self.on_sync.as_ref().map(|_| "Fn(SyncStats)"))
             .field("preallocate_bytes", &self.preallocate_bytes)
+            .field("direct_io", &self.direct_io)
             .finish()
     }
 }

@@ -3,6 +3,11 @@
 //! A cursor reads ahead in chunks (`readahead` bytes, or one whole frame if larger), parses
 //! headers from its buffer and verifies CRCs. It never reads at or beyond `end`, which for
 //! a live segment is the number of bytes the writer has finished writing.
+//!
+//! On a file opened for direct I/O the cursor reads whole aligned pages into an aligned buffer.
+//! The last page may be being rewritten by the writer meanwhile (it always rewrites the partial
+//! page it ends in, see `writer.rs`); the bytes before `end` are the same in the old and the
+//! new page, and the cursor never looks past `end`.
 
 use std::fs::File;
 use std::io;
@@ -11,6 +16,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 
+use crate::aligned::{align_down, align_up, read_direct, AlignedBuf};
 use crate::entry::StoredEntry;
 use crate::error::LogError;
 use crate::frame::{FrameHeader, HEADER_BYTES};
@@ -46,20 +52,40 @@ pub(crate) struct FrameCursor<'a> {
     /// Position of the next frame.
     pos: u64,
     end: u64,
-    buf: Vec<u8>,
-    /// File position of `buf[0]`.
+    buf: Buffer,
+    /// File position of the buffer's first byte.
     buf_start: u64,
+    /// Bytes of the buffer that hold file data.
+    buf_len: usize,
     readahead: usize,
 }
 
+/// The cursor's read buffer: aligned for a file opened with `O_DIRECT`.
+enum Buffer {
+    Plain(Vec<u8>),
+    Direct(AlignedBuf),
+}
+
 impl<'a> FrameCursor<'a> {
-    pub(crate) fn new(file: &'a File, pos: u64, end: u64, readahead: usize) -> FrameCursor<'a> {
+    /// `direct`: `file` was opened with `O_DIRECT`.
+    pub(crate) fn new(
+        file: &'a File,
+        pos: u64,
+        end: u64,
+        readahead: usize,
+        direct: bool,
+    ) -> FrameCursor<'a> {
         FrameCursor {
             file,
             pos,
             end,
-            buf: Vec::new(),
+            buf: if direct {
+                Buffer::Direct(AlignedBuf::zeroed(0))
+            } else {
+                Buffer::Plain(Vec::new())
+            },
             buf_start: 0,
+            buf_len: 0,
             readahead: readahead.max(HEADER_BYTES),
         }
     }
@@ -137,15 +163,38 @@ impl<'a> FrameCursor<'a> {
     /// `len` bytes at `at`, from the buffer or from one `pread` that refills it.
     fn bytes(&mut self, at: u64, len: usize) -> Result<&[u8], CursorError> {
         debug_assert!(at + len as u64 <= self.end);
-        let buf_end = self.buf_start + self.buf.len() as u64;
+        let buf_end = self.buf_start + self.buf_len as u64;
         if at < self.buf_start || at + len as u64 > buf_end {
             let want = (len.max(self.readahead) as u64).min(self.end - at) as usize;
-            self.buf.clear();
-            self.buf.resize(want, 0);
-            self.file.read_exact_at(&mut self.buf, at)?;
-            self.buf_start = at;
+            match &mut self.buf {
+                Buffer::Plain(buf) => {
+                    buf.clear();
+                    buf.resize(want, 0);
+                    self.file.read_exact_at(buf, at)?;
+                    self.buf_start = at;
+                    self.buf_len = want;
+                }
+                Buffer::Direct(buf) => {
+                    let start = align_down(at);
+                    let need = (at + want as u64 - start) as usize;
+                    let span = align_up(at + want as u64) - start;
+                    buf.reserve(span as usize);
+                    read_direct(
+                        self.file,
+                        &mut buf.as_mut_slice()[..span as usize],
+                        start,
+                        need,
+                    )?;
+                    self.buf_start = start;
+                    self.buf_len = need;
+                }
+            }
         }
         let start = (at - self.buf_start) as usize;
-        Ok(&self.buf[start..start + len])
+        let data = match &self.buf {
+            Buffer::Plain(buf) => &buf[..],
+            Buffer::Direct(buf) => buf.as_slice(),
+        };
+        Ok(&data[start..start + len])
     }
 }

@@ -123,6 +123,7 @@
 //! * The `on_sync` observer runs on the writer thread: keep it short. If it owns the last
 //!   `Log` handle and drops it, the log closes without waiting for the final sync.
 
+mod aligned;
 mod config;
 mod cursor;
 mod entry;

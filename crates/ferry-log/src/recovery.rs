@@ -41,7 +41,8 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Arc<Segment>
         }
     }
     if bases.is_empty() {
-        let segment = Segment::create(dir, 0, config.index_interval_bytes)?;
+        let segment =
+            Segment::create(dir, 0, config.index_interval_bytes)?.with_direct_io(config.direct_io);
         sync_dir(dir)?;
         return Ok(vec![Arc::new(segment)]);
     }
@@ -65,7 +66,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Arc<Segment>
             dir_changed |= rebuilt;
             segment
         };
-        segments.push(Arc::new(segment));
+        segments.push(Arc::new(segment.with_direct_io(config.direct_io)));
     }
     if dir_changed {
         sync_dir(dir)?;
@@ -172,7 +173,13 @@ fn recover_closed(
 /// intact, and ending exactly at the end of the file. Returns the segment's next offset.
 fn check_last_point(file: &File, base: u64, size: u64, index: &SparseIndex) -> Result<u64, String> {
     let last = index.last().ok_or("empty index")?;
-    let mut cursor = FrameCursor::new(file, u64::from(last.position), size, LAST_FRAME_READAHEAD);
+    let mut cursor = FrameCursor::new(
+        file,
+        u64::from(last.position),
+        size,
+        LAST_FRAME_READAHEAD,
+        false,
+    );
     let describe = |e: CursorError| match e {
         CursorError::Io(e) => e.to_string(),
         CursorError::Bad { reason, .. } => reason,
@@ -284,7 +291,7 @@ struct Scan {
 /// Reads every frame of a segment, checking lengths, CRCs and offset continuity, and builds
 /// its index. Stops at the first bad frame. Only I/O failures are errors.
 fn scan(file: &File, path: &Path, base: u64, size: u64, interval: u32) -> Result<Scan, LogError> {
-    let mut cursor = FrameCursor::new(file, 0, size, SCAN_READAHEAD);
+    let mut cursor = FrameCursor::new(file, 0, size, SCAN_READAHEAD, false);
     let mut index = SparseIndex::new(interval);
     let mut next_offset = base;
     let bad = loop {

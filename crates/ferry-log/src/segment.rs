@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::aligned::{AlignedBuf, DIRECT_IO_ALIGN};
 use crate::cursor::FrameCursor;
 use crate::entry::StoredEntry;
 use crate::error::LogError;
@@ -52,14 +53,15 @@ pub(crate) struct Segment {
     base_offset: u64,
     path: PathBuf,
     file: File,
+    /// With `LogConfig::direct_io` on a file system that allows it: the same file opened with
+    /// `O_DIRECT`, through which every write and read of the frames goes (see `writer.rs`).
+    direct: Option<File>,
     meta: RwLock<SegmentMeta>,
     /// Length of the file: the written frames plus zero-filled space after them (see
     /// `LogConfig::preallocate_bytes`). Only the active segment has zero-filled space.
     allocated: AtomicU64,
 }
 
-/// Alignment of direct I/O offsets, lengths and buffers.
-pub(crate) const DIRECT_IO_ALIGN: u64 = 4096;
 /// Zero-fill writes at most this much per `pwrite`.
 const ZERO_FILL_CHUNK: usize = 1 << 20;
 
@@ -113,8 +115,47 @@ impl Segment {
             base_offset,
             path,
             file,
+            direct: None,
             meta: RwLock::new(meta),
             allocated,
+        }
+    }
+
+    /// Opens the file for direct I/O too when `on`, if the file system allows it (tmpfs, for
+    /// one, does not: the segment then keeps using the page cache).
+    pub(crate) fn with_direct_io(mut self, on: bool) -> Segment {
+        if on {
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(&self.path)
+            {
+                Ok(f) => self.direct = Some(f),
+                Err(error) => {
+                    tracing::warn!(path = %self.path.display(), %error, "direct I/O is not available here; the log goes through the page cache")
+                }
+            }
+        }
+        self
+    }
+
+    /// Records that the file now reaches `end` (a direct write pads its last page with zeros),
+    /// so the padding is cut off when the segment closes.
+    pub(crate) fn note_allocated(&self, end: u64) {
+        self.allocated.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// The file opened for direct I/O, if this segment uses it.
+    pub(crate) fn direct_file(&self) -> Option<&File> {
+        self.direct.as_ref()
+    }
+
+    /// A cursor over this segment's frames from `pos`, stopping at `end`.
+    fn cursor(&self, pos: u64, end: u64, readahead: usize) -> FrameCursor<'_> {
+        match &self.direct {
+            Some(f) => FrameCursor::new(f, pos, end, readahead, true),
+            None => FrameCursor::new(&self.file, pos, end, readahead, false),
         }
     }
 
@@ -158,7 +199,7 @@ impl Segment {
             .write(true)
             .custom_flags(libc::O_DIRECT)
             .open(&self.path)?;
-        let zeros = AlignedZeros::new(ZERO_FILL_CHUNK);
+        let zeros = AlignedBuf::zeroed(ZERO_FILL_CHUNK);
         let mut position = start;
         while position < end {
             let len = usize::try_from(end - position)
@@ -280,7 +321,7 @@ impl Segment {
             .saturating_add(extra)
             .min(readahead_max)
             .max(HEADER_BYTES);
-        let cursor = FrameCursor::new(&self.file, start, meta.size, readahead);
+        let cursor = self.cursor(start, meta.size, readahead);
         Some((
             cursor,
             self.base_offset + u64::from(floor.relative_offset),
@@ -354,10 +395,7 @@ impl Segment {
                 let readahead = usize::try_from(run_end.saturating_sub(floor_position))
                     .unwrap_or(usize::MAX)
                     .min(RANGE_READAHEAD_MAX);
-                cursor = Some((
-                    FrameCursor::new(&self.file, floor_position, size, readahead),
-                    floor_offset,
-                ));
+                cursor = Some((self.cursor(floor_position, size, readahead), floor_offset));
             }
             let (c, expected) = cursor.as_mut().expect("a cursor was just placed");
             loop {
@@ -432,7 +470,7 @@ impl Segment {
                 self.base_offset + u64::from(point.relative_offset),
             )
         };
-        let mut cursor = FrameCursor::new(&self.file, start, end, LOOKUP_READAHEAD_MAX);
+        let mut cursor = self.cursor(start, end, LOOKUP_READAHEAD_MAX);
         while cursor.position() < end {
             let header = self.next_in_sequence(&mut cursor, expected)?;
             if header.timestamp_ms >= timestamp_ms {
@@ -472,36 +510,6 @@ impl Segment {
             )),
             Err(e) => Err(e.into_log_error(&self.path)),
         }
-    }
-}
-
-/// A zeroed buffer aligned for direct I/O.
-struct AlignedZeros {
-    ptr: std::ptr::NonNull<u8>,
-    layout: std::alloc::Layout,
-}
-
-impl AlignedZeros {
-    fn new(len: usize) -> AlignedZeros {
-        let layout = std::alloc::Layout::from_size_align(len, DIRECT_IO_ALIGN as usize)
-            .expect("a valid layout");
-        // SAFETY: `layout` has a non-zero size.
-        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr =
-            std::ptr::NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        AlignedZeros { ptr, layout }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` points to `layout.size()` initialised (zeroed) bytes owned by `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
-    }
-}
-
-impl Drop for AlignedZeros {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
     }
 }
 

@@ -34,11 +34,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::aligned::align_up;
 use crate::config::SyncStats;
 use crate::error::LogError;
 use crate::log::Shared;
 use crate::queue::WRITE_BATCH_MAX_BYTES;
-use crate::segment::{Segment, DIRECT_IO_ALIGN};
+use crate::segment::Segment;
 
 /// Most concurrent `fdatasync`s of one log.
 pub(crate) const MAX_SYNCERS: usize = 4;
@@ -126,10 +127,6 @@ impl State {
         let end = (start + stretch).min(align_up(segment_bytes));
         (start < end).then_some((start, end))
     }
-}
-
-fn align_up(n: u64) -> u64 {
-    n.div_ceil(DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN
 }
 
 pub(crate) struct Syncers {

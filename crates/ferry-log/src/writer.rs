@@ -7,6 +7,12 @@
 //! it syncs by itself when the policy says so. While it writes, appenders keep filling the
 //! next batch: that is the group commit.
 //!
+//! Under `LogConfig::direct_io` the writer writes through the segment's `O_DIRECT` file: it
+//! copies each batch into an aligned buffer after the bytes already written to the page the
+//! batch starts in (kept in memory), pads the buffer with zeros to a whole page, and writes
+//! it at that page. So the partial page at the end of the data is rewritten, with the same
+//! bytes before the old end, by the next write; readers never look past the published end.
+//!
 //! A failed write or sync poisons the log and stops the thread. It is not retried: after a
 //! failed `fsync` Linux may already have dropped the dirty pages, so a retry could succeed
 //! without the data ever reaching the disk.
@@ -16,6 +22,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::aligned::{align_down, align_up, AlignedBuf};
 use crate::config::{Durability, SyncStats};
 use crate::error::LogError;
 use crate::log::Shared;
@@ -32,16 +39,31 @@ pub(crate) fn spawn(shared: Arc<Shared>, active: Arc<Segment>) -> std::io::Resul
             active.next_offset(),
         )
     });
+    let tail = partial_page(&active)?;
     let writer = Writer {
         shared,
         active,
         syncers,
         dirty: false,
         last_sync: Instant::now(),
+        tail,
+        direct_buf: AlignedBuf::zeroed(0),
     };
     thread::Builder::new()
         .name("ferry-log-writer".to_string())
         .spawn(move || writer.run())
+}
+
+/// Under direct I/O, the bytes of `segment`'s data in its last, partial page (empty when the
+/// data ends on a page boundary, or without direct I/O).
+fn partial_page(segment: &Segment) -> std::io::Result<Vec<u8>> {
+    let size = segment.size();
+    let page_start = align_down(size);
+    let mut tail = vec![0; (size - page_start) as usize];
+    if segment.direct_file().is_some() {
+        segment.file().read_exact_at(&mut tail, page_start)?;
+    }
+    Ok(tail)
 }
 
 /// Marks the writer stopped however it exits, so no waiter waits forever, even after a panic.
@@ -66,6 +88,10 @@ struct Writer {
     /// Under the relaxed policies: bytes were written to `active` since its last `fdatasync`.
     dirty: bool,
     last_sync: Instant,
+    /// Under direct I/O: the data already in the active segment's last, partial page.
+    tail: Vec<u8>,
+    /// Under direct I/O: where each write is assembled, page-aligned.
+    direct_buf: AlignedBuf,
 }
 
 enum Work {
@@ -148,12 +174,37 @@ impl Writer {
         if let Some(syncers) = &self.syncers {
             syncers.wait_for_room(start, len)?;
         }
-        let padding = segment.page_padding(start + len);
-        batch.buf.resize(batch.buf.len() + padding, 0);
-        segment
-            .file()
-            .write_all_at(&batch.buf, start)
-            .map_err(LogError::io(segment.path()))?;
+        match segment.direct_file() {
+            Some(direct) => {
+                let page_start = align_down(start);
+                let end = start + len;
+                let span = (align_up(end) - page_start) as usize;
+                debug_assert_eq!(self.tail.len() as u64, start - page_start);
+                self.direct_buf.reserve(span);
+                let out = &mut self.direct_buf.as_mut_slice()[..span];
+                let (prefix, rest) = out.split_at_mut(self.tail.len());
+                prefix.copy_from_slice(&self.tail);
+                let (data, padding) = rest.split_at_mut(batch.buf.len());
+                data.copy_from_slice(&batch.buf);
+                padding.fill(0);
+                direct
+                    .write_all_at(out, page_start)
+                    .map_err(LogError::io(segment.path()))?;
+                segment.note_allocated(page_start + span as u64);
+                self.tail.clear();
+                self.tail.extend_from_slice(
+                    &out[(align_down(end) - page_start) as usize..(end - page_start) as usize],
+                );
+            }
+            None => {
+                let padding = segment.page_padding(start + len);
+                batch.buf.resize(batch.buf.len() + padding, 0);
+                segment
+                    .file()
+                    .write_all_at(&batch.buf, start)
+                    .map_err(LogError::io(segment.path()))?;
+            }
+        }
         {
             let mut meta = segment.meta_mut();
             debug_assert_eq!(batch.frames[0].offset, meta.next_offset);
@@ -234,17 +285,21 @@ impl Writer {
         self.sync()?;
         self.trim_active()?;
         self.active.persist_index()?;
-        let segment = Arc::new(Segment::create(
-            &self.shared.dir,
-            base,
-            self.shared.config.index_interval_bytes,
-        )?);
+        let segment = Arc::new(
+            Segment::create(
+                &self.shared.dir,
+                base,
+                self.shared.config.index_interval_bytes,
+            )?
+            .with_direct_io(self.shared.config.direct_io),
+        );
         sync_dir(&self.shared.dir)?;
         self.shared.segments.write().push(Arc::clone(&segment));
         if let Some(syncers) = &self.syncers {
             syncers.set_active(Arc::clone(&segment));
         }
         self.active = segment;
+        self.tail.clear();
         Ok(())
     }
 

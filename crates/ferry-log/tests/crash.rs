@@ -14,14 +14,17 @@ use ferry_log::{Durability, Entry, Log, LogConfig};
 use rand::{Rng, SeedableRng};
 
 const CHILD_DIR_ENV: &str = "FERRY_LOG_CRASH_CHILD_DIR";
+/// Set for the child of a round that writes with direct I/O.
+const CHILD_DIRECT_ENV: &str = "FERRY_LOG_CRASH_CHILD_DIRECT";
 const APPENDER_THREADS: u64 = 4;
 /// The child stops by itself after this long, should the parent never kill it.
 const CHILD_MAX_RUNTIME: Duration = Duration::from_secs(60);
 const ROUNDS: usize = 6;
 
 /// Small segments so crashes also land around segment rolls, zero-filled ahead of the writer
-/// so crashes also leave zero-filled space behind the last frame.
-fn config() -> LogConfig {
+/// so crashes also leave zero-filled space behind the last frame. Rounds alternate between
+/// writing through the page cache and with direct I/O, on the same log.
+fn config(direct_io: bool) -> LogConfig {
     LogConfig {
         segment_bytes: 128 << 10,
         index_interval_bytes: 1024,
@@ -29,6 +32,7 @@ fn config() -> LogConfig {
         max_entry_bytes: 64 << 10,
         on_sync: None,
         preallocate_bytes: 64 << 10,
+        direct_io,
     }
 }
 
@@ -53,7 +57,7 @@ fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
         return;
     };
-    let log = Log::open(&dir, config()).unwrap();
+    let log = Log::open(&dir, config(std::env::var_os(CHILD_DIRECT_ENV).is_some())).unwrap();
     let started = Instant::now();
     let threads: Vec<_> = (0..APPENDER_THREADS)
         .map(|t| {
@@ -92,13 +96,20 @@ fn acknowledged_entries_survive_sigkill() {
     if std::env::var_os(CHILD_DIR_ENV).is_some() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    // Under the target directory: /tmp may be a tmpfs, which has no direct I/O.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let mut rng = rand::thread_rng();
     let mut acked: BTreeMap<u64, Ack> = BTreeMap::new();
     for round in 0..ROUNDS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let direct_io = round % 2 == 1;
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR_ENV, dir.path())
+            .env(CHILD_DIR_ENV, dir.path());
+        if direct_io {
+            command.env(CHILD_DIRECT_ENV, "1");
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -132,7 +143,7 @@ fn acknowledged_entries_survive_sigkill() {
         }
         child.wait().unwrap();
 
-        let log = Log::open(dir.path(), config()).unwrap();
+        let log = Log::open(dir.path(), config(!direct_io)).unwrap();
         assert_eq!(log.start_offset(), 0);
         let mut next = 0;
         loop {
@@ -167,7 +178,7 @@ fn acknowledged_entries_survive_sigkill() {
             );
         }
         eprintln!(
-            "round {round}: {} entries acknowledged, {} in the log, {} segments",
+            "round {round} (direct I/O {direct_io}): {} entries acknowledged, {} in the log, {} segments",
             acked.len(),
             log.next_offset(),
             log.segments().len()

@@ -81,10 +81,11 @@ proptest! {
         segment_bytes in 100u64..3000,
         index_interval_bytes in 0u32..400,
         max_bytes in 0usize..2000,
+        direct_io in any::<bool>(),
         ops in prop::collection::vec(op(), 1..30),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig { segment_bytes, index_interval_bytes, durability, ..LogConfig::default() };
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let config = LogConfig { segment_bytes, index_interval_bytes, durability, direct_io, ..LogConfig::default() };
         let mut log = Log::open(dir.path(), config.clone()).unwrap();
         let mut model: Vec<StoredEntry> = Vec::new();
         let (mut start, mut next) = (0u64, 0u64);

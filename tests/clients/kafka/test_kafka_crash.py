@@ -9,8 +9,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from kafkalib import wait_for
 
@@ -44,11 +46,16 @@ print(f"left={left} errors={len(errors)} {errors[:3]}", flush=True)
 """
 
 
-def test_kill9_during_idempotent_produce(ferry_factory, tmp_path, topic_name):
+@pytest.mark.parametrize("direct_io", ["false", "true"])
+def test_kill9_during_idempotent_produce(ferry_factory, tmp_path, topic_name, direct_io):
+    """Also with `direct.io=true`, where partitions write with direct I/O."""
     f = ferry_factory(doors=("http", "kafka"))
     bootstrap = f.doors["kafka"]
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic_name, num_partitions=3)])[topic_name].result(timeout=10)
+    topic = NewTopic(topic_name, num_partitions=3, config={"direct.io": direct_io})
+    admin.create_topics([topic])[topic_name].result(timeout=10)
+    res = ConfigResource(ResourceType.TOPIC, topic_name)
+    assert admin.describe_configs([res])[res].result(timeout=10)["direct.io"].value == direct_io
 
     # A committed offset that must survive the crash.
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "crash-g", "enable.auto.commit": False})

@@ -150,6 +150,10 @@ pub struct StreamConfig {
     /// `delete.retention.ms`: how long compaction keeps tombstones.
     #[serde(default = "default_delete_retention_ms")]
     pub delete_retention_ms: i64,
+    /// `direct.io`: partitions write and read with direct I/O, bypassing the page cache (see
+    /// `ferry_log::LogConfig::direct_io`).
+    #[serde(default)]
+    pub direct_io: bool,
 }
 
 fn default_delete_retention_ms() -> i64 {
@@ -167,6 +171,7 @@ impl Default for StreamConfig {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             durability: None,
             delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
+            direct_io: false,
         }
     }
 }
@@ -181,6 +186,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "segment.bytes",
     "durability",
     "delete.retention.ms",
+    "direct.io",
 ];
 
 impl StreamConfig {
@@ -249,6 +255,14 @@ impl StreamConfig {
                 }
                 self.delete_retention_ms = n;
             }
+            ("direct.io", None) => self.direct_io = d.direct_io,
+            ("direct.io", Some(v)) => {
+                self.direct_io = match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(v)),
+                }
+            }
             ("durability", None) => self.durability = None,
             ("durability", Some(v)) => {
                 parse_durability(v).ok_or_else(|| bad(v))?;
@@ -315,6 +329,11 @@ impl StreamConfig {
                 "delete.retention.ms".into(),
                 self.delete_retention_ms.to_string(),
                 self.delete_retention_ms == d.delete_retention_ms,
+            ),
+            (
+                "direct.io".into(),
+                self.direct_io.to_string(),
+                self.direct_io == d.direct_io,
             ),
         ]
     }
@@ -912,6 +931,7 @@ fn log_config(streams: &StreamsConfig, config: &StreamConfig) -> LogConfig {
             .and_then(parse_durability)
             .unwrap_or(streams.default_durability),
         max_entry_bytes: MAX_MESSAGE_BYTES_LIMIT as u32,
+        direct_io: config.direct_io,
         ..LogConfig::default()
     }
 }

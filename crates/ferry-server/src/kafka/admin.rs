@@ -292,7 +292,8 @@ fn broker_configs(conn: &Conn) -> Vec<(String, String)> {
             "max.message.bytes" => "message.max.bytes",
             "segment.bytes" => "log.segment.bytes",
             "delete.retention.ms" => "log.cleaner.delete.retention.ms",
-            // Ferry's own key: its default is the server's `durability` setting.
+            // Ferry's own keys (`durability`, whose default is the server's setting, and
+            // `direct.io`) have no broker-level name.
             _ => continue,
         };
         out.push((broker_key.to_string(), value));

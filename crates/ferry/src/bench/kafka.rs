@@ -118,9 +118,14 @@ async fn drive(args: &BenchArgs) -> Result<KafkaReport, CliError> {
             server: addr.to_string(),
             reason: format!("{e:#}"),
         })?;
-    prepare(&mut admin, &args.topic, args.partitions)
-        .await
-        .map_err(|e| CliError::Other(format!("preparing topic {}: {e:#}", args.topic)))?;
+    prepare(
+        &mut admin,
+        &args.topic,
+        args.partitions,
+        &args.topic_configs,
+    )
+    .await
+    .map_err(|e| CliError::Other(format!("preparing topic {}: {e:#}", args.topic)))?;
     let per_batch = (args.batch_bytes as usize / args.size as usize).max(1);
     let value = Bytes::from(vec![b'x'; args.size as usize]);
     let records: Vec<NewRecord> = (0..per_batch)
@@ -266,7 +271,12 @@ fn decode_response<Resp: Decodable>(
 }
 
 /// Deletes the topic if it exists and creates it with `partitions`.
-async fn prepare(conn: &mut Connection, topic: &str, partitions: u32) -> anyhow::Result<()> {
+async fn prepare(
+    conn: &mut Connection,
+    topic: &str,
+    partitions: u32,
+    configs: &[(String, String)],
+) -> anyhow::Result<()> {
     let mut delete = DeleteTopicsRequest::default();
     delete.topic_names = vec![topic_name(topic)];
     delete.timeout_ms = 30_000;
@@ -282,6 +292,15 @@ async fn prepare(conn: &mut Connection, topic: &str, partitions: u32) -> anyhow:
     creatable.name = topic_name(topic);
     creatable.num_partitions = partitions as i32;
     creatable.replication_factor = 1;
+    creatable.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut c = create_topics_request::CreatableTopicConfig::default();
+            c.name = StrBytes::from_string(k.clone());
+            c.value = Some(StrBytes::from_string(v.clone()));
+            c
+        })
+        .collect();
     let mut create = CreateTopicsRequest::default();
     create.topics = vec![creatable];
     create.timeout_ms = 30_000;

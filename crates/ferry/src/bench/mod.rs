@@ -121,6 +121,10 @@ pub struct BenchArgs {
     /// `max.in.flight`).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub inflight: u32,
+    /// A configuration of the topic the kafka workload creates (repeatable), as for
+    /// `ferry stream create --config`, for example `direct.io=true`.
+    #[arg(long = "topic-config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub topic_configs: Vec<(String, String)>,
     /// The AWS door (sqs workload).
     #[arg(long, default_value = "http://127.0.0.1:9324")]
     pub endpoint: String,
@@ -134,6 +138,14 @@ pub struct BenchArgs {
     /// Secret of `--access-key-id`.
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub secret_access_key: Option<String>,
+}
+
+/// `KEY=VALUE`.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -41,7 +41,8 @@ pub struct CreateArgs {
     #[arg(long, short = 'p', value_name = "N")]
     pub partitions: Option<u32>,
     /// A configuration key (repeatable): retention.ms, retention.bytes, cleanup.policy,
-    /// message.timestamp.type, max.message.bytes, segment.bytes, durability, delete.retention.ms.
+    /// message.timestamp.type, max.message.bytes, segment.bytes, durability, delete.retention.ms,
+    /// direct.io.
     #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
     pub config: Vec<String>,
 }
