@@ -68,6 +68,35 @@ impl Drop for AlignedBuf {
     }
 }
 
+thread_local! {
+    /// A buffer kept for the next [`AlignedBuf::take`] on this thread.
+    static SPARE: std::cell::Cell<Option<AlignedBuf>> = const { std::cell::Cell::new(None) };
+}
+
+impl AlignedBuf {
+    /// A buffer of at least `len` bytes: this thread's spare one if it has one (reading
+    /// into memory already mapped costs no page faults), else a new one. Its contents are
+    /// whatever was left in it.
+    pub(crate) fn take(len: usize) -> AlignedBuf {
+        let mut buf = SPARE
+            .with(|s| s.take())
+            .unwrap_or_else(|| AlignedBuf::zeroed(len));
+        buf.reserve(len);
+        buf
+    }
+
+    /// Keeps `self` as this thread's spare buffer (the larger of the two is kept).
+    pub(crate) fn give_back(self) {
+        SPARE.with(|s| {
+            let spare = s.take();
+            s.set(Some(match spare {
+                Some(other) if other.capacity() > self.capacity() => other,
+                _ => self,
+            }));
+        });
+    }
+}
+
 /// Fills `buf` from `file` at `at` (both aligned) with direct reads until at least `need` bytes
 /// are in; the file may end after those (a direct read returns a short count only at the end).
 pub(crate) fn read_direct(file: &File, buf: &mut [u8], at: u64, need: usize) -> io::Result<()> {

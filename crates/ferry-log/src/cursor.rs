@@ -63,7 +63,18 @@ pub(crate) struct FrameCursor<'a> {
 /// The cursor's read buffer: aligned for a file opened with `O_DIRECT`.
 enum Buffer {
     Plain(Vec<u8>),
-    Direct(AlignedBuf),
+    /// Taken from the thread's spare on first use, given back when the cursor drops.
+    Direct(Option<AlignedBuf>),
+}
+
+impl Drop for FrameCursor<'_> {
+    fn drop(&mut self) {
+        if let Buffer::Direct(buf) = &mut self.buf {
+            if let Some(buf) = buf.take() {
+                buf.give_back();
+            }
+        }
+    }
 }
 
 impl<'a> FrameCursor<'a> {
@@ -80,7 +91,7 @@ impl<'a> FrameCursor<'a> {
             pos,
             end,
             buf: if direct {
-                Buffer::Direct(AlignedBuf::zeroed(0))
+                Buffer::Direct(None)
             } else {
                 Buffer::Plain(Vec::new())
             },
@@ -174,10 +185,11 @@ impl<'a> FrameCursor<'a> {
                     self.buf_start = at;
                     self.buf_len = want;
                 }
-                Buffer::Direct(buf) => {
+                Buffer::Direct(slot) => {
                     let start = align_down(at);
                     let need = (at + want as u64 - start) as usize;
                     let span = align_up(at + want as u64) - start;
+                    let buf = slot.get_or_insert_with(|| AlignedBuf::take(span as usize));
                     buf.reserve(span as usize);
                     read_direct(
                         self.file,
@@ -193,7 +205,7 @@ impl<'a> FrameCursor<'a> {
         let start = (at - self.buf_start) as usize;
         let data = match &self.buf {
             Buffer::Plain(buf) => &buf[..],
-            Buffer::Direct(buf) => buf.as_slice(),
+            Buffer::Direct(buf) => buf.as_ref().map_or(&[][..], AlignedBuf::as_slice),
         };
         Ok(&data[start..start + len])
     }
