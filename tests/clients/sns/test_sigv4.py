@@ -14,8 +14,8 @@ REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 
 
-@pytest.fixture
-def secured(ferry_factory, tmp_path):
+def start_secured(ferry_factory, tmp_path, more_credentials=""):
+    """A server whose AWS door has this file's key (of ACCOUNT, the owner) and `more_credentials`."""
     cfg = tmp_path / "ferry.toml"
     cfg.write_text(f"""
 [aws]
@@ -25,8 +25,13 @@ account_id = "{ACCOUNT}"
 [[aws.credentials]]
 access_key_id = "{KEY}"
 secret_access_key = "{SECRET}"
-""")
+{more_credentials}""")
     return ferry_factory(doors=("http", "aws"), extra_args=["--config", str(cfg)])
+
+
+@pytest.fixture
+def secured(ferry_factory, tmp_path):
+    return start_secured(ferry_factory, tmp_path)
 
 
 def client(ferry, key, secret):
@@ -53,22 +58,12 @@ OTHER_KEY, OTHER_SECRET = "AKIAFERRYSNSOTHER1", "other/s3cr3t"
 
 @pytest.fixture
 def two_accounts(ferry_factory, tmp_path):
-    cfg = tmp_path / "ferry.toml"
-    cfg.write_text(f"""
-[aws]
-region = "{REGION}"
-account_id = "{ACCOUNT}"
-
-[[aws.credentials]]
-access_key_id = "{KEY}"
-secret_access_key = "{SECRET}"
-
+    return start_secured(ferry_factory, tmp_path, f"""
 [[aws.credentials]]
 access_key_id = "{OTHER_KEY}"
 secret_access_key = "{OTHER_SECRET}"
 account_id = "{OTHER_ACCOUNT}"
 """)
-    return ferry_factory(doors=("http", "aws"), extra_args=["--config", str(cfg)])
 
 
 def forbidden(call, **kw):
