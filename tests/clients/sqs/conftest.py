@@ -56,6 +56,17 @@ def fifo_queue(sqs):
     )["QueueUrl"]
 
 
+def start_secured(ferry_factory, tmp_path, account, credentials):
+    """A server whose AWS door serves `account` and accepts SigV4 from `credentials`: dicts with
+    access_key_id and secret_access_key, and optionally account_id and user."""
+    keys = "".join(
+        "\n[[aws.credentials]]\n" + "".join(f'{k} = "{v}"\n' for k, v in c.items()) for c in credentials
+    )
+    cfg = tmp_path / "ferry.toml"
+    cfg.write_text(f'[aws]\nregion = "{REGION}"\naccount_id = "{account}"\n{keys}')
+    return ferry_factory(doors=("http", "aws"), extra_args=["--config", str(cfg)])
+
+
 def error_code(excinfo):
     return excinfo.value.response["Error"]["Code"]
 

@@ -10,7 +10,7 @@ import json
 import botocore.exceptions
 import pytest
 
-from conftest import REGION, error_code, make_client, status
+from conftest import REGION, error_code, make_client, start_secured, status
 
 OWNER_ACCOUNT, OTHER_ACCOUNT = "123456789012", "210987654321"
 OWNER = ("AKIAOWNER00000000001", "owner-secret")
@@ -20,30 +20,15 @@ ALICE = ("AKIAALICE00000000003", "alice-secret")
 
 @pytest.fixture
 def door(ferry_factory, tmp_path):
-    cfg = tmp_path / "ferry.toml"
-    cfg.write_text(
-        f"""
-[aws]
-region = "{REGION}"
-account_id = "{OWNER_ACCOUNT}"
+    def key(pair, **more):
+        return {"access_key_id": pair[0], "secret_access_key": pair[1], **more}
 
-[[aws.credentials]]
-access_key_id = "{OWNER[0]}"
-secret_access_key = "{OWNER[1]}"
-
-[[aws.credentials]]
-access_key_id = "{OTHER[0]}"
-secret_access_key = "{OTHER[1]}"
-account_id = "{OTHER_ACCOUNT}"
-
-[[aws.credentials]]
-access_key_id = "{ALICE[0]}"
-secret_access_key = "{ALICE[1]}"
-account_id = "{OTHER_ACCOUNT}"
-user = "alice"
-"""
+    return start_secured(
+        ferry_factory,
+        tmp_path,
+        OWNER_ACCOUNT,
+        [key(OWNER), key(OTHER, account_id=OTHER_ACCOUNT), key(ALICE, account_id=OTHER_ACCOUNT, user="alice")],
     )
-    return ferry_factory(doors=("http", "aws"), extra_args=["--config", str(cfg)])
 
 
 @pytest.fixture

@@ -13,26 +13,16 @@ import botocore.exceptions
 import pytest
 import requests
 
-from conftest import REGION, error_code, make_client, signed_query, status, xml_text
+from conftest import REGION, error_code, make_client, signed_query, start_secured, status, xml_text
 
 KEY, SECRET = "AKIAFERRYTEST0001", "s3cr3t/with+chars"
 
 
 @pytest.fixture
 def secured(ferry_factory, tmp_path):
-    cfg = tmp_path / "ferry.toml"
-    cfg.write_text(
-        f"""
-[aws]
-region = "{REGION}"
-account_id = "123456789012"
-
-[[aws.credentials]]
-access_key_id = "{KEY}"
-secret_access_key = "{SECRET}"
-"""
+    return start_secured(
+        ferry_factory, tmp_path, "123456789012", [{"access_key_id": KEY, "secret_access_key": SECRET}]
     )
-    return ferry_factory(doors=("http", "aws"), extra_args=["--config", str(cfg)])
 
 
 def _hmac(key, msg):
