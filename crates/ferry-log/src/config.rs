@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::frame::MAX_ENTRY_BYTES_LIMIT;
+use crate::tail_cache::TailCache;
 
 /// Largest accepted `segment_bytes`. Positions inside a segment are stored as `u32` in the
 /// offset index, and a segment may exceed `segment_bytes` by one entry, so the cap keeps every
@@ -65,8 +66,11 @@ pub struct LogConfig {
     /// ended in and pads to a whole page. Worth it for logs bound by write bandwidth (streams),
     /// where copying into fresh page-cache pages costs more CPU than the disk write; not for
     /// logs whose recent entries are read back at once (queues), which would then come from
-    /// the disk.
+    /// the disk (unless a `tail_cache` holds them).
     pub direct_io: bool,
+    /// Keep the newest written entries in memory, within this shared budget, and serve range
+    /// reads ([`Log::read`](crate::Log::read)) of them from there (see [`TailCache`]).
+    pub tail_cache: Option<Arc<TailCache>>,
 }
 
 impl Default for LogConfig {
@@ -79,6 +83,7 @@ impl Default for LogConfig {
             on_sync: None,
             preallocate_bytes: 0,
             direct_io: false,
+            tail_cache: None,
         }
     }
 }
@@ -93,6 +98,7 @@ impl fmt::Debug for LogConfig {
             .field("on_sync", &self.on_sync.as_ref().map(|_| "Fn(SyncStats)"))
             .field("preallocate_bytes", &self.preallocate_bytes)
             .field("direct_io", &self.direct_io)
+            .field("tail_cache", &self.tail_cache)
             .finish()
     }
 }

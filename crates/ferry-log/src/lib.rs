@@ -136,6 +136,7 @@ mod queue;
 mod recovery;
 mod segment;
 mod syncer;
+mod tail_cache;
 mod writer;
 
 pub use config::{Durability, LogConfig, SyncObserver, SyncStats, MAX_SEGMENT_BYTES};
@@ -143,3 +144,4 @@ pub use entry::{Appended, Entry, StoredEntry};
 pub use error::LogError;
 pub use log::Log;
 pub use segment::SegmentInfo;
+pub use tail_cache::{TailCache, TailCacheStats};

@@ -16,6 +16,7 @@ use crate::progress::{Progress, Watermark};
 use crate::queue::AppendQueue;
 use crate::recovery;
 use crate::segment::{sync_dir, ReadProgress, Segment, SegmentInfo};
+use crate::tail_cache::CachedTail;
 use crate::writer;
 
 /// Name of the lock file that keeps two `Log`s (or processes) from opening one directory.
@@ -33,6 +34,9 @@ pub(crate) struct Shared {
     /// Every segment in offset order; the last one is the writer's active segment.
     pub segments: RwLock<Vec<Arc<Segment>>>,
     pub progress: Progress,
+    /// This log's part of `config.tail_cache`, if it has one (with a budget of 0 it holds
+    /// nothing and counts every read as a miss).
+    pub tail: Option<Arc<CachedTail>>,
     /// Offsets assigned so far (mirrors the queue, readable without its lock).
     next_offset: AtomicU64,
     closed: AtomicBool,
@@ -93,16 +97,22 @@ impl Log {
             let meta = active.meta();
             (meta.next_offset, meta.size)
         };
+        let tail = config
+            .tail_cache
+            .as_ref()
+            .map(|cache| CachedTail::new(Arc::clone(cache)));
         let shared = Arc::new(Shared {
             queue: Mutex::new(AppendQueue::new(
                 next_offset,
                 active.base_offset(),
                 active_bytes,
+                tail.as_ref().filter(|t| t.enabled()).map(|t| t.cache()),
             )),
             work_available: Condvar::new(),
             space_available: Condvar::new(),
             segments: RwLock::new(segments),
             progress: Progress::new(next_offset),
+            tail,
             next_offset: AtomicU64::new(next_offset),
             closed: AtomicBool::new(false),
             dir_lock: Mutex::new(Some(lock)),
@@ -209,8 +219,31 @@ impl Log {
     /// The entries from the one containing `from` onwards, in order, while their total frame
     /// size (payload + 28 bytes each) stays within `max_bytes`; at least one entry if any is
     /// readable. Returns only entries already written to the file (an empty vector when
-    /// `from` is the end of the written log). Every entry is CRC-checked.
+    /// `from` is the end of the written log). Every entry read from a file is CRC-checked;
+    /// entries still in the tail cache come from memory (see [`Log::read_cached`]).
     pub fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<StoredEntry>, LogError> {
+        if let Some(cached) = self.read_cached(from, max_bytes)? {
+            return Ok(cached);
+        }
+        self.read_files(from, max_bytes)
+    }
+
+    /// [`Log::read`] if the tail cache holds the entry containing `from` (then up to the
+    /// newest written entry at most), without touching the disk; `None` if it does not.
+    pub fn read_cached(
+        &self,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<StoredEntry>>, LogError> {
+        self.check_readable(from)?;
+        Ok(self
+            .shared()
+            .tail
+            .as_ref()
+            .and_then(|t| t.read(from, max_bytes)))
+    }
+
+    fn check_readable(&self, from: u64) -> Result<(), LogError> {
         self.check_open()?;
         let (start, next) = (self.start_offset(), self.next_offset());
         if from < start || from > next {
@@ -220,6 +253,11 @@ impl Log {
                 next,
             });
         }
+        Ok(())
+    }
+
+    /// [`Log::read`] from the segment files (`from` checked by the caller).
+    fn read_files(&self, from: u64, max_bytes: usize) -> Result<Vec<StoredEntry>, LogError> {
         let mut out = Vec::new();
         let mut budget = max_bytes;
         let mut offset = from;
@@ -366,6 +404,9 @@ impl Log {
             segment.delete_files()?;
         }
         if !removed.is_empty() {
+            if let Some(tail) = &shared.tail {
+                tail.discard_below(self.start_offset());
+            }
             sync_dir(&shared.dir)?;
             tracing::debug!(dir = %shared.dir.display(), segments = removed.len(), "retention deleted segments");
         }
@@ -467,6 +508,9 @@ impl Handle {
         }
         let joined = thread.join();
         shared.dir_lock.lock().take();
+        if let Some(tail) = &shared.tail {
+            tail.clear();
+        }
         if joined.is_err() {
             return Err(LogError::Poisoned("the writer thread panicked".to_string()));
         }

@@ -11,9 +11,11 @@
 //! starts a new segment is marked `roll`.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::entry::{Appended, Entry};
 use crate::frame;
+use crate::tail_cache::TailCache;
 
 /// Largest write batch, unless a single frame is larger. This is also the window in which
 /// recovery (under `Durability::Always`) may find a torn write; see the crate docs.
@@ -51,11 +53,18 @@ pub(crate) struct AppendQueue {
     batches: VecDeque<Batch>,
     queued_bytes: usize,
     spare: Vec<Vec<u8>>,
+    /// Where buffers come from when `spare` is empty: a tail cache's evicted ones.
+    pool: Option<Arc<TailCache>>,
     pub closed: bool,
 }
 
 impl AppendQueue {
-    pub(crate) fn new(next_offset: u64, active_base: u64, active_bytes: u64) -> AppendQueue {
+    pub(crate) fn new(
+        next_offset: u64,
+        active_base: u64,
+        active_bytes: u64,
+        pool: Option<Arc<TailCache>>,
+    ) -> AppendQueue {
         AppendQueue {
             next_offset,
             active_base,
@@ -63,6 +72,7 @@ impl AppendQueue {
             batches: VecDeque::new(),
             queued_bytes: 0,
             spare: Vec::new(),
+            pool,
             closed: false,
         }
     }
@@ -94,7 +104,11 @@ impl AppendQueue {
             let batch = match self.batches.back_mut() {
                 Some(batch) if !roll && batch.buf.len() + len <= WRITE_BATCH_MAX_BYTES => batch,
                 _ => {
-                    let buf = self.spare.pop().unwrap_or_default();
+                    let buf = self
+                        .spare
+                        .pop()
+                        .or_else(|| self.pool.as_ref().and_then(|p| p.take_buffer()))
+                        .unwrap_or_default();
                     self.batches.push_back(Batch {
                         roll,
                         buf,
@@ -156,7 +170,7 @@ mod tests {
 
     #[test]
     fn coalesces_appends_and_rolls_at_segment_size() {
-        let mut queue = AppendQueue::new(10, 10, 0);
+        let mut queue = AppendQueue::new(10, 10, 0, None);
         let entry = Entry::new(1, vec![0u8; 72]); // 100-byte frames
         assert_eq!(
             queue.push(&[entry.clone(), entry.clone()], 250),
@@ -180,7 +194,7 @@ mod tests {
 
     #[test]
     fn multi_offset_entries_advance_by_their_count() {
-        let mut queue = AppendQueue::new(0, 0, 0);
+        let mut queue = AppendQueue::new(0, 0, 0, None);
         let mut entry = Entry::new(1, "batch");
         entry.offset_count = 5;
         assert_eq!(

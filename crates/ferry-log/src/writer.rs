@@ -227,6 +227,11 @@ impl Writer {
             meta.size = position;
             meta.next_offset = batch.next_offset;
         }
+        let mut buf = Some(batch.buf);
+        if let Some(tail) = self.shared.tail.as_ref().filter(|t| t.enabled()) {
+            let written = buf.take().expect("the batch's buffer");
+            buf = tail.insert(written, &batch.frames, batch.next_offset);
+        }
         let progress = &self.shared.progress;
         progress.set_written(batch.next_offset);
         self.dirty = true;
@@ -250,7 +255,9 @@ impl Writer {
             bytes: len,
             entries: batch.frames.len() as u64,
         });
-        self.shared.queue.lock().recycle(batch.buf);
+        if let Some(buf) = buf {
+            self.shared.queue.lock().recycle(buf);
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferry_log::{Durability, Entry, Log, LogConfig};
+use ferry_log::{Durability, Entry, Log, LogConfig, TailCache};
 use rand::{Rng, SeedableRng};
 
 const CHILD_DIR_ENV: &str = "FERRY_LOG_CRASH_CHILD_DIR";
@@ -33,6 +33,7 @@ fn config(direct_io: bool) -> LogConfig {
         on_sync: None,
         preallocate_bytes: 64 << 10,
         direct_io,
+        tail_cache: Some(TailCache::new(1 << 20)),
     }
 }
 

@@ -1,9 +1,10 @@
 //! Property test: random appends, reopens, retention and lookups, checked against a `Vec`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_log::{Durability, Entry, Log, LogConfig, StoredEntry};
+use ferry_log::{Durability, Entry, Log, LogConfig, StoredEntry, TailCache};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -52,6 +53,30 @@ fn check(log: &Log, model: &[StoredEntry], start: u64, next: u64, max_bytes: usi
         read.extend(batch);
     }
     assert_eq!(read, model);
+    // A read from inside every entry: the same entries a model read under the same budget
+    // rule gives (frames of payload + 28 bytes within `max_bytes`, at least one), whether
+    // the log serves it from its files or from its tail cache.
+    for (i, entry) in model.iter().enumerate() {
+        let from = entry.next_offset() - 1;
+        let mut budget = max_bytes;
+        let mut expected = Vec::new();
+        for e in &model[i..] {
+            let len = e.payload.len() + 28;
+            if !expected.is_empty() && len > budget {
+                break;
+            }
+            expected.push(e.clone());
+            budget = budget.saturating_sub(len);
+            if budget == 0 {
+                break;
+            }
+        }
+        assert_eq!(
+            log.read(from, max_bytes).unwrap(),
+            expected,
+            "read from {from}"
+        );
+    }
     for entry in model {
         for offset in [entry.offset, entry.next_offset() - 1] {
             assert_eq!(&log.read_entry(offset).unwrap(), entry);
@@ -82,10 +107,20 @@ proptest! {
         index_interval_bytes in 0u32..400,
         max_bytes in 0usize..2000,
         direct_io in any::<bool>(),
+        tail_cache_bytes in prop_oneof![Just(0u64), 1u64..3000, Just(1u64 << 20)],
         ops in prop::collection::vec(op(), 1..30),
     ) {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let config = LogConfig { segment_bytes, index_interval_bytes, durability, direct_io, ..LogConfig::default() };
+        let cache = TailCache::new(tail_cache_bytes);
+        let mut appended_any = false;
+        let config = LogConfig {
+            segment_bytes,
+            index_interval_bytes,
+            durability,
+            direct_io,
+            tail_cache: Some(Arc::clone(&cache)),
+            ..LogConfig::default()
+        };
         let mut log = Log::open(dir.path(), config.clone()).unwrap();
         let mut model: Vec<StoredEntry> = Vec::new();
         let (mut start, mut next) = (0u64, 0u64);
@@ -105,6 +140,7 @@ proptest! {
                     let appended = log.append(&entries).unwrap();
                     prop_assert_eq!((appended.base_offset, appended.next_offset), (next, offset));
                     next = offset;
+                    appended_any = true;
                 }
                 Op::Reopen => {
                     log.close().unwrap();
@@ -131,6 +167,10 @@ proptest! {
             check(&log, &model, start, next, max_bytes);
         }
         log.close().unwrap();
+        prop_assert_eq!(cache.stats().used_bytes, 0, "a closed log gives its memory back");
+        if tail_cache_bytes == 1 << 20 && appended_any {
+            prop_assert!(cache.stats().hits > 0, "reads of fresh entries come from memory");
+        }
         check(&Log::open(dir.path(), config).unwrap(), &model, start, next, max_bytes);
     }
 }

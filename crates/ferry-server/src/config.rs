@@ -21,6 +21,7 @@
 //! | `kafka_auto_create_topics` | `--kafka-auto-create-topics` | `FERRY_KAFKA_AUTO_CREATE_TOPICS` | `true` |
 //! | `kafka_default_partitions` | `--kafka-default-partitions` | `FERRY_KAFKA_DEFAULT_PARTITIONS` | `1` |
 //! | `durability` | `--durability` | `FERRY_DURABILITY` | `always`         |
+//! | `stream_cache` | `--stream-cache` | `FERRY_STREAM_CACHE` | `256MiB`         |
 //! | `log_format` | `--log-format` | `FERRY_LOG_FORMAT` | `text`           |
 //! | `log_level`  | `--log-level`  | `FERRY_LOG_LEVEL`  | `info`           |
 //!
@@ -57,6 +58,9 @@ pub const DEFAULT_AWS_REGION: &str = "us-east-1";
 pub const DEFAULT_AWS_ACCOUNT_ID: &str = "000000000000";
 /// Config file read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "./ferry.toml";
+/// Default size of the stream partitions' shared tail cache.
+pub const DEFAULT_STREAM_CACHE_BYTES: u64 = 256 << 20;
+
 /// Longest accepted `interval:<ms>` durability interval (one minute).
 pub const MAX_DURABILITY_INTERVAL_MS: u64 = 60_000;
 
@@ -102,6 +106,12 @@ pub struct ServeArgs {
     /// [env: FERRY_DURABILITY] [config: durability] [default: always]
     #[arg(long, value_name = "always|interval:<ms>|never")]
     pub durability: Option<String>,
+    /// Memory for the newest records of every stream partition, shared by all of them, so
+    /// consumers near the end of a partition read from memory instead of the disk: bytes, or
+    /// with a unit (`512MiB`, `2GiB`, `1.5GB`); `0` turns the cache off.
+    /// [env: FERRY_STREAM_CACHE] [config: stream_cache] [default: 256MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub stream_cache: Option<String>,
     /// Log line format: `text` for people, `json` for log collectors.
     /// [env: FERRY_LOG_FORMAT] [config: log_format] [default: text]
     #[arg(long, value_name = "text|json")]
@@ -146,6 +156,8 @@ pub struct ServerConfig {
     pub kafka_auto_create_topics: bool,
     pub kafka_default_partitions: u32,
     pub durability: Durability,
+    /// Bytes of the stream partitions' shared tail cache (0: off).
+    pub stream_cache_bytes: u64,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The config file that was read, if any (logged at start).
@@ -242,8 +254,26 @@ struct FileLayer {
     kafka_auto_create_topics: Option<bool>,
     kafka_default_partitions: Option<u32>,
     durability: Option<String>,
+    stream_cache: Option<SizeValue>,
     log_format: Option<String>,
     log_level: Option<String>,
+}
+
+/// A size in `ferry.toml`: a number of bytes or a string with a unit.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    fn into_string(self) -> String {
+        match self {
+            SizeValue::Bytes(n) => n.to_string(),
+            SizeValue::Text(s) => s,
+        }
+    }
 }
 
 /// One value and where it came from, for error messages.
@@ -265,6 +295,7 @@ struct Layer {
     /// File only: `[aws]`, with the file's path for error messages.
     aws: Option<(AwsFileSection, String)>,
     durability: Option<Sourced>,
+    stream_cache: Option<Sourced>,
     log_format: Option<Sourced>,
     log_level: Option<Sourced>,
 }
@@ -285,6 +316,7 @@ impl Layer {
                 .or(self.kafka_default_partitions),
             aws: over.aws.or(self.aws),
             durability: over.durability.or(self.durability),
+            stream_cache: over.stream_cache.or(self.stream_cache),
             log_format: over.log_format.or(self.log_format),
             log_level: over.log_level.or(self.log_level),
         }
@@ -323,6 +355,7 @@ impl ServerConfig {
             kafka_default_partitions: env_var("FERRY_KAFKA_DEFAULT_PARTITIONS"),
             aws: None,
             durability: env_var("FERRY_DURABILITY"),
+            stream_cache: env_var("FERRY_STREAM_CACHE"),
             log_format: env_var("FERRY_LOG_FORMAT"),
             log_level: env_var("FERRY_LOG_LEVEL"),
         };
@@ -344,6 +377,7 @@ impl ServerConfig {
             ),
             aws: None,
             durability: flag(&args.durability, "durability"),
+            stream_cache: flag(&args.stream_cache, "stream-cache"),
             log_format: flag(&args.log_format, "log-format"),
             log_level: flag(&args.log_level, "log-level"),
         };
@@ -412,6 +446,10 @@ impl ServerConfig {
             Some(s) => check(&s, parse_durability)?,
             None => Durability::Always,
         };
+        let stream_cache_bytes = match layer.stream_cache {
+            Some(s) => check(&s, parse_size)?,
+            None => DEFAULT_STREAM_CACHE_BYTES,
+        };
         let log_format = match layer.log_format {
             Some(s) => check(&s, parse_log_format)?,
             None => LogFormat::Text,
@@ -436,6 +474,7 @@ impl ServerConfig {
             kafka_auto_create_topics,
             kafka_default_partitions,
             durability,
+            stream_cache_bytes,
             log_format,
             log_level,
             config_file,
@@ -455,6 +494,7 @@ impl Default for ServerConfig {
             kafka_auto_create_topics: true,
             kafka_default_partitions: DEFAULT_KAFKA_PARTITIONS,
             durability: Durability::Always,
+            stream_cache_bytes: DEFAULT_STREAM_CACHE_BYTES,
             log_format: LogFormat::Text,
             log_level: "info".to_string(),
             config_file: None,
@@ -495,6 +535,10 @@ fn read_file_layer(path: &Path) -> Result<Layer, ConfigError> {
         ),
         aws: file.aws.map(|a| (a, path.display().to_string())),
         durability: key(file.durability, "durability"),
+        stream_cache: key(
+            file.stream_cache.map(SizeValue::into_string),
+            "stream_cache",
+        ),
         log_format: key(file.log_format, "log_format"),
         log_level: key(file.log_level, "log_level"),
     })
@@ -600,6 +644,45 @@ fn check<T>(s: &Sourced, parse: impl FnOnce(&str) -> Result<T, String>) -> Resul
         origin: s.origin.clone(),
         reason: format!("{:?}: {reason}", s.value),
     })
+}
+
+/// A size: bytes, or a number with a unit (`B`, `KB`, `MB`, `GB`, `TB` in powers of 1000;
+/// `KiB`, `MiB`, `GiB`, `TiB` in powers of 1024; case-insensitive). Fractions are allowed
+/// with a unit (`1.5GiB`).
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    const UNITS: [(&str, u64); 9] = [
+        ("b", 1),
+        ("kb", 1_000),
+        ("mb", 1_000_000),
+        ("gb", 1_000_000_000),
+        ("tb", 1_000_000_000_000),
+        ("kib", 1 << 10),
+        ("mib", 1 << 20),
+        ("gib", 1 << 30),
+        ("tib", 1 << 40),
+    ];
+    let expected = || "expected bytes or a size such as 512MiB, 2GiB or 1.5GB".to_string();
+    let text = value.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = (text[..split].trim(), text[split..].trim());
+    if number.is_empty() {
+        return Err(expected());
+    }
+    if unit.is_empty() {
+        return number.parse::<u64>().map_err(|_| expected());
+    }
+    let (_, multiplier) = UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .ok_or_else(expected)?;
+    let amount: f64 = number.parse().map_err(|_| expected())?;
+    let bytes = amount * *multiplier as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err("too large".to_string());
+    }
+    Ok(bytes as u64)
 }
 
 /// `HOST:PORT` (IPv6 as `[::1]:7070`). The host is resolved when the door binds.
@@ -759,6 +842,70 @@ mod tests {
         assert_eq!(
             parse_durability(&Durability::Interval(Duration::from_millis(7)).to_string()),
             Ok(Durability::Interval(Duration::from_millis(7)))
+        );
+    }
+
+    #[test]
+    fn size_syntax() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2 gib"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("10b"), Ok(10));
+        for bad in [
+            "",
+            "lots",
+            "MiB",
+            "1.5",
+            "-1",
+            "3 parsecs",
+            "99999999999TiB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_stream_cache_comes_from_every_layer() {
+        assert_eq!(
+            ServerConfig::load(&ServeArgs::default(), no_env)
+                .unwrap()
+                .stream_cache_bytes,
+            DEFAULT_STREAM_CACHE_BYTES
+        );
+        for (text, bytes) in [
+            ("stream_cache = 1024\n", 1024),
+            ("stream_cache = \"1GiB\"\n", 1 << 30),
+        ] {
+            let (_dir, path) = write_config(text);
+            let args = ServeArgs {
+                config: Some(path),
+                ..Default::default()
+            };
+            assert_eq!(
+                ServerConfig::load(&args, no_env)
+                    .unwrap()
+                    .stream_cache_bytes,
+                bytes
+            );
+        }
+        let env = |k: &str| (k == "FERRY_STREAM_CACHE").then(|| "0".to_string());
+        assert_eq!(
+            ServerConfig::load(&ServeArgs::default(), env)
+                .unwrap()
+                .stream_cache_bytes,
+            0
+        );
+        let flagged = ServeArgs {
+            stream_cache: Some("lots".into()),
+            ..Default::default()
+        };
+        let err = ServerConfig::load(&flagged, env).unwrap_err().to_string();
+        assert!(
+            err.contains("--stream-cache") && err.contains("512MiB"),
+            "{err}"
         );
     }
 

@@ -76,6 +76,14 @@ pub const STREAM_GROUP_COMMITTED_OFFSET: &str = "ferry_stream_group_committed_of
 /// Gauge: high watermark minus committed offset. Labels: `group`, `stream`, `partition`.
 pub const STREAM_GROUP_LAG: &str = "ferry_stream_group_lag";
 
+/// Gauge: memory held by the stream partitions' shared tail cache, in bytes.
+pub const STREAM_CACHE_BYTES: &str = "ferry_stream_cache_bytes";
+/// Gauge: the tail cache's budget (`stream_cache`), in bytes.
+pub const STREAM_CACHE_LIMIT_BYTES: &str = "ferry_stream_cache_limit_bytes";
+/// Counter: stream partition reads (Kafka fetches, native reads). Label: `result` (`hit`:
+/// answered from the tail cache, `miss`: read from the segment files).
+pub const STREAM_CACHE_READS_TOTAL: &str = "ferry_stream_cache_reads_total";
+
 /// Every exported name, for the test that checks `docs/metrics.md` and `/metrics` agree.
 pub const ALL: &[&str] = &[
     STREAM_PARTITION_HIGH_WATERMARK,
@@ -83,6 +91,9 @@ pub const ALL: &[&str] = &[
     STREAM_PARTITION_DISK_BYTES,
     STREAM_GROUP_COMMITTED_OFFSET,
     STREAM_GROUP_LAG,
+    STREAM_CACHE_BYTES,
+    STREAM_CACHE_LIMIT_BYTES,
+    STREAM_CACHE_READS_TOTAL,
     TOPIC_MESSAGES_PUBLISHED_TOTAL,
     SUBSCRIPTION_DELIVERED_TOTAL,
     SUBSCRIPTION_FILTERED_OUT_TOTAL,
@@ -258,6 +269,12 @@ pub fn refresh_topics(topics: Option<&ferry_broker::topic::Topics>) {
 /// rendering.
 pub fn refresh_streams(streams: Option<&ferry_broker::stream::Streams>) {
     let Some(streams) = streams else { return };
+    if let Some(cache) = streams.tail_cache_stats() {
+        metrics::gauge!(STREAM_CACHE_BYTES).set(cache.used_bytes as f64);
+        metrics::gauge!(STREAM_CACHE_LIMIT_BYTES).set(cache.limit_bytes as f64);
+        metrics::counter!(STREAM_CACHE_READS_TOTAL, "result" => "hit").absolute(cache.hits);
+        metrics::counter!(STREAM_CACHE_READS_TOTAL, "result" => "miss").absolute(cache.misses);
+    }
     for s in streams.list() {
         for p in &s.partitions {
             let gauge = |name: &'static str, value: f64| {

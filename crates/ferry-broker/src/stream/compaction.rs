@@ -161,6 +161,8 @@ pub fn rewrite_closed(
         &target,
         LogConfig {
             durability: Durability::Never,
+            // Its entries are not news to any consumer.
+            tail_cache: None,
             ..config
         },
     )?;

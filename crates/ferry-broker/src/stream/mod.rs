@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferry_log::{Durability, LogConfig, LogError};
+use ferry_log::{Durability, LogConfig, LogError, TailCache};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -151,13 +151,20 @@ pub struct StreamConfig {
     #[serde(default = "default_delete_retention_ms")]
     pub delete_retention_ms: i64,
     /// `direct.io`: partitions write and read with direct I/O, bypassing the page cache (see
-    /// `ferry_log::LogConfig::direct_io`).
-    #[serde(default)]
+    /// `ferry_log::LogConfig::direct_io`); recent batches are read from the tail cache.
+    #[serde(default = "default_direct_io")]
     pub direct_io: bool,
 }
 
 fn default_delete_retention_ms() -> i64 {
     DEFAULT_DELETE_RETENTION_MS
+}
+
+/// Streams write with direct I/O unless configured otherwise.
+pub const DEFAULT_DIRECT_IO: bool = true;
+
+fn default_direct_io() -> bool {
+    DEFAULT_DIRECT_IO
 }
 
 impl Default for StreamConfig {
@@ -171,7 +178,7 @@ impl Default for StreamConfig {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             durability: None,
             delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
-            direct_io: false,
+            direct_io: DEFAULT_DIRECT_IO,
         }
     }
 }
@@ -419,6 +426,9 @@ pub struct StreamsConfig {
     pub default_durability: Durability,
     /// Where time comes from (timestamps, retention, group timeouts).
     pub clock: Arc<dyn crate::Clock>,
+    /// Memory shared by every partition for its newest record batches, from which fetches
+    /// near the end of a partition are served (`None`: every read goes to the files).
+    pub tail_cache: Option<Arc<TailCache>>,
 }
 
 impl std::fmt::Debug for StreamsConfig {
@@ -426,9 +436,13 @@ impl std::fmt::Debug for StreamsConfig {
         f.debug_struct("StreamsConfig")
             .field("dir", &self.dir)
             .field("default_durability", &self.default_durability)
+            .field("tail_cache", &self.tail_cache)
             .finish_non_exhaustive()
     }
 }
+
+/// The tail cache of [`StreamsConfig::new`] (the server sizes its own, see `stream_cache`).
+pub const DEFAULT_TAIL_CACHE_BYTES: u64 = 64 << 20;
 
 impl StreamsConfig {
     pub fn new(data_dir: impl AsRef<Path>) -> StreamsConfig {
@@ -436,6 +450,7 @@ impl StreamsConfig {
             dir: data_dir.as_ref().join("streams"),
             default_durability: Durability::Always,
             clock: Arc::new(crate::SystemClock),
+            tail_cache: Some(TailCache::new(DEFAULT_TAIL_CACHE_BYTES)),
         }
     }
 }
@@ -486,8 +501,15 @@ impl Streams {
         std::fs::create_dir_all(&topics).map_err(|e| StreamError::io(&topics, e))?;
         let trash = config.dir.join("trash");
         let _ = std::fs::remove_dir_all(&trash);
-        let offsets =
-            OffsetStore::open(&config.dir, log_config(&config, &StreamConfig::default()))?;
+        // Committed offsets are read back only when the store opens: no cache, no direct I/O.
+        let offsets = OffsetStore::open(
+            &config.dir,
+            LogConfig {
+                tail_cache: None,
+                direct_io: false,
+                ..log_config(&config, &StreamConfig::default())
+            },
+        )?;
         let appended = Arc::new(watch::channel(0).0);
         let producer_ids = producer::ProducerIds::open(&config.dir)?;
         let mut streams = BTreeMap::new();
@@ -748,6 +770,11 @@ impl Streams {
     }
 
     /// A receiver that changes whenever records become durable anywhere.
+    /// How the partitions' shared tail cache is used (`None`: the streams have none).
+    pub fn tail_cache_stats(&self) -> Option<ferry_log::TailCacheStats> {
+        self.inner.config.tail_cache.as_ref().map(|c| c.stats())
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.appended.subscribe()
     }
@@ -932,6 +959,7 @@ fn log_config(streams: &StreamsConfig, config: &StreamConfig) -> LogConfig {
             .unwrap_or(streams.default_durability),
         max_entry_bytes: MAX_MESSAGE_BYTES_LIMIT as u32,
         direct_io: config.direct_io,
+        tail_cache: streams.tail_cache.clone(),
         ..LogConfig::default()
     }
 }

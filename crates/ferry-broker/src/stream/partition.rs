@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use ferry_log::{Entry, Log, LogConfig, LogError};
+use ferry_log::{Entry, Log, LogConfig, LogError, StoredEntry};
 use parking_lot::{Mutex, RwLock};
 
 use super::batch::{self, BatchHeader};
@@ -291,8 +291,28 @@ impl Partition {
 
     /// Batches from the one containing `from`, up to about `max_bytes` (at least one batch),
     /// each exactly as stored (its own buffer, not copied again). Only durable batches (below
-    /// the high watermark) are returned.
+    /// the high watermark) are returned. May read the disk: see
+    /// [`Partition::read_batches_in_memory`].
     pub fn read_batches(&self, from: u64, max_bytes: usize) -> Result<StoredBatches, StreamError> {
+        let read = self.read_batches_with(from, |log| log.read(from, max_bytes).map(Some))?;
+        Ok(read.expect("a read from the files always answers"))
+    }
+
+    /// [`Partition::read_batches`] when the batches are in the log's tail cache (or there are
+    /// none to read); `None` when answering would read the disk.
+    pub fn read_batches_in_memory(
+        &self,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<Option<StoredBatches>, StreamError> {
+        self.read_batches_with(from, |log| log.read_cached(from, max_bytes))
+    }
+
+    fn read_batches_with(
+        &self,
+        from: u64,
+        read: impl FnOnce(&Log) -> Result<Option<Vec<StoredEntry>>, LogError>,
+    ) -> Result<Option<StoredBatches>, StreamError> {
         let high_watermark = self.high_watermark();
         let log_start_offset = self.log_start_offset();
         if from < log_start_offset || from > high_watermark {
@@ -305,8 +325,9 @@ impl Partition {
         let mut batches = Vec::new();
         let mut bytes = 0;
         if from < high_watermark {
-            let entries = match self.log().read(from, max_bytes) {
-                Ok(e) => e,
+            let entries = match read(&self.log()) {
+                Ok(Some(e)) => e,
+                Ok(None) => return Ok(None),
                 // Retention removed the segment between the check and the read.
                 Err(LogError::OffsetOutOfRange { start, next, .. }) => {
                     return Err(StreamError::OffsetOutOfRange {
@@ -326,12 +347,12 @@ impl Partition {
                 batches.push(entry.payload);
             }
         }
-        Ok(StoredBatches {
+        Ok(Some(StoredBatches {
             batches,
             bytes,
             high_watermark,
             log_start_offset,
-        })
+        }))
     }
 
     /// Offsets below this are durable and visible to consumers.

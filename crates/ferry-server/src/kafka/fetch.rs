@@ -23,10 +23,11 @@
 //!       records bytes | [v12] tagged fields ] | [v12] tagged fields ] | [v12] tagged fields
 //! ```
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use ferry_broker::stream::StreamError;
+use ferry_broker::stream::{Partition, StoredBatches, StreamError};
 use kafka_protocol::messages::{ApiKey, FetchRequest, ResponseHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -73,7 +74,7 @@ pub async fn handle(conn: &Conn, req: FetchRequest, _version: i16) -> FetchAnswe
     let mut changes = streams.subscribe();
     loop {
         changes.borrow_and_update();
-        let (answer, total, errored) = collect(conn, &req, max_bytes);
+        let (answer, total, errored) = collect(conn, &req, max_bytes).await;
         let now = Instant::now();
         if total >= min_bytes.max(1) || errored || now >= deadline {
             return answer;
@@ -83,15 +84,21 @@ pub async fn handle(conn: &Conn, req: FetchRequest, _version: i16) -> FetchAnswe
             .is_err()
         {
             // Deadline: one last read below.
-            return collect(conn, &req, max_bytes).0;
+            return collect(conn, &req, max_bytes).await.0;
         }
     }
 }
 
-fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchAnswer, usize, bool) {
+/// Reads every requested partition once. Batches in a partition's tail cache are taken at
+/// once; partitions whose batches must come from the disk are read afterwards, concurrently,
+/// on blocking threads (so no runtime thread waits for the disk), each with the budget it
+/// would have had in order: a pending read counts as using all of its budget.
+async fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchAnswer, usize, bool) {
     let streams = conn.streams();
-    let mut total = 0usize;
+    // Bytes answered so far plus the budgets of the disk reads still to come.
+    let mut claimed = 0usize;
     let mut errored = false;
+    let mut disk_reads = Vec::new();
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
         let name = topic.topic.to_string();
@@ -110,11 +117,11 @@ fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchAnswer, u
                     errored = true;
                 }
                 Ok(part) => {
-                    let budget = if total == 0 {
+                    let budget = if claimed == 0 {
                         fp.partition_max_bytes.max(1) as usize
                     } else {
                         (fp.partition_max_bytes.max(0) as usize)
-                            .min(max_bytes.saturating_sub(total))
+                            .min(max_bytes.saturating_sub(claimed))
                     };
                     let offset = fp.fetch_offset;
                     let result = if offset < 0 {
@@ -126,24 +133,21 @@ fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchAnswer, u
                     } else if budget == 0 {
                         Ok(None)
                     } else {
-                        part.read_batches(offset as u64, budget).map(Some)
+                        part.read_batches_in_memory(offset as u64, budget)
                     };
                     match result {
-                        Ok(Some(read)) => {
-                            pa.high_watermark = read.high_watermark as i64;
-                            pa.log_start_offset = read.log_start_offset as i64;
-                            total += read.bytes;
-                            pa.batches = read.batches;
+                        Ok(None) if offset >= 0 && budget > 0 => {
+                            claimed += budget;
+                            disk_reads.push((
+                                topics.len(),
+                                partitions.len(),
+                                part,
+                                offset as u64,
+                                budget,
+                            ));
                         }
-                        Ok(None) => {
-                            pa.high_watermark = part.high_watermark() as i64;
-                            pa.log_start_offset = part.log_start_offset() as i64;
-                        }
-                        Err(e) => {
-                            pa.error_code = error_code(&e);
-                            pa.high_watermark = part.high_watermark() as i64;
-                            pa.log_start_offset = part.log_start_offset() as i64;
-                            errored = true;
+                        result => {
+                            claimed += answer_partition(&mut pa, &part, result, &mut errored);
                         }
                     }
                 }
@@ -155,7 +159,57 @@ fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchAnswer, u
             partitions,
         });
     }
+    let reads: Vec<_> = disk_reads
+        .into_iter()
+        .map(|(t, p, part, offset, budget)| {
+            let reader = Arc::clone(&part);
+            let read = tokio::task::spawn_blocking(move || reader.read_batches(offset, budget));
+            (t, p, part, read)
+        })
+        .collect();
+    for (t, p, part, read) in reads {
+        let result = match read.await {
+            Ok(result) => result.map(Some),
+            Err(join) => Err(StreamError::Storage(format!("the read failed: {join}"))),
+        };
+        answer_partition(&mut topics[t].partitions[p], &part, result, &mut errored);
+    }
+    let total = topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .flat_map(|p| &p.batches)
+        .map(Bytes::len)
+        .sum();
     (FetchAnswer { topics }, total, errored)
+}
+
+/// Fills a partition's answer from its read; returns the bytes it holds.
+fn answer_partition(
+    pa: &mut PartitionAnswer,
+    part: &Partition,
+    result: Result<Option<StoredBatches>, StreamError>,
+    errored: &mut bool,
+) -> usize {
+    match result {
+        Ok(Some(read)) => {
+            pa.high_watermark = read.high_watermark as i64;
+            pa.log_start_offset = read.log_start_offset as i64;
+            pa.batches = read.batches;
+            read.bytes
+        }
+        Ok(None) => {
+            pa.high_watermark = part.high_watermark() as i64;
+            pa.log_start_offset = part.log_start_offset() as i64;
+            0
+        }
+        Err(e) => {
+            pa.error_code = error_code(&e);
+            pa.high_watermark = part.high_watermark() as i64;
+            pa.log_start_offset = part.log_start_offset() as i64;
+            *errored = true;
+            0
+        }
+    }
 }
 
 impl FetchAnswer {

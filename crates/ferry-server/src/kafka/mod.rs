@@ -646,6 +646,7 @@ pub async fn start(
     use ferry_broker::stream::StreamsConfig;
     let streams_config = StreamsConfig {
         default_durability: config.durability.to_log(),
+        tail_cache: Some(ferry_log::TailCache::new(config.stream_cache_bytes)),
         ..StreamsConfig::new(&config.data_dir)
     };
     let dir = streams_config.dir.clone();

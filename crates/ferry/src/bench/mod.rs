@@ -122,7 +122,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub inflight: u32,
     /// A configuration of the topic the kafka workload creates (repeatable), as for
-    /// `ferry stream create --config`, for example `direct.io=true`.
+    /// `ferry stream create --config`, for example `direct.io=false`.
     #[arg(long = "topic-config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub topic_configs: Vec<(String, String)>,
     /// The AWS door (sqs workload).
