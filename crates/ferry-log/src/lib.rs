@@ -102,6 +102,12 @@
 //! (within 64 KiB), so entries appended together, such as a batch of queue messages, cost
 //! one `pread` between them rather than one each.
 //!
+//! A log given a [`TailCache`] (`LogConfig::tail_cache`, one budget shared by many logs)
+//! keeps its newest written batches in memory, as the very buffers the writer wrote, and
+//! [`Log::read`] answers from them without a `pread`, a copy or a CRC check while the entry
+//! asked for is still held ([`Log::read_cached`] answers only from memory). The oldest batches
+//! of any log sharing the budget are evicted first, and their buffers reused for new batches.
+//!
 //! # Notes for callers
 //!
 //! * [`Log`] is `Clone + Send + Sync`; clones share one writer thread. Offsets are assigned

@@ -539,6 +539,21 @@ fn read_records(
     Ok((out, next, hw))
 }
 
+/// [`read_records`] on a blocking thread: records no longer in the partition's tail cache
+/// are read from the disk, and no runtime thread waits for that.
+async fn read_records_blocking(
+    streams: &Streams,
+    name: &str,
+    partition: u32,
+    offset: u64,
+    max: usize,
+) -> Result<(Vec<StreamRecord>, u64, u64), StreamError> {
+    let (streams, name) = (streams.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || read_records(&streams, &name, partition, offset, max))
+        .await
+        .unwrap_or_else(|join| Err(StreamError::Storage(format!("the read failed: {join}"))))
+}
+
 /// Read records from one partition (optionally long-polling for new ones).
 #[utoipa::path(get, path = "/v1/streams/{name}/records", tag = "streams",
     params(("name" = String, Path, description = "Stream name"), FetchQuery),
@@ -566,7 +581,8 @@ pub async fn fetch(
     let _poll = (!wait.is_zero()).then(|| state.long_poll_guard());
     loop {
         changes.borrow_and_update();
-        let (records, next, hw) = read_records(&streams, &name, partition, offset, max)?;
+        let (records, next, hw) =
+            read_records_blocking(&streams, &name, partition, offset, max).await?;
         if !records.is_empty()
             || tokio::time::Instant::now() >= deadline
             || state.is_shutting_down()
@@ -653,7 +669,8 @@ pub async fn tail(
             }
             t.changes.borrow_and_update();
             for (partition, position) in t.positions.iter_mut() {
-                match read_records(&t.streams, &t.name, *partition, *position, 1000) {
+                match read_records_blocking(&t.streams, &t.name, *partition, *position, 1000).await
+                {
                     Ok((records, next, _)) => {
                         *position = next;
                         t.buffered.extend(
