@@ -122,15 +122,18 @@ impl Segment {
     }
 
     /// Opens the file for direct I/O too when `on`, if the file system allows it (tmpfs, for
-    /// one, does not: the segment then keeps using the page cache).
+    /// one, does not: the segment then keeps using the page cache). One aligned direct I/O is
+    /// tried first (a read of the first page, or for an empty file a write of a zero page that
+    /// is cut off again), so a file system that accepts `O_DIRECT` but needs a larger alignment
+    /// also falls back, rather than failing the first write.
     pub(crate) fn with_direct_io(mut self, on: bool) -> Segment {
         if on {
-            match OpenOptions::new()
+            let opened = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .custom_flags(libc::O_DIRECT)
-                .open(&self.path)
-            {
+                .open(&self.path);
+            match opened.and_then(|f| self.probe_direct_io(&f).map(|()| f)) {
                 Ok(f) => self.direct = Some(f),
                 Err(error) => {
                     tracing::warn!(path = %self.path.display(), %error, "direct I/O is not available here; the log goes through the page cache")
@@ -138,6 +141,19 @@ impl Segment {
             }
         }
         self
+    }
+
+    fn probe_direct_io(&self, direct: &File) -> std::io::Result<()> {
+        let align = DIRECT_IO_ALIGN as usize;
+        let mut page = AlignedBuf::zeroed(align);
+        let len = self.file.metadata()?.len();
+        if len == 0 {
+            direct.write_all_at(page.as_slice(), 0)?;
+            self.file.set_len(0)
+        } else {
+            let need = usize::try_from(len).unwrap_or(align).min(align);
+            crate::aligned::read_direct(direct, page.as_mut_slice(), 0, need)
+        }
     }
 
     /// Records that the file now reaches `end` (a direct write pads its last page with zeros),

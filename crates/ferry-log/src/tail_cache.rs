@@ -23,10 +23,13 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::entry::StoredEntry;
 use crate::frame::HEADER_BYTES;
-use crate::queue::FrameMeta;
+use crate::queue::{FrameMeta, WRITE_BATCH_MAX_BYTES};
 
-/// Evicted batch buffers kept for reuse, at most.
-const POOLED_BUFFERS: usize = 16;
+/// Evicted batch buffers kept for reuse, at most (memory beyond the budget: each insert
+/// usually evicts about one buffer, which the next batch takes, so a few suffice).
+const POOLED_BUFFERS: usize = 4;
+/// Larger evicted buffers (batches of one huge entry) are freed, not pooled.
+const POOLED_BUFFER_MAX_BYTES: usize = 2 * WRITE_BATCH_MAX_BYTES;
 /// A batch using less than this fraction of its buffer's capacity is cached in a copy of its
 /// own size (the large buffer goes back to its queue), so small batches do not hold large
 /// buffers.
@@ -127,7 +130,7 @@ impl TailCache {
             drop(chunk.entries);
             if let Ok(mut buf) = Arc::try_unwrap(chunk.buf) {
                 let mut pool = self.pool.lock();
-                if pool.len() < POOLED_BUFFERS {
+                if pool.len() < POOLED_BUFFERS && buf.capacity() <= POOLED_BUFFER_MAX_BYTES {
                     buf.clear();
                     pool.push(buf);
                 }
