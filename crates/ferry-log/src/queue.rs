@@ -104,11 +104,7 @@ impl AppendQueue {
             let batch = match self.batches.back_mut() {
                 Some(batch) if !roll && batch.buf.len() + len <= WRITE_BATCH_MAX_BYTES => batch,
                 _ => {
-                    let buf = self
-                        .spare
-                        .pop()
-                        .or_else(|| self.pool.as_ref().and_then(|p| p.take_buffer()))
-                        .unwrap_or_default();
+                    let buf = self.spare.pop().unwrap_or_else(|| self.fresh_buffer());
                     self.batches.push_back(Batch {
                         roll,
                         buf,
@@ -139,6 +135,19 @@ impl AppendQueue {
         Appended {
             base_offset,
             next_offset: self.next_offset,
+        }
+    }
+
+    /// A buffer for a new batch when no spare one is left. With a tail cache, which keeps the
+    /// buffers it is given: an evicted one from its pool, or a new one of the largest batch's
+    /// size, so the batch never grows it by reallocating (each step would copy the batch and
+    /// touch fresh memory); the cache copies small batches out and gives it back.
+    fn fresh_buffer(&mut self) -> Vec<u8> {
+        match &self.pool {
+            Some(pool) => pool
+                .take_buffer()
+                .unwrap_or_else(|| Vec::with_capacity(WRITE_BATCH_MAX_BYTES)),
+            None => Vec::new(),
         }
     }
 

@@ -28,12 +28,14 @@ use crate::queue::{FrameMeta, WRITE_BATCH_MAX_BYTES};
 /// Evicted batch buffers kept for reuse, at most (memory beyond the budget: each insert
 /// usually evicts about one buffer, which the next batch takes, so a few suffice).
 const POOLED_BUFFERS: usize = 4;
-/// Larger evicted buffers (batches of one huge entry) are freed, not pooled.
-const POOLED_BUFFER_MAX_BYTES: usize = 2 * WRITE_BATCH_MAX_BYTES;
+/// Only evicted buffers of a whole batch's size are pooled (append queues take them for new
+/// batches); smaller ones (copies) and larger ones (batches of one huge entry) are freed.
+const POOLED_BUFFER_BYTES: std::ops::RangeInclusive<usize> =
+    WRITE_BATCH_MAX_BYTES..=2 * WRITE_BATCH_MAX_BYTES;
 /// A batch using less than this fraction of its buffer's capacity is cached in a copy of its
 /// own size (the large buffer goes back to its queue), so small batches do not hold large
 /// buffers.
-const MIN_FILL_DIVISOR: usize = 4;
+const MIN_FILL_DIVISOR: usize = 2;
 
 /// A memory budget for the recent entries of many logs (see the module documentation). Pass
 /// the same `Arc` in the [`LogConfig`](crate::LogConfig) of every log that should share it.
@@ -130,7 +132,7 @@ impl TailCache {
             drop(chunk.entries);
             if let Ok(mut buf) = Arc::try_unwrap(chunk.buf) {
                 let mut pool = self.pool.lock();
-                if pool.len() < POOLED_BUFFERS && buf.capacity() <= POOLED_BUFFER_MAX_BYTES {
+                if pool.len() < POOLED_BUFFERS && POOLED_BUFFER_BYTES.contains(&buf.capacity()) {
                     buf.clear();
                     pool.push(buf);
                 }
@@ -399,7 +401,7 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_chunk_of_any_log_is_evicted_first_and_its_buffer_reused() {
+    fn the_oldest_chunk_of_any_log_is_evicted_first() {
         let cache = TailCache::new(1000);
         let a = CachedTail::new(Arc::clone(&cache));
         let b = CachedTail::new(Arc::clone(&cache));
@@ -416,12 +418,9 @@ mod tests {
             [0u8; 100],
             "evicted data a reader holds stays valid"
         );
-        assert!(cache.take_buffer().is_none(), "a held buffer is not reused");
-        insert(&b, batch(3, 3, 100)); // b's first chunk goes, nobody holds it
+        insert(&b, batch(3, 3, 100)); // b's first chunk goes
         assert_eq!(b.read(2, 1 << 20), None);
         assert_eq!(cache.stats().used_bytes, 768);
-        let reused = cache.take_buffer().expect("the evicted buffer is pooled");
-        assert!(reused.is_empty() && reused.capacity() >= 384);
         // A dropped log gives its bytes back; its stale tickets are skipped.
         drop(a);
         assert_eq!(cache.stats().used_bytes, 384);
@@ -429,6 +428,29 @@ mod tests {
         insert(&c, batch(0, 4, 100));
         assert_eq!(cache.stats().used_bytes, 384 + 512);
         assert_eq!(offsets(&b.read(3, 1 << 20).unwrap()), [3, 4, 5]);
+    }
+
+    #[test]
+    fn an_evicted_batch_buffer_is_pooled_unless_a_reader_holds_it() {
+        let size = WRITE_BATCH_MAX_BYTES / 4; // three entries fill most of a batch buffer
+        let full = |first| {
+            let (buf, frames, next) = batch(first, 3, size);
+            let mut big = Vec::with_capacity(WRITE_BATCH_MAX_BYTES);
+            big.extend_from_slice(&buf);
+            (big, frames, next)
+        };
+        let cache = TailCache::new(WRITE_BATCH_MAX_BYTES as u64);
+        let tail = CachedTail::new(Arc::clone(&cache));
+        insert(&tail, full(0));
+        let held = tail.read(0, 1).unwrap();
+        insert(&tail, full(3)); // the first chunk goes, but a reader holds it
+        assert_eq!(tail.read(0, 1), None);
+        assert!(cache.take_buffer().is_none(), "a held buffer is not reused");
+        assert_eq!(held[0].payload.len(), size);
+        insert(&tail, full(6)); // the second goes, nobody holds it
+        let reused = cache.take_buffer().expect("the evicted buffer is pooled");
+        assert!(reused.is_empty() && reused.capacity() >= WRITE_BATCH_MAX_BYTES);
+        assert_eq!(offsets(&tail.read(6, 1).unwrap()), [6]);
     }
 
     #[test]
