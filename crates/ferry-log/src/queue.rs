@@ -138,17 +138,14 @@ impl AppendQueue {
         }
     }
 
-    /// A buffer for a new batch when no spare one is left. With a tail cache, which keeps the
-    /// buffers it is given: an evicted one from its pool, or a new one of the largest batch's
-    /// size, so the batch never grows it by reallocating (each step would copy the batch and
-    /// touch fresh memory); the cache copies small batches out and gives it back.
-    fn fresh_buffer(&mut self) -> Vec<u8> {
-        match &self.pool {
-            Some(pool) => pool
-                .take_buffer()
-                .unwrap_or_else(|| Vec::with_capacity(WRITE_BATCH_MAX_BYTES)),
-            None => Vec::new(),
-        }
+    /// A buffer for a new batch when no spare one is left: with a tail cache (which keeps the
+    /// buffers it is given), an evicted one from its pool if there is one. A new buffer starts
+    /// empty and grows with its batch, so logs with small batches hold small buffers.
+    fn fresh_buffer(&self) -> Vec<u8> {
+        self.pool
+            .as_ref()
+            .and_then(|pool| pool.take_buffer())
+            .unwrap_or_default()
     }
 
     /// The oldest batch, for the writer.

@@ -8,8 +8,9 @@
 //! slices of it. When the budget is exceeded, the oldest chunk of any log goes first (the
 //! cache remembers the order in which chunks came), so a log's cached tail only ever shrinks
 //! from its front and stays contiguous. An evicted buffer that no reader still holds goes to
-//! a pool from which every log's append queue takes its next batch buffer: once the cache is
-//! full, writing allocates no fresh memory.
+//! a pool from which every log's append queue takes its next batch buffer, so once the cache
+//! is full new batches mostly reuse the memory of evicted ones (small batches are cached in
+//! copies of their own size, which the allocator recycles).
 //!
 //! Only entries already written to their segment file are inserted (by the writer thread,
 //! after the write returns), so a read served here returns nothing a disk read could not.
@@ -28,10 +29,9 @@ use crate::queue::{FrameMeta, WRITE_BATCH_MAX_BYTES};
 /// Evicted batch buffers kept for reuse, at most (memory beyond the budget: each insert
 /// usually evicts about one buffer, which the next batch takes, so a few suffice).
 const POOLED_BUFFERS: usize = 4;
-/// Only evicted buffers of a whole batch's size are pooled (append queues take them for new
-/// batches); smaller ones (copies) and larger ones (batches of one huge entry) are freed.
-const POOLED_BUFFER_BYTES: std::ops::RangeInclusive<usize> =
-    WRITE_BATCH_MAX_BYTES..=2 * WRITE_BATCH_MAX_BYTES;
+/// Evicted buffers of this size are pooled (append queues take them for new batches); small
+/// ones (copies of small batches) and larger ones (batches of one huge entry) are freed.
+const POOLED_BUFFER_BYTES: std::ops::RangeInclusive<usize> = (64 << 10)..=2 * WRITE_BATCH_MAX_BYTES;
 /// A batch using less than this fraction of its buffer's capacity is cached in a copy of its
 /// own size (the large buffer goes back to its queue), so small batches do not hold large
 /// buffers.
@@ -290,12 +290,7 @@ impl CachedTail {
 
     /// Drops the chunks whose entries all lie below `offset` (retention removed them).
     pub(crate) fn discard_below(&self, offset: u64) {
-        let mut chunks = self.chunks.write();
-        let count = chunks
-            .iter()
-            .take_while(|c| c.next_offset() <= offset)
-            .count();
-        self.cache.release(chunks.drain(..count));
+        self.drop_front_while(|c| c.next_offset() <= offset);
     }
 
     /// Drops everything (the log closed).
@@ -315,11 +310,13 @@ impl CachedTail {
 
     /// Drops the chunks from the front up to the one starting at `first_offset`.
     fn evict_through(&self, first_offset: u64) {
+        self.drop_front_while(|c| c.first_offset() <= first_offset);
+    }
+
+    /// Drops chunks from the front (the oldest) while `drop` says so.
+    fn drop_front_while(&self, drop: impl Fn(&Chunk) -> bool) {
         let mut chunks = self.chunks.write();
-        let count = chunks
-            .iter()
-            .take_while(|c| c.first_offset() <= first_offset)
-            .count();
+        let count = chunks.iter().take_while(|c| drop(c)).count();
         self.cache.release(chunks.drain(..count));
     }
 }
