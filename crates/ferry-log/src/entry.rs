@@ -50,3 +50,25 @@ pub struct Appended {
     pub base_offset: u64,
     pub next_offset: u64,
 }
+
+/// The entries of `run` (which starts with the entry to read from) that a range read returns:
+/// while their frame sizes (payload + header) fit in `max_bytes`, and at least the first.
+pub(crate) fn within_budget<'a>(
+    run: impl IntoIterator<Item = &'a StoredEntry>,
+    max_bytes: usize,
+) -> Vec<StoredEntry> {
+    let mut out = Vec::new();
+    let mut budget = max_bytes;
+    for entry in run {
+        let len = entry.payload.len() + crate::frame::HEADER_BYTES;
+        if !out.is_empty() && len > budget {
+            break;
+        }
+        out.push(entry.clone());
+        budget = budget.saturating_sub(len);
+        if budget == 0 {
+            break;
+        }
+    }
+    out
+}

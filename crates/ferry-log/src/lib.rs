@@ -107,6 +107,9 @@
 //! [`Log::read`] answers from them without a `pread`, a copy or a CRC check while the entry
 //! asked for is still held ([`Log::read_cached`] answers only from memory). The oldest batches
 //! of any log sharing the budget are evicted first, and their buffers reused for new batches.
+//! For a reader going through the files in order, [`Log::prefetch`] reads its next run ahead
+//! on another thread; a read of that run is then answered from memory too (or waits for the
+//! prefetch still loading it instead of reading it twice).
 //!
 //! # Notes for callers
 //!
@@ -139,6 +142,7 @@ mod index;
 mod log;
 mod progress;
 mod queue;
+mod readahead;
 mod recovery;
 mod segment;
 mod syncer;

@@ -12,8 +12,10 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::config::LogConfig;
 use crate::entry::{Appended, Entry, StoredEntry};
 use crate::error::LogError;
+use crate::frame::HEADER_BYTES;
 use crate::progress::{Progress, Watermark};
 use crate::queue::AppendQueue;
+use crate::readahead::{Found, Readahead, PREFETCH_MAX_BYTES};
 use crate::recovery;
 use crate::segment::{sync_dir, ReadProgress, Segment, SegmentInfo};
 use crate::tail_cache::CachedTail;
@@ -37,6 +39,8 @@ pub(crate) struct Shared {
     /// This log's part of `config.tail_cache`, if it has one (with a budget of 0 it holds
     /// nothing and counts every read as a miss).
     pub tail: Option<Arc<CachedTail>>,
+    /// What [`Log::prefetch`] read ahead.
+    readahead: Readahead,
     /// Offsets assigned so far (mirrors the queue, readable without its lock).
     next_offset: AtomicU64,
     closed: AtomicBool,
@@ -113,6 +117,7 @@ impl Log {
             segments: RwLock::new(segments),
             progress: Progress::new(next_offset),
             tail,
+            readahead: Readahead::default(),
             next_offset: AtomicU64::new(next_offset),
             closed: AtomicBool::new(false),
             dir_lock: Mutex::new(Some(lock)),
@@ -220,27 +225,93 @@ impl Log {
     /// size (payload + 28 bytes each) stays within `max_bytes`; at least one entry if any is
     /// readable. Returns only entries already written to the file (an empty vector when
     /// `from` is the end of the written log). Every entry read from a file is CRC-checked;
-    /// entries still in the tail cache come from memory (see [`Log::read_cached`]).
+    /// entries still in the tail cache or read ahead by [`Log::prefetch`] come from memory.
+    /// Waits for a prefetch that is reading from `from`.
     pub fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<StoredEntry>, LogError> {
-        if let Some(cached) = self.read_cached(from, max_bytes)? {
+        self.check_readable(from)?;
+        if let Some(cached) = self
+            .shared()
+            .tail
+            .as_ref()
+            .and_then(|t| t.read(from, max_bytes))
+        {
             return Ok(cached);
         }
-        self.read_files(from, max_bytes)
+        let Found::Entries(mut out) = self.shared().readahead.read(from, max_bytes, true) else {
+            return self.read_files(from, max_bytes);
+        };
+        // The prefetched run may end before the budget does: go on from the files, by the
+        // same rule, as one read would have.
+        let used: usize = out.iter().map(|e| e.payload.len() + HEADER_BYTES).sum();
+        let next = out.last().map_or(from, StoredEntry::next_offset);
+        if used < max_bytes && next < self.written_offset() {
+            let remaining = max_bytes - used;
+            let rest = self.read_files(next, remaining)?;
+            // `read_files` always returns its first entry; this read only if it fits.
+            if rest
+                .first()
+                .is_some_and(|e| e.payload.len() + HEADER_BYTES <= remaining)
+            {
+                out.extend(rest);
+            }
+        }
+        Ok(out)
     }
 
-    /// [`Log::read`] if the tail cache holds the entry containing `from` (then up to the
-    /// newest written entry at most), without touching the disk; `None` if it does not.
+    /// [`Log::read`] if the tail cache or the read-ahead holds the entry containing `from`,
+    /// without touching the disk or waiting; `None` if neither does. A read-ahead answer may
+    /// end before `max_bytes` where the prefetched run ends.
     pub fn read_cached(
         &self,
         from: u64,
         max_bytes: usize,
     ) -> Result<Option<Vec<StoredEntry>>, LogError> {
         self.check_readable(from)?;
-        Ok(self
-            .shared()
-            .tail
-            .as_ref()
-            .and_then(|t| t.read(from, max_bytes)))
+        let shared = self.shared();
+        if let Some(cached) = shared.tail.as_ref().and_then(|t| t.read(from, max_bytes)) {
+            return Ok(Some(cached));
+        }
+        Ok(match shared.readahead.read(from, max_bytes, false) {
+            Found::Entries(entries) => Some(entries),
+            Found::Missing => None,
+        })
+    }
+
+    /// Whether a reader about to read from `from` would read the files: `from` is written but
+    /// neither in the tail cache nor read ahead (or being read ahead).
+    pub fn needs_prefetch(&self, from: u64) -> bool {
+        let shared = self.shared();
+        from >= self.start_offset()
+            && from < self.written_offset()
+            && !shared.tail.as_ref().is_some_and(|t| t.holds(from))
+            && !shared.readahead.covers(from)
+    }
+
+    /// Reads the entries from `from` (about `max_bytes` of them, at most 8 MiB) from the files
+    /// into memory, for the next [`Log::read`] or [`Log::read_cached`] from `from` to find
+    /// there. Blocking: meant for a background thread while the reader handles its last read.
+    /// Replaces what an earlier prefetch read; does nothing if `from` is not a place a reader
+    /// would read the files from (see [`Log::needs_prefetch`]).
+    pub fn prefetch(&self, from: u64, max_bytes: usize) -> Result<(), LogError> {
+        if !self.needs_prefetch(from) || !self.shared().readahead.begin(from) {
+            return Ok(());
+        }
+        let read = self.read_files(from, max_bytes.min(PREFETCH_MAX_BYTES));
+        match read {
+            Ok(entries) => {
+                self.shared().readahead.finish(from, Some(entries));
+                Ok(())
+            }
+            Err(e) => {
+                self.shared().readahead.finish(from, None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Every entry below this offset has been written to the files.
+    fn written_offset(&self) -> u64 {
+        self.shared().progress.written()
     }
 
     fn check_readable(&self, from: u64) -> Result<(), LogError> {
@@ -511,6 +582,7 @@ impl Handle {
         if let Some(tail) = &shared.tail {
             tail.clear();
         }
+        shared.readahead.clear();
         if joined.is_err() {
             return Err(LogError::Poisoned("the writer thread panicked".to_string()));
         }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-use crate::entry::StoredEntry;
+use crate::entry::{within_budget, StoredEntry};
 use crate::frame::HEADER_BYTES;
 use crate::queue::{FrameMeta, WRITE_BATCH_MAX_BYTES};
 
@@ -271,21 +271,11 @@ impl CachedTail {
         let j = chunks[i]
             .entries
             .partition_point(|e| e.next_offset() <= from);
-        let mut out = Vec::new();
-        let mut budget = max_bytes;
         let later = chunks.range(i + 1..).flat_map(|c| &c.entries);
-        for entry in chunks[i].entries[j..].iter().chain(later) {
-            let len = entry.payload.len() + HEADER_BYTES;
-            if !out.is_empty() && len > budget {
-                break;
-            }
-            out.push(entry.clone());
-            budget = budget.saturating_sub(len);
-            if budget == 0 {
-                break;
-            }
-        }
-        Some(out)
+        Some(within_budget(
+            chunks[i].entries[j..].iter().chain(later),
+            max_bytes,
+        ))
     }
 
     /// Drops the chunks whose entries all lie below `offset` (retention removed them).
@@ -296,6 +286,17 @@ impl CachedTail {
     /// Drops everything (the log closed).
     pub(crate) fn clear(&self) {
         self.cache.release(self.chunks.write().drain(..));
+    }
+
+    /// Whether the entry containing `offset` is cached.
+    pub(crate) fn holds(&self, offset: u64) -> bool {
+        let chunks = self.chunks.read();
+        chunks
+            .front()
+            .zip(chunks.back())
+            .is_some_and(|(first, last)| {
+                first.first_offset() <= offset && offset < last.next_offset()
+            })
     }
 
     fn holds_chunk(&self, first_offset: u64) -> bool {

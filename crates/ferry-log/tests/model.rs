@@ -15,6 +15,8 @@ enum Op {
     /// `truncate_before` at this percentage of the way from start to next offset.
     TruncateBefore(u8),
     OffsetForTimestamp(i64),
+    /// `prefetch` from this percentage of the way from start to next offset, of this many bytes.
+    Prefetch(u8, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -24,6 +26,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reopen),
         1 => (0u8..=110).prop_map(Op::TruncateBefore),
         1 => (-100i64..1100).prop_map(Op::OffsetForTimestamp),
+        2 => (0u8..=100, 0usize..3000).prop_map(|(p, b)| Op::Prefetch(p, b)),
     ]
 }
 
@@ -157,6 +160,14 @@ proptest! {
                     prop_assert!(model.get(removed).map_or(new_start == next, |e| e.offset == new_start));
                     model.drain(..removed);
                     start = new_start;
+                }
+                Op::Prefetch(percent, bytes) => {
+                    log.wait_durable_blocking(next).unwrap();
+                    let from = start + (next - start) * u64::from(percent) / 100;
+                    log.prefetch(from, bytes).unwrap();
+                    if from < next {
+                        prop_assert!(!log.needs_prefetch(from), "prefetched or cached: {}", from);
+                    }
                 }
                 Op::OffsetForTimestamp(ts) => {
                     log.wait_durable_blocking(next).unwrap();

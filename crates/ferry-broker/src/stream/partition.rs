@@ -76,6 +76,8 @@ pub struct StoredBatches {
     pub batches: Vec<Bytes>,
     /// Total length of `batches`.
     pub bytes: usize,
+    /// One past the last offset of the last batch (the fetch offset when there is none).
+    pub next_offset: u64,
     pub high_watermark: u64,
     pub log_start_offset: u64,
 }
@@ -324,6 +326,7 @@ impl Partition {
         }
         let mut batches = Vec::new();
         let mut bytes = 0;
+        let mut next_offset = from;
         if from < high_watermark {
             let entries = match read(&self.log()) {
                 Ok(Some(e)) => e,
@@ -344,15 +347,32 @@ impl Partition {
                     break;
                 }
                 bytes += entry.payload.len();
+                next_offset = entry.next_offset();
                 batches.push(entry.payload);
             }
         }
         Ok(Some(StoredBatches {
             batches,
             bytes,
+            next_offset,
             high_watermark,
             log_start_offset,
         }))
+    }
+
+    /// Whether a consumer's next read from `from` would wait for the disk (durable batches
+    /// neither in the tail cache nor read ahead): then [`Partition::prefetch`] is worth it.
+    pub fn needs_prefetch(&self, from: u64) -> bool {
+        from < self.high_watermark() && self.log().needs_prefetch(from)
+    }
+
+    /// Reads about `max_bytes` of batches from `from` into memory ahead of a consumer reading
+    /// through the files (see `ferry_log::Log::prefetch`). Blocking.
+    pub fn prefetch(&self, from: u64, max_bytes: usize) -> Result<(), StreamError> {
+        if from < self.high_watermark() {
+            self.log().prefetch(from, max_bytes)?;
+        }
+        Ok(())
     }
 
     /// Offsets below this are durable and visible to consumers.

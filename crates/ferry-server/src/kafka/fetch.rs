@@ -99,6 +99,8 @@ async fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchAns
     let mut claimed = 0usize;
     let mut errored = false;
     let mut disk_reads = Vec::new();
+    // Where each answered partition's consumer will read next, and how much it asked for.
+    let mut read_on = Vec::new();
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
         let name = topic.topic.to_string();
@@ -135,6 +137,9 @@ async fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchAns
                     } else {
                         part.read_batches_in_memory(offset as u64, budget)
                     };
+                    if let Ok(Some(read)) = &result {
+                        read_on.push((Arc::clone(&part), read.next_offset, budget));
+                    }
                     match result {
                         Ok(None) if offset >= 0 && budget > 0 => {
                             claimed += budget;
@@ -164,16 +169,20 @@ async fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchAns
         .map(|(t, p, part, offset, budget)| {
             let reader = Arc::clone(&part);
             let read = tokio::task::spawn_blocking(move || reader.read_batches(offset, budget));
-            (t, p, part, read)
+            (t, p, part, budget, read)
         })
         .collect();
-    for (t, p, part, read) in reads {
+    for (t, p, part, budget, read) in reads {
         let result = match read.await {
             Ok(result) => result.map(Some),
             Err(join) => Err(StreamError::Storage(format!("the read failed: {join}"))),
         };
+        if let Ok(Some(read)) = &result {
+            read_on.push((Arc::clone(&part), read.next_offset, budget));
+        }
         answer_partition(&mut topics[t].partitions[p], &part, result, &mut errored);
     }
+    read_ahead(read_on);
     let total = topics
         .iter()
         .flat_map(|t| &t.partitions)
@@ -181,6 +190,21 @@ async fn collect(conn: &Conn, req: &FetchRequest, max_bytes: usize) -> (FetchAns
         .map(Bytes::len)
         .sum();
     (FetchAnswer { topics }, total, errored)
+}
+
+/// Starts reading ahead, on blocking threads, for the partitions whose next fetch would
+/// otherwise wait for the disk (a consumer catching up on data no longer in the tail cache), so
+/// the disk works while the answer travels and the client processes it.
+fn read_ahead(next_reads: Vec<(Arc<Partition>, u64, usize)>) {
+    for (part, from, bytes) in next_reads {
+        if part.needs_prefetch(from) {
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = part.prefetch(from, bytes) {
+                    tracing::debug!(%error, from, "read-ahead failed; the next fetch reads the files");
+                }
+            });
+        }
+    }
 }
 
 /// Fills a partition's answer from its read; returns the bytes it holds.
