@@ -237,9 +237,16 @@ impl Log {
         {
             return Ok(cached);
         }
+        let tail = self.shared().tail.as_ref();
         let Found::Entries(mut out) = self.shared().readahead.read(from, max_bytes, true) else {
+            if let Some(tail) = tail {
+                tail.count_miss();
+            }
             return self.read_files(from, max_bytes);
         };
+        if let Some(tail) = tail {
+            tail.count_read_ahead_hit();
+        }
         // The prefetched run may end before the budget does: go on from the files, by the
         // same rule, as one read would have.
         let used: usize = out.iter().map(|e| e.payload.len() + HEADER_BYTES).sum();
@@ -272,7 +279,12 @@ impl Log {
             return Ok(Some(cached));
         }
         Ok(match shared.readahead.read(from, max_bytes, false) {
-            Found::Entries(entries) => Some(entries),
+            Found::Entries(entries) => {
+                if let Some(tail) = &shared.tail {
+                    tail.count_read_ahead_hit();
+                }
+                Some(entries)
+            }
             Found::Missing => None,
         })
     }

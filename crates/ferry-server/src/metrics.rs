@@ -81,7 +81,8 @@ pub const STREAM_CACHE_BYTES: &str = "ferry_stream_cache_bytes";
 /// Gauge: the tail cache's budget (`stream_cache`), in bytes.
 pub const STREAM_CACHE_LIMIT_BYTES: &str = "ferry_stream_cache_limit_bytes";
 /// Counter: stream partition reads (Kafka fetches, native reads). Label: `result` (`hit`:
-/// answered from the tail cache, `miss`: read from the segment files).
+/// answered from the tail cache, `read_ahead`: from batches read ahead for a consumer reading
+/// through the files, `miss`: read from the segment files).
 pub const STREAM_CACHE_READS_TOTAL: &str = "ferry_stream_cache_reads_total";
 
 /// Every exported name, for the test that checks `docs/metrics.md` and `/metrics` agree.
@@ -273,6 +274,8 @@ pub fn refresh_streams(streams: Option<&ferry_broker::stream::Streams>) {
         metrics::gauge!(STREAM_CACHE_BYTES).set(cache.used_bytes as f64);
         metrics::gauge!(STREAM_CACHE_LIMIT_BYTES).set(cache.limit_bytes as f64);
         metrics::counter!(STREAM_CACHE_READS_TOTAL, "result" => "hit").absolute(cache.hits);
+        metrics::counter!(STREAM_CACHE_READS_TOTAL, "result" => "read_ahead")
+            .absolute(cache.read_ahead_hits);
         metrics::counter!(STREAM_CACHE_READS_TOTAL, "result" => "miss").absolute(cache.misses);
     }
     for s in streams.list() {

@@ -15,7 +15,7 @@ VALUE_BYTES = 1000
 
 
 def cache_metrics(f):
-    """(bytes held, limit, hits, misses) from /metrics."""
+    """(bytes held, limit, hits, read-ahead hits, misses) from /metrics."""
     text = requests.get(f.http_url + "/metrics").text
 
     def value(pattern):
@@ -27,6 +27,7 @@ def cache_metrics(f):
         value(r"ferry_stream_cache_bytes"),
         value(r"ferry_stream_cache_limit_bytes"),
         value(r'ferry_stream_cache_reads_total\{result="hit"\}'),
+        value(r'ferry_stream_cache_reads_total\{result="read_ahead"\}'),
         value(r'ferry_stream_cache_reads_total\{result="miss"\}'),
     )
 
@@ -63,24 +64,27 @@ def produce_and_read_back(f, topic):
 @pytest.mark.parametrize("cache", ["default", "512KiB", "0"])
 def test_reads_come_from_the_tail_cache_and_from_the_files_alike(ferry_factory, topic_name, cache):
     """Default budget: the whole topic is cached, every fetch is a hit. A 512 KiB budget holds
-    only the newest ~0.5 of 3 MB: the consumer starts on the files (misses) and finishes in
-    memory (hits). Budget 0: every read goes to the files and nothing is held."""
+    only the newest ~0.5 of 3 MB: the consumer starts on the files, where all but its first
+    fetch find their batches read ahead, and finishes in the cache. Budget 0: nothing is held,
+    reads go to the files and the read-ahead."""
     extra = [] if cache == "default" else ["--stream-cache", cache]
     f = ferry_factory(doors=("http", "kafka"), extra_args=extra)
     f.bootstrap = f.doors["kafka"]
     before = cache_metrics(f)
     produce_and_read_back(f, topic_name)
-    held, limit, hits, misses = cache_metrics(f)
-    hits, misses = hits - before[2], misses - before[3]
+    held, limit, hits, read_ahead, misses = cache_metrics(f)
+    hits, read_ahead, misses = hits - before[2], read_ahead - before[3], misses - before[4]
+    print(f"cache {cache}: hits {hits}, read-ahead {read_ahead}, misses {misses}")
     if cache == "default":
         assert limit == 256 * 1024 * 1024
         assert held >= RECORDS * VALUE_BYTES
-        assert hits > 0 and misses == 0, (hits, misses)
+        assert hits > 0 and read_ahead == 0 and misses == 0, (hits, read_ahead, misses)
     elif cache == "512KiB":
         assert limit == 512 * 1024
         assert 0 < held <= limit
-        assert hits > 0 and misses > 0, (hits, misses)
+        assert hits > 0 and misses > 0, (hits, read_ahead, misses)
+        assert read_ahead > 0, (hits, read_ahead, misses)
     else:
         assert (held, limit, hits) == (0, 0, 0)
-        assert misses > 0
+        assert misses > 0 and read_ahead > 0, (read_ahead, misses)
 
