@@ -24,6 +24,12 @@ use crate::writer;
 /// Name of the lock file that keeps two `Log`s (or processes) from opening one directory.
 const LOCK_FILE: &str = ".lock";
 
+/// Where a read answered from memory found its entries.
+enum Memory {
+    TailCache,
+    ReadAhead,
+}
+
 /// State shared by every handle and the writer thread.
 pub(crate) struct Shared {
     pub dir: PathBuf,
@@ -229,24 +235,16 @@ impl Log {
     /// Waits for a prefetch that is reading from `from`.
     pub fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<StoredEntry>, LogError> {
         self.check_readable(from)?;
-        if let Some(cached) = self
-            .shared()
-            .tail
-            .as_ref()
-            .and_then(|t| t.read(from, max_bytes))
-        {
-            return Ok(cached);
-        }
-        let tail = self.shared().tail.as_ref();
-        let Found::Entries(mut out) = self.shared().readahead.read(from, max_bytes, true) else {
-            if let Some(tail) = tail {
-                tail.count_miss();
+        let mut out = match self.read_memory(from, max_bytes, true) {
+            Some((entries, Memory::TailCache)) => return Ok(entries),
+            Some((entries, Memory::ReadAhead)) => entries,
+            None => {
+                if let Some(tail) = &self.shared().tail {
+                    tail.count_miss();
+                }
+                return self.read_files(from, max_bytes);
             }
-            return self.read_files(from, max_bytes);
         };
-        if let Some(tail) = tail {
-            tail.count_read_ahead_hit();
-        }
         // The prefetched run may end before the budget does: go on from the files, by the
         // same rule, as one read would have.
         let used: usize = out.iter().map(|e| e.payload.len() + HEADER_BYTES).sum();
@@ -274,19 +272,32 @@ impl Log {
         max_bytes: usize,
     ) -> Result<Option<Vec<StoredEntry>>, LogError> {
         self.check_readable(from)?;
+        Ok(self
+            .read_memory(from, max_bytes, false)
+            .map(|(entries, _)| entries))
+    }
+
+    /// The range read from `from` out of the tail cache, else out of the read-ahead (waiting
+    /// for a prefetch loading from `from` when `wait`), and where it came from; counted.
+    fn read_memory(
+        &self,
+        from: u64,
+        max_bytes: usize,
+        wait: bool,
+    ) -> Option<(Vec<StoredEntry>, Memory)> {
         let shared = self.shared();
         if let Some(cached) = shared.tail.as_ref().and_then(|t| t.read(from, max_bytes)) {
-            return Ok(Some(cached));
+            return Some((cached, Memory::TailCache));
         }
-        Ok(match shared.readahead.read(from, max_bytes, false) {
+        match shared.readahead.read(from, max_bytes, wait) {
             Found::Entries(entries) => {
                 if let Some(tail) = &shared.tail {
                     tail.count_read_ahead_hit();
                 }
-                Some(entries)
+                Some((entries, Memory::ReadAhead))
             }
             Found::Missing => None,
-        })
+        }
     }
 
     /// Whether a reader about to read from `from` would read the files: `from` is written but

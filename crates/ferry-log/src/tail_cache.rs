@@ -165,6 +165,14 @@ impl Chunk {
     }
 }
 
+/// Whether `chunks` (contiguous) hold the entry containing `offset`.
+fn spans(chunks: &VecDeque<Chunk>, offset: u64) -> bool {
+    chunks
+        .front()
+        .zip(chunks.back())
+        .is_some_and(|(first, last)| first.first_offset() <= offset && offset < last.next_offset())
+}
+
 /// Lets `Bytes` slices share a chunk's buffer while the chunk keeps the means to recycle it.
 struct SharedBuf(Arc<Vec<u8>>);
 
@@ -263,11 +271,7 @@ impl CachedTail {
     /// counted here (the log counts where a miss was answered).
     pub(crate) fn read(&self, from: u64, max_bytes: usize) -> Option<Vec<StoredEntry>> {
         let chunks = self.chunks.read();
-        let cached = chunks
-            .front()
-            .zip(chunks.back())
-            .is_some_and(|(first, last)| first.first_offset() <= from && from < last.next_offset());
-        if !cached {
+        if !spans(&chunks, from) {
             return None;
         }
         self.cache.hits.fetch_add(1, Ordering::Relaxed);
@@ -304,13 +308,7 @@ impl CachedTail {
 
     /// Whether the entry containing `offset` is cached.
     pub(crate) fn holds(&self, offset: u64) -> bool {
-        let chunks = self.chunks.read();
-        chunks
-            .front()
-            .zip(chunks.back())
-            .is_some_and(|(first, last)| {
-                first.first_offset() <= offset && offset < last.next_offset()
-            })
+        spans(&self.chunks.read(), offset)
     }
 
     fn holds_chunk(&self, first_offset: u64) -> bool {
