@@ -41,9 +41,11 @@
 //!
 //! [`Log::append`] assigns offsets under one mutex, encodes the frames into the current write
 //! batch and returns; it never does I/O. One writer thread per log writes a whole batch with
-//! one `pwrite` and, under [`Durability::Always`], hands it to a syncer thread, which runs one
-//! `fdatasync` and then wakes every waiter once. The writer does not wait for that sync: it
-//! writes the next batch at once, and the next sync claims everything written meanwhile.
+//! one `pwrite` and, under [`Durability::Always`], gets one `fdatasync` run for it, which then
+//! wakes every waiter once. While syncs are quick (averaging under 500 µs) and none is
+//! running, the writer runs the sync itself: one thread hand-off fewer per commit, and what
+//! is appended meanwhile forms the next batch. Otherwise it hands the sync to a syncer thread
+//! and writes the next batch at once; the next sync claims everything written meanwhile.
 //! Syncs overlap only when they are slow: another sync starts beside a running one only once
 //! that one has run for 1 ms, up to four at once (each makes durable everything written
 //! before it started). On a disk that flushes in a few hundred microseconds, overlapping
@@ -55,7 +57,7 @@
 //! writer lets every sync finish before it rolls to a new segment. Syncer threads start on
 //! demand and exit after 5 s idle.
 //!
-//! With [`LogConfig::preallocate_bytes`] the syncers also keep zeros, written with direct
+//! With [`LogConfig::preallocate_bytes`] the syncer threads also keep zeros, written with direct
 //! I/O, ahead of the writer in the active segment: overwriting zeros already on disk spares
 //! `fdatasync` the inode update that appending needs. In zero-filled space the writer pads
 //! each write with zeros to the end of its last page (the file's bytes do not change), so the

@@ -1,10 +1,15 @@
 //! Syncers: the threads that `fdatasync` the active segment under `Durability::Always`.
 //!
-//! The writer thread only writes. After each batch it publishes how far it has written and
-//! hands the sync to a syncer, then goes straight on to the next batch. A syncer claims
-//! everything written so far, runs one `fdatasync`, and publishes the claim as durable:
+//! After each batch the writer publishes how far it has written and gets it synced. A sync
+//! claims everything written so far, runs one `fdatasync`, and publishes the claim as durable:
 //! `fdatasync` makes durable every write that completed before it was called, so the claim
 //! is safe whatever other syncs are doing.
+//!
+//! Who runs the sync: while syncs are quick (a smoothed average under [`INLINE_SYNC_BELOW`])
+//! and none is running, the writer thread runs it itself and writes the next batch, gathered
+//! meanwhile, right after; that saves a hand-off to another thread on every commit, which on a
+//! busy two-core machine costs as much as the sync (measured in `docs/benchmarks.md`).
+//! Otherwise it hands the sync to a syncer thread and goes straight on to the next batch.
 //!
 //! Syncs overlap only when they are slow. While a sync younger than [`OVERLAP_AFTER`] runs,
 //! what is written meanwhile waits for it to finish and is then claimed whole by the next
@@ -18,10 +23,11 @@
 //! Syncer threads start on demand and exit after [`IDLE_EXIT`] without work, so an idle log
 //! costs only its writer thread.
 //!
-//! With `LogConfig::preallocate_bytes`, a syncer that finds less than half of that much
-//! zero-filled space ahead of the writer zero-fills the next stretch of the active segment
-//! (up to where it rolls) in the background; the writer never writes into a stretch while
-//! it is being filled.
+//! With `LogConfig::preallocate_bytes`, a sync that finds less than half of that much
+//! zero-filled space ahead of the writer plans a zero fill of the next stretch of the active
+//! segment (up to where it rolls), and a syncer thread writes it in the background (never the
+//! writer: a fill takes milliseconds); the writer never writes into a stretch while it is being
+//! filled.
 //!
 //! Bounds that keep recovery's torn-write rule true (see the crate docs): at most
 //! [`MAX_UNSYNCED_BYTES`] (or one batch, if a single batch is larger) are written but not yet
@@ -51,6 +57,9 @@ pub(crate) const MAX_UNSYNCED_BYTES: u64 = 2 * WRITE_BATCH_MAX_BYTES as u64;
 const MIN_FILL_BYTES: u64 = 64 << 10;
 /// A syncer thread with no work for this long exits.
 const IDLE_EXIT: Duration = Duration::from_secs(5);
+/// The writer runs a sync itself, rather than handing it to a syncer thread, only while syncs
+/// average less than this (a sync it runs cannot be overlapped, see the module docs).
+const INLINE_SYNC_BELOW: Duration = Duration::from_micros(500);
 
 /// A position in the log: an offset and the bytes written up to it (over all segments
 /// since the log was opened).
@@ -83,6 +92,10 @@ struct State {
     /// Zero-filling failed once (for example, no direct I/O on this file system): not tried
     /// again, appends simply extend the file.
     preallocation_off: bool,
+    /// `filling` was planned by a sync the writer ran, and no syncer has started it yet.
+    fill_pending: bool,
+    /// Recent `fdatasync` durations, smoothed (each sync moves it an eighth of the way).
+    recent_sync: Duration,
 }
 
 impl State {
@@ -97,6 +110,17 @@ impl State {
             return Duration::ZERO;
         }
         OVERLAP_AFTER.saturating_sub(self.newest_sync_start.elapsed())
+    }
+
+    /// Whether the writer should run the sync of what it just wrote itself: no sync is running
+    /// or waiting to start (so nothing could overlap with it anyway), and syncs are quick, so
+    /// not writing meanwhile costs less than the hand-off to a syncer thread.
+    fn sync_inline(&self, had_work: bool) -> bool {
+        !had_work && self.running == 0 && self.recent_sync < INLINE_SYNC_BELOW
+    }
+
+    fn record_sync(&mut self, duration: Duration) {
+        self.recent_sync = (self.recent_sync * 7 + duration) / 8;
     }
 
     fn quiet(&self) -> bool {
@@ -161,6 +185,8 @@ impl Syncers {
                 reserved_end,
                 filling: None,
                 preallocation_off: false,
+                fill_pending: false,
+                recent_sync: Duration::ZERO,
             }),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -185,8 +211,9 @@ impl Syncers {
         }
     }
 
-    /// Records that everything below `next_offset` is written (`len` more bytes) and gets a
-    /// syncer going on it.
+    /// Records that everything below `next_offset` is written (`len` more bytes) and gets it
+    /// synced: by the calling writer thread itself when syncs are quick and none is running
+    /// (one thread hand-off fewer on the way to durable), else by a syncer thread.
     pub(crate) fn written(self: &Arc<Self>, next_offset: u64, len: u64) -> Result<(), LogError> {
         let mut state = self.state.lock();
         let had_work = state.has_work();
@@ -194,10 +221,30 @@ impl Syncers {
             offset: next_offset,
             bytes: state.written.bytes + len,
         };
-        if had_work {
-            // A syncer already knows there is work: it claims this with the rest, when the
-            // running sync finishes or when it is old enough to overlap.
-        } else if state.waiting > 0 {
+        if state.sync_inline(had_work) {
+            let (claim, segment) = Self::claim(&mut state);
+            drop(state);
+            if let Some(fill) = self.sync(claim, &segment) {
+                // Zero-filling takes milliseconds: a syncer thread does it, not the writer.
+                let mut state = self.state.lock();
+                state.filling = Some(fill);
+                state.fill_pending = true;
+                self.rouse(&mut state)?;
+            }
+            return Ok(());
+        }
+        if !had_work {
+            self.rouse(&mut state)?;
+        }
+        // Otherwise a syncer already knows there is work: it claims this with the rest, when
+        // the running sync finishes or when it is old enough to overlap.
+        Ok(())
+    }
+
+    /// Gets a syncer thread to look for work: wakes a waiting one, or starts one if fewer than
+    /// [`MAX_SYNCERS`] are alive; otherwise a busy syncer finds the work when it finishes.
+    fn rouse(self: &Arc<Self>, state: &mut State) -> Result<(), LogError> {
+        if state.waiting > 0 {
             self.work.notify_one();
         } else if state.threads < MAX_SYNCERS {
             // Every syncer is busy: start another (it waits for its turn to overlap).
@@ -211,8 +258,16 @@ impl Syncers {
             state.handles.retain(|h| !h.is_finished());
             state.handles.push(handle);
         }
-        // Otherwise a busy syncer claims this when it finishes.
         Ok(())
+    }
+
+    /// Claims everything written for one sync.
+    fn claim(state: &mut State) -> (Mark, Arc<Segment>) {
+        let claim = state.written;
+        state.claimed = claim;
+        state.running += 1;
+        state.newest_sync_start = Instant::now();
+        (claim, Arc::clone(&state.active))
     }
 
     /// Waits until every written byte is durable and no sync is running. The writer calls
@@ -277,11 +332,19 @@ impl Syncers {
             if state.stopping || self.shared.progress.failure().is_some() {
                 return;
             }
+            if state.fill_pending {
+                state.fill_pending = false;
+                let fill = state.filling.expect("a pending fill is planned");
+                let segment = Arc::clone(&state.active);
+                drop(state);
+                self.zero_fill(&segment, fill.0, fill.1);
+                continue;
+            }
             if !state.has_work() {
                 state.waiting += 1;
                 let timed_out = self.work.wait_for(&mut state, IDLE_EXIT).timed_out();
                 state.waiting -= 1;
-                if timed_out && !state.has_work() {
+                if timed_out && !state.has_work() && !state.fill_pending {
                     return;
                 }
                 continue;
@@ -295,53 +358,55 @@ impl Syncers {
                 state.waiting -= 1;
                 continue;
             }
-            let claim = state.written;
-            state.claimed = claim;
-            state.running += 1;
-            state.newest_sync_start = Instant::now();
-            let segment = Arc::clone(&state.active);
+            let (claim, segment) = Self::claim(&mut state);
             drop(state);
-
-            let start = Instant::now();
-            let synced = segment.file().sync_data();
-            let duration = start.elapsed();
-
-            let mut state = self.state.lock();
-            state.running -= 1;
-            match synced {
-                Ok(()) => {
-                    if claim.offset > state.durable.offset {
-                        state.durable = claim;
-                        self.shared.progress.set_durable(claim.offset);
-                        self.shared.progress.wake();
-                    }
-                }
-                Err(error) => {
-                    let error = LogError::io(segment.path())(error);
-                    tracing::error!(dir = %self.shared.dir.display(), %error, "fdatasync failed; the log refuses further appends");
-                    self.shared.progress.fail(error.to_string());
-                }
-            }
-            let config = &self.shared.config;
-            let fill = state.next_fill(config.preallocate_bytes, config.segment_bytes);
-            if fill.is_some() {
-                state.filling = fill;
-            }
-            self.done.notify_all();
-            drop(state);
-            // Reported before any zero-fill, so the sync is recorded right after its waiters
-            // were woken, not milliseconds later.
-            if let Some(observer) = &self.shared.config.on_sync {
-                observer(SyncStats {
-                    duration,
-                    bytes: 0,
-                    entries: 0,
-                });
-            }
-            if let Some((start, end)) = fill {
+            if let Some((start, end)) = self.sync(claim, &segment) {
                 self.zero_fill(&segment, start, end);
             }
         }
+    }
+
+    /// Runs one `fdatasync` for `claim` and publishes it as durable (or fails the log). Returns
+    /// the stretch of zero-filled space to write next, if one is due (claimed in `filling`).
+    fn sync(&self, claim: Mark, segment: &Arc<Segment>) -> Option<(u64, u64)> {
+        let start = Instant::now();
+        let synced = segment.file().sync_data();
+        let duration = start.elapsed();
+
+        let mut state = self.state.lock();
+        state.running -= 1;
+        state.record_sync(duration);
+        match synced {
+            Ok(()) => {
+                if claim.offset > state.durable.offset {
+                    state.durable = claim;
+                    self.shared.progress.set_durable(claim.offset);
+                    self.shared.progress.wake();
+                }
+            }
+            Err(error) => {
+                let error = LogError::io(segment.path())(error);
+                tracing::error!(dir = %self.shared.dir.display(), %error, "fdatasync failed; the log refuses further appends");
+                self.shared.progress.fail(error.to_string());
+            }
+        }
+        let config = &self.shared.config;
+        let fill = state.next_fill(config.preallocate_bytes, config.segment_bytes);
+        if fill.is_some() {
+            state.filling = fill;
+        }
+        self.done.notify_all();
+        drop(state);
+        // Reported before any zero-fill, so the sync is recorded right after its waiters
+        // were woken, not milliseconds later.
+        if let Some(observer) = &self.shared.config.on_sync {
+            observer(SyncStats {
+                duration,
+                bytes: 0,
+                entries: 0,
+            });
+        }
+        fill
     }
 }
 
@@ -384,6 +449,8 @@ mod tests {
             reserved_end: 0,
             filling: None,
             preallocation_off: false,
+            fill_pending: false,
+            recent_sync: Duration::ZERO,
         }
     }
 
@@ -405,5 +472,29 @@ mod tests {
             Duration::ZERO,
             "the newest sync is slow"
         );
+    }
+
+    #[test]
+    fn the_writer_syncs_by_itself_only_when_no_sync_runs_or_waits_and_syncs_are_quick() {
+        let mut state = state_with(0, Instant::now());
+        assert!(state.sync_inline(false), "idle, no sync measured yet");
+        assert!(
+            !state.sync_inline(true),
+            "earlier writes wait for a syncer already"
+        );
+        state.running = 1;
+        assert!(!state.sync_inline(false), "a sync is running");
+        state.running = 0;
+        for _ in 0..20 {
+            state.record_sync(Duration::from_millis(2));
+        }
+        assert!(
+            !state.sync_inline(false),
+            "slow syncs are left to syncer threads, which can overlap them"
+        );
+        for _ in 0..40 {
+            state.record_sync(Duration::from_micros(100));
+        }
+        assert!(state.sync_inline(false), "quick again");
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! It pops one batch at a time from the [`AppendQueue`](crate::queue::AppendQueue), writes it
 //! with a single positional `write` and publishes the new `written` watermark. Under
-//! `Durability::Always` it then hands the batch to the [`Syncers`], which `fdatasync` and
-//! publish `durable` while the writer goes on to the next batch; under the relaxed policies
-//! it syncs by itself when the policy says so. While it writes, appenders keep filling the
-//! next batch: that is the group commit.
+//! `Durability::Always` it then gets the batch synced through the [`Syncers`]: it runs the
+//! `fdatasync` itself while syncs are quick and none is running, otherwise a syncer thread
+//! runs it and publishes `durable` while the writer goes on to the next batch; under the
+//! relaxed policies it syncs by itself when the policy says so. While it writes and syncs,
+//! appenders keep filling the next batch: that is the group commit.
 //!
 //! Under `LogConfig::direct_io` the writer writes through the segment's `O_DIRECT` file: it
 //! copies each batch into an aligned buffer after the bytes already written to the page the
