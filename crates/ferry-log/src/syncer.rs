@@ -224,10 +224,9 @@ impl Syncers {
         if state.sync_inline(had_work) {
             let (claim, segment) = Self::claim(&mut state);
             drop(state);
-            if let Some(fill) = self.sync(claim, &segment) {
+            if self.sync(claim, &segment).is_some() {
                 // Zero-filling takes milliseconds: a syncer thread does it, not the writer.
                 let mut state = self.state.lock();
-                state.filling = Some(fill);
                 state.fill_pending = true;
                 self.rouse(&mut state)?;
             }
