@@ -4,11 +4,19 @@ use bytes::Bytes;
 
 /// One entry to append. An entry occupies `offset_count` consecutive offsets (a Kafka record
 /// batch spans one offset per record) and is stored, read and CRC-checked as a unit.
+///
+/// What is stored is `head` followed by `payload`, read back as one payload. A caller that
+/// must change the first bytes of a buffer it shares (a Kafka batch's base offset, in a
+/// request's buffer) passes the changed bytes as `head` and the rest as a slice of the buffer,
+/// rather than copying the whole of it first: the log copies every entry into its write
+/// batch anyway.
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub timestamp_ms: i64,
     /// Number of offsets the entry spans; must be at least 1.
     pub offset_count: u32,
+    /// Stored before `payload` (usually empty).
+    pub head: Bytes,
     pub payload: Bytes,
 }
 
@@ -18,8 +26,19 @@ impl Entry {
         Entry {
             timestamp_ms,
             offset_count: 1,
+            head: Bytes::new(),
             payload: payload.into(),
         }
+    }
+
+    /// The length of the stored payload: `head` and `payload` together.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.payload.len()
+    }
+
+    /// Whether the stored payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

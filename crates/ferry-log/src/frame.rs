@@ -26,25 +26,28 @@ pub(crate) fn frame_len(payload_len: usize) -> usize {
     HEADER_BYTES + payload_len
 }
 
-/// Appends the frame of one entry to `buf`.
-pub(crate) fn encode(
+/// Appends the frame of one entry to `buf`; its payload is the `parts` one after the other.
+pub(crate) fn encode<const N: usize>(
     buf: &mut Vec<u8>,
     offset: u64,
     timestamp_ms: i64,
     offset_count: u32,
-    payload: &[u8],
+    parts: [&[u8]; N],
 ) {
-    debug_assert!(payload.len() <= MAX_ENTRY_BYTES_LIMIT as usize);
+    let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+    debug_assert!(payload_len <= MAX_ENTRY_BYTES_LIMIT as usize);
     debug_assert!(offset_count >= 1);
     let start = buf.len();
-    let length = LENGTH_OVERHEAD + payload.len() as u32;
-    buf.reserve(frame_len(payload.len()));
+    let length = LENGTH_OVERHEAD + payload_len as u32;
+    buf.reserve(frame_len(payload_len));
     buf.extend_from_slice(&length.to_le_bytes());
     buf.extend_from_slice(&[0; 4]);
     buf.extend_from_slice(&offset.to_le_bytes());
     buf.extend_from_slice(&timestamp_ms.to_le_bytes());
     buf.extend_from_slice(&offset_count.to_le_bytes());
-    buf.extend_from_slice(payload);
+    for part in parts {
+        buf.extend_from_slice(part);
+    }
     let crc = crc32c::crc32c(&buf[start + 8..]);
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -132,7 +135,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut buf = vec![];
-        encode(&mut buf, 42, -7, 3, b"hello");
+        encode(&mut buf, 42, -7, 3, [&b"hel"[..], &b"lo"[..]]);
         assert_eq!(buf.len(), frame_len(5));
         let h = header_of(&buf).unwrap();
         assert_eq!((h.offset, h.timestamp_ms, h.offset_count), (42, -7, 3));
@@ -145,7 +148,7 @@ mod tests {
     #[test]
     fn every_flipped_bit_is_detected() {
         let mut buf = vec![];
-        encode(&mut buf, 1, 2, 1, b"payload");
+        encode(&mut buf, 1, 2, 1, [&b"payload"[..]]);
         for i in 0..buf.len() * 8 {
             let mut bad = buf.clone();
             bad[i / 8] ^= 1 << (i % 8);
@@ -160,7 +163,7 @@ mod tests {
     #[test]
     fn rejects_impossible_headers() {
         let mut buf = vec![];
-        encode(&mut buf, 1, 2, 1, b"");
+        encode(&mut buf, 1, 2, 1, [&b""[..]]);
         let mut zero_count = buf.clone();
         zero_count[24..28].copy_from_slice(&0u32.to_le_bytes());
         assert!(header_of(&zero_count).is_err());

@@ -155,9 +155,9 @@ impl Log {
         let max = shared.config.max_entry_bytes as usize;
         let mut offsets: u64 = 0;
         for entry in entries {
-            if entry.payload.len() > max {
+            if entry.len() > max {
                 return Err(LogError::EntryTooLarge {
-                    size: entry.payload.len(),
+                    size: entry.len(),
                     max,
                 });
             }

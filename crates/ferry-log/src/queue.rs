@@ -90,7 +90,7 @@ impl AppendQueue {
     pub(crate) fn push(&mut self, entries: &[Entry], segment_bytes: u64) -> Appended {
         let base_offset = self.next_offset;
         for entry in entries {
-            let len = frame::frame_len(entry.payload.len());
+            let len = frame::frame_len(entry.len());
             let offset = self.next_offset;
             let next_offset = offset + u64::from(entry.offset_count);
             // Roll when the segment would outgrow its size, or its relative offsets their u32.
@@ -120,7 +120,7 @@ impl AppendQueue {
                 offset,
                 entry.timestamp_ms,
                 entry.offset_count,
-                &entry.payload,
+                [&entry.head[..], &entry.payload[..]],
             );
             batch.frames.push(FrameMeta {
                 offset,

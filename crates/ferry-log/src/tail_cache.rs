@@ -358,7 +358,7 @@ mod tests {
                 offset,
                 offset as i64,
                 1,
-                &vec![offset as u8; size],
+                [&vec![offset as u8; size][..]],
             );
             frames.push(FrameMeta {
                 offset,

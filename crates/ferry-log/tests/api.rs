@@ -152,9 +152,8 @@ fn multi_offset_entries_span_their_offset_count() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), config()).unwrap();
     let batch = |ts, count, body: &'static str| Entry {
-        timestamp_ms: ts,
         offset_count: count,
-        payload: body.into(),
+        ..Entry::new(ts, body)
     };
     let appended = log
         .append(&[
@@ -194,6 +193,46 @@ fn multi_offset_entries_span_their_offset_count() {
         matches!(&err, LogError::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput)
     );
     assert_eq!(log.next_offset(), 9, "a refused call appends nothing");
+}
+
+#[test]
+fn an_entry_with_a_head_is_stored_and_read_as_one_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            max_entry_bytes: 10,
+            ..config()
+        },
+    )
+    .unwrap();
+    let shared = bytes::Bytes::from_static(b"0123456789");
+    let patched = Entry {
+        head: bytes::Bytes::from_static(b"AB"),
+        ..Entry::new(7, shared.slice(2..))
+    };
+    assert_eq!(patched.len(), 10);
+    let appended = log.append(&[patched, Entry::new(8, "plain")]).unwrap();
+    log.wait_durable_blocking(appended.next_offset).unwrap();
+    let read = log.read(0, usize::MAX).unwrap();
+    assert_eq!(read[0].payload, "AB23456789");
+    assert_eq!(read[1].payload, "plain");
+    assert_eq!(shared, "0123456789", "the shared buffer is not changed");
+
+    // The size limit counts the head too.
+    let too_large = Entry {
+        head: bytes::Bytes::from_static(b"A"),
+        ..Entry::new(9, shared.clone())
+    };
+    assert!(matches!(
+        log.append(&[too_large]).unwrap_err(),
+        LogError::EntryTooLarge { size: 11, max: 10 }
+    ));
+
+    // And it survives a reopen (the frame's CRC covers both parts).
+    log.close().unwrap();
+    let reopened = Log::open(dir.path(), config()).unwrap();
+    assert_eq!(reopened.read_entry(0).unwrap().payload, "AB23456789");
 }
 
 #[test]

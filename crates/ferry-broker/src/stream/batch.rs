@@ -79,8 +79,9 @@ pub fn add_sequence(seq: i32, delta: i32) -> i32 {
     }
 }
 
-/// Splits a produce payload into its batches, validating each header and CRC.
-pub fn split_batches(mut data: Bytes) -> Result<Vec<(BatchHeader, BytesMut)>, StreamError> {
+/// Splits a produce payload into its batches (slices of `data`, not copies), validating each
+/// header and CRC.
+pub fn split_batches(mut data: Bytes) -> Result<Vec<(BatchHeader, Bytes)>, StreamError> {
     let mut out = Vec::new();
     if data.is_empty() {
         return Err(StreamError::InvalidBatch("no record batch".into()));
@@ -101,7 +102,7 @@ pub fn split_batches(mut data: Bytes) -> Result<Vec<(BatchHeader, BytesMut)>, St
         }
         let batch = data.split_to(length as usize + 12);
         let header = parse_header(&batch)?;
-        out.push((header, BytesMut::from(&batch[..])));
+        out.push((header, batch));
     }
     Ok(out)
 }
@@ -159,16 +160,23 @@ pub fn parse_header(batch: &[u8]) -> Result<BatchHeader, StreamError> {
 }
 
 /// Sets the base offset (outside the CRC).
-pub fn set_base_offset(batch: &mut [u8], base_offset: u64) {
-    batch[0..8].copy_from_slice(&(base_offset as i64).to_be_bytes());
-}
-
-/// Marks the batch as log-append-time stamped with `now_ms` and recomputes the CRC.
-pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
-    let attributes = be_i16(batch, 21) | ATTR_TIMESTAMP_TYPE;
-    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
-    batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
-    reseal(batch);
+/// The first [`HEADER_BYTES`] of a validated `batch` as the broker stores them: with the base
+/// offset it assigned and, under log-append time, the timestamp-type bit and `now_ms` as the
+/// max timestamp, the CRC recomputed (it covers those fields and the records after the header,
+/// which stay as they are). The rest of the batch is stored unchanged, so it is never copied
+/// to be patched (see `ferry_log::Entry::head`).
+pub fn stored_head(batch: &[u8], base_offset: u64, log_append_time_ms: Option<i64>) -> Bytes {
+    let mut head = [0u8; HEADER_BYTES];
+    head.copy_from_slice(&batch[..HEADER_BYTES]);
+    head[0..8].copy_from_slice(&(base_offset as i64).to_be_bytes());
+    if let Some(now_ms) = log_append_time_ms {
+        let attributes = be_i16(&head, 21) | ATTR_TIMESTAMP_TYPE;
+        head[21..23].copy_from_slice(&attributes.to_be_bytes());
+        head[35..43].copy_from_slice(&now_ms.to_be_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&head[CRC_START..]), &batch[HEADER_BYTES..]);
+        head[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    Bytes::copy_from_slice(&head)
 }
 
 /// Recomputes the CRC after header fields it covers (from `attributes` on) were changed.
@@ -283,19 +291,32 @@ mod tests {
         encode_records(&recs, 0).unwrap()
     }
 
+    /// A batch as stored: its patched head, then the rest unchanged.
+    fn stored(batch: &Bytes, base_offset: u64, log_append_time_ms: Option<i64>) -> Bytes {
+        let mut out = BytesMut::from(&stored_head(batch, base_offset, log_append_time_ms)[..]);
+        out.extend_from_slice(&batch[HEADER_BYTES..]);
+        out.freeze()
+    }
+
     #[test]
     fn parse_patch_and_decode_round_trip() {
         let data = sample(3);
-        let mut batches = split_batches(data).unwrap();
+        let batches = split_batches(data.clone()).unwrap();
         assert_eq!(batches.len(), 1);
-        let (header, bytes) = &mut batches[0];
-        let header = header.clone();
+        let (header, bytes) = &batches[0];
+        assert_eq!(bytes, &data, "the one batch is the whole payload");
         assert_eq!(header.offset_count(), 3);
         assert_eq!(header.max_timestamp, 1002);
-        set_base_offset(bytes, 42);
-        let patched = parse_header(bytes).unwrap();
+        let patched_bytes = stored(bytes, 42, None);
+        let patched = parse_header(&patched_bytes).unwrap();
         assert_eq!(patched.base_offset, 42);
-        let records = decode_records(&bytes.clone().freeze()).unwrap();
+        assert_eq!(patched.max_timestamp, 1002);
+        assert_eq!(
+            &patched_bytes[8..],
+            &data[8..],
+            "only the base offset changes"
+        );
+        let records = decode_records(&patched_bytes).unwrap();
         assert_eq!(records.len(), 3);
         assert_eq!(records[2].offset, 44);
         assert_eq!(records[1].value.as_deref(), Some(&b"v1"[..]));
@@ -325,10 +346,10 @@ mod tests {
 
     #[test]
     fn log_append_time_keeps_crc_valid() {
-        let mut b = BytesMut::from(&sample(2)[..]);
-        set_log_append_time(&mut b, 99);
+        let b = stored(&sample(2), 7, Some(99));
         let h = parse_header(&b).unwrap();
-        assert_eq!(h.max_timestamp, 99);
+        assert_eq!((h.base_offset, h.max_timestamp), (7, 99));
+        assert_ne!(h.attributes & ATTR_TIMESTAMP_TYPE, 0);
     }
 
     #[test]

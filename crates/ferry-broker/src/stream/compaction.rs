@@ -217,9 +217,8 @@ fn append_spanning(
     let span = u32::try_from(batch_end - *end)
         .map_err(|_| StreamError::Storage("compaction gap larger than 2^32 offsets".to_string()))?;
     log.append(&[Entry {
-        timestamp_ms,
         offset_count: span,
-        payload,
+        ..Entry::new(timestamp_ms, payload)
     }])?;
     *end = batch_end;
     Ok(())

@@ -215,7 +215,7 @@ impl Partition {
         let mut to_record: Vec<(BatchHeader, u64)> = Vec::new();
         let mut first: Option<u64> = None;
         let mut duplicate_end = 0u64;
-        for (header, mut bytes) in batches {
+        for (header, bytes) in batches {
             if header.is_idempotent() {
                 match state.producers.check(&header)? {
                     SequenceCheck::Duplicate { base_offset } => {
@@ -227,12 +227,13 @@ impl Partition {
                     SequenceCheck::Append => {}
                 }
             }
-            batch::set_base_offset(&mut bytes, next);
-            let mut ts = header.max_timestamp;
-            if timestamp_type == TimestampType::LogAppendTime {
-                batch::set_log_append_time(&mut bytes, now_ms);
-                ts = now_ms;
-            }
+            let log_append_time = timestamp_type == TimestampType::LogAppendTime;
+            let head = batch::stored_head(&bytes, next, log_append_time.then_some(now_ms));
+            let mut ts = if log_append_time {
+                now_ms
+            } else {
+                header.max_timestamp
+            };
             if ts < 0 {
                 ts = now_ms;
             }
@@ -242,9 +243,9 @@ impl Partition {
             }
             next += u64::from(header.offset_count());
             entries.push(Entry {
-                timestamp_ms: ts,
                 offset_count: header.offset_count(),
-                payload: bytes.freeze(),
+                head,
+                ..Entry::new(ts, bytes.slice(batch::HEADER_BYTES..))
             });
         }
         let duplicate = entries.is_empty();
