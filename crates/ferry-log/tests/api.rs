@@ -16,6 +16,18 @@ fn config() -> LogConfig {
     }
 }
 
+/// A log with the test configuration that refuses entries larger than `max_entry_bytes`.
+fn open_with_entry_limit(dir: &std::path::Path, max_entry_bytes: u32) -> Log {
+    Log::open(
+        dir,
+        LogConfig {
+            max_entry_bytes,
+            ..config()
+        },
+    )
+    .unwrap()
+}
+
 fn payload(offset: u64) -> Vec<u8> {
     format!("entry-{offset}-")
         .repeat((offset % 7 + 1) as usize)
@@ -198,14 +210,7 @@ fn multi_offset_entries_span_their_offset_count() {
 #[test]
 fn an_entry_with_a_head_is_stored_and_read_as_one_payload() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(
-        dir.path(),
-        LogConfig {
-            max_entry_bytes: 10,
-            ..config()
-        },
-    )
-    .unwrap();
+    let log = open_with_entry_limit(dir.path(), 10);
     let shared = bytes::Bytes::from_static(b"0123456789");
     let patched = Entry {
         head: bytes::Bytes::from_static(b"AB"),
@@ -238,14 +243,7 @@ fn an_entry_with_a_head_is_stored_and_read_as_one_payload() {
 #[test]
 fn entries_larger_than_the_limit_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(
-        dir.path(),
-        LogConfig {
-            max_entry_bytes: 10,
-            ..config()
-        },
-    )
-    .unwrap();
+    let log = open_with_entry_limit(dir.path(), 10);
     log.append(&[Entry::new(0, vec![0u8; 10])]).unwrap();
     let err = log.append(&[Entry::new(0, vec![0u8; 11])]).unwrap_err();
     assert!(matches!(err, LogError::EntryTooLarge { size: 11, max: 10 }));
