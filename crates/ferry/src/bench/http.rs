@@ -1,11 +1,13 @@
 //! [`Target`] over Ferry's native HTTP/JSON API, with kept-alive connections.
 
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 
-use super::target::{Delivery, Target};
+use super::target::{push_json_str, stamp_of, Delivery, Target};
 use crate::client::encode_segment;
 
 /// Longer than the longest long poll.
@@ -15,16 +17,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct HttpTarget {
     base: String,
     client: reqwest::Client,
+    /// Set by `prepare`.
+    urls: Arc<OnceLock<QueueUrls>>,
 }
 
-#[derive(Serialize)]
-struct Outgoing<'a> {
-    body: &'a str,
-}
-
-#[derive(Serialize)]
-struct SendBatch<'a> {
-    messages: Vec<Outgoing<'a>>,
+/// The queue's endpoints, parsed once.
+struct QueueUrls {
+    send: reqwest::Url,
+    receive: reqwest::Url,
+    delete: reqwest::Url,
 }
 
 #[derive(Deserialize)]
@@ -39,13 +40,16 @@ struct ReceiveRequest {
 }
 
 #[derive(Deserialize)]
-struct Received {
-    messages: Vec<ReceivedMessage>,
+struct Received<'a> {
+    #[serde(borrow)]
+    messages: Vec<ReceivedMessage<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ReceivedMessage {
-    body: String,
+struct ReceivedMessage<'a> {
+    /// Borrowed from the answer unless it has escapes.
+    #[serde(borrow)]
+    body: Cow<'a, str>,
     receipt_handle: String,
 }
 
@@ -65,19 +69,30 @@ impl HttpTarget {
         Ok(HttpTarget {
             base: server.trim_end_matches('/').to_string(),
             client,
+            urls: Arc::new(OnceLock::new()),
         })
     }
 
-    fn url(&self, queue: &str, rest: &str) -> String {
-        format!("{}/v1/queues/{}{rest}", self.base, encode_segment(queue))
+    fn url(&self, queue: &str, rest: &str) -> anyhow::Result<reqwest::Url> {
+        let text = format!("{}/v1/queues/{}{rest}", self.base, encode_segment(queue));
+        reqwest::Url::parse(&text).with_context(|| format!("{text:?} is not a URL"))
     }
 
-    async fn post<B: Serialize, T: for<'de> Deserialize<'de>>(
-        &self,
-        url: String,
-        body: &B,
-    ) -> anyhow::Result<T> {
-        let response = self.client.post(url).json(body).send().await?;
+    fn urls(&self) -> anyhow::Result<&QueueUrls> {
+        self.urls
+            .get()
+            .ok_or_else(|| anyhow!("the queue was not prepared"))
+    }
+
+    /// POSTs a JSON body; returns the answer's bytes, or an error with its status and text.
+    async fn post(&self, url: reqwest::Url, body: Vec<u8>) -> anyhow::Result<bytes::Bytes> {
+        let response = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await?;
         let status = response.status();
         let bytes = response.bytes().await?;
         if !status.is_success() {
@@ -86,7 +101,7 @@ impl HttpTarget {
                 String::from_utf8_lossy(&bytes)
             ));
         }
-        Ok(serde_json::from_slice(&bytes)?)
+        Ok(bytes)
     }
 }
 
@@ -106,53 +121,61 @@ impl Target for HttpTarget {
                 response.text().await.unwrap_or_default()
             ));
         }
-        let _: serde_json::Value = self.post(self.url(queue, "/purge"), &()).await?;
-        Ok(())
-    }
-
-    async fn send(&self, queue: &str, bodies: Vec<String>) -> anyhow::Result<usize> {
-        let batch = SendBatch {
-            messages: bodies.iter().map(|b| Outgoing { body: b }).collect(),
-        };
-        let result: BatchResult = self.post(self.url(queue, "/messages"), &batch).await?;
-        Ok(bodies.len().saturating_sub(result.failed))
-    }
-
-    async fn receive(
-        &self,
-        queue: &str,
-        max: usize,
-        wait_seconds: u32,
-    ) -> anyhow::Result<Vec<Delivery>> {
-        let received: Received = self
-            .post(
-                self.url(queue, "/receive"),
-                &ReceiveRequest {
-                    max,
-                    wait: wait_seconds,
-                },
-            )
+        self.post(self.url(queue, "/purge")?, b"{}".to_vec())
             .await?;
+        let urls = QueueUrls {
+            send: self.url(queue, "/messages")?,
+            receive: self.url(queue, "/receive")?,
+            delete: self.url(queue, "/messages/delete")?,
+        };
+        self.urls
+            .set(urls)
+            .map_err(|_| anyhow!("the queue was prepared twice"))
+    }
+
+    async fn send(&self, body: &str, copies: usize) -> anyhow::Result<usize> {
+        let mut quoted = Vec::new();
+        push_json_str(&mut quoted, body);
+        let mut json = Vec::with_capacity(16 + copies * (quoted.len() + 10));
+        json.extend_from_slice(b"{\"messages\":[");
+        for i in 0..copies {
+            if i > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(b"{\"body\":");
+            json.extend_from_slice(&quoted);
+            json.push(b'}');
+        }
+        json.extend_from_slice(b"]}");
+        let answer = self.post(self.urls()?.send.clone(), json).await?;
+        let result: BatchResult = serde_json::from_slice(&answer)?;
+        Ok(copies.saturating_sub(result.failed))
+    }
+
+    async fn receive(&self, max: usize, wait_seconds: u32) -> anyhow::Result<Vec<Delivery>> {
+        let request = serde_json::to_vec(&ReceiveRequest {
+            max,
+            wait: wait_seconds,
+        })?;
+        let answer = self.post(self.urls()?.receive.clone(), request).await?;
+        let received: Received<'_> = serde_json::from_slice(&answer)?;
         Ok(received
             .messages
             .into_iter()
             .map(|m| Delivery {
-                body: m.body,
+                sent_at_us: stamp_of(&m.body),
                 ack_token: m.receipt_handle,
             })
             .collect())
     }
 
-    async fn ack(&self, queue: &str, tokens: Vec<String>) -> anyhow::Result<usize> {
+    async fn ack(&self, tokens: Vec<String>) -> anyhow::Result<usize> {
         let n = tokens.len();
-        let result: BatchResult = self
-            .post(
-                self.url(queue, "/messages/delete"),
-                &DeleteBatch {
-                    receipt_handles: tokens,
-                },
-            )
-            .await?;
+        let request = serde_json::to_vec(&DeleteBatch {
+            receipt_handles: tokens,
+        })?;
+        let answer = self.post(self.urls()?.delete.clone(), request).await?;
+        let result: BatchResult = serde_json::from_slice(&answer)?;
         Ok(n.saturating_sub(result.failed))
     }
 }

@@ -388,7 +388,6 @@ async fn drive<T: Target>(
         producers.push(tokio::spawn(produce(
             empty.clone(),
             target.clone(),
-            args.queue.clone(),
             shared.clone(),
             padding.clone(),
             args.batch as usize,
@@ -400,7 +399,6 @@ async fn drive<T: Target>(
         consumers.push(tokio::spawn(consume(
             empty.clone(),
             target.clone(),
-            args.queue.clone(),
             shared.clone(),
             args.batch as usize,
             args.wait,
@@ -453,7 +451,6 @@ async fn drive<T: Target>(
 async fn produce<T: Target>(
     mut latency: Histogram<u64>,
     target: T,
-    queue: String,
     shared: Arc<Shared>,
     padding: Arc<str>,
     batch: usize,
@@ -464,15 +461,16 @@ async fn produce<T: Target>(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
     });
+    // Every body of a batch starts with the batch's send time, padded to `--size`.
+    let mut body = format!("{:016x}{}", 0, &padding[STAMP_LEN.min(padding.len())..]);
     while shared.phase() != STOPPED {
         if let Some(pacer) = pacer.as_mut() {
             pacer.tick().await;
         }
         let stamp = format!("{:016x}", now_us());
-        let tail = &padding[STAMP_LEN.min(padding.len())..];
-        let bodies: Vec<String> = (0..batch).map(|_| format!("{stamp}{tail}")).collect();
+        body.replace_range(..STAMP_LEN, &stamp);
         let started = Instant::now();
-        match target.send(&queue, bodies).await {
+        match target.send(&body, batch).await {
             Ok(accepted) => {
                 if shared.phase() == MEASURING {
                     shared
@@ -495,7 +493,6 @@ async fn produce<T: Target>(
 async fn consume<T: Target>(
     mut latency: Histogram<u64>,
     target: T,
-    queue: String,
     shared: Arc<Shared>,
     batch: usize,
     wait: u32,
@@ -503,7 +500,7 @@ async fn consume<T: Target>(
 ) -> Histogram<u64> {
     let mut acks = tokio::task::JoinSet::new();
     while shared.phase() != STOPPED {
-        let deliveries = match target.receive(&queue, batch, wait).await {
+        let deliveries = match target.receive(batch, wait).await {
             Ok(d) => d,
             Err(e) => {
                 shared.error(e);
@@ -518,11 +515,7 @@ async fn consume<T: Target>(
         if measuring {
             let now = now_us();
             for d in &deliveries {
-                let sent_at = d
-                    .body
-                    .get(..STAMP_LEN)
-                    .and_then(|s| u64::from_str_radix(s, 16).ok());
-                if let Some(sent_at) = sent_at {
+                if let Some(sent_at) = d.sent_at_us {
                     let _ = latency.record(now.saturating_sub(sent_at).max(1));
                 }
             }
@@ -532,7 +525,7 @@ async fn consume<T: Target>(
                 .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
         }
         let tokens = deliveries.into_iter().map(|d| d.ack_token).collect();
-        let ack = acknowledge(target.clone(), queue.clone(), shared.clone(), tokens);
+        let ack = acknowledge(target.clone(), shared.clone(), tokens);
         if ack_inflight == 0 {
             ack.await;
         } else {
@@ -549,11 +542,10 @@ async fn consume<T: Target>(
 /// Deletes one batch and counts it when it completes inside the measurement window.
 async fn acknowledge<T: Target>(
     target: T,
-    queue: String,
     shared: Arc<Shared>,
     tokens: Vec<String>,
 ) {
-    match target.ack(&queue, tokens).await {
+    match target.ack(tokens).await {
         Ok(n) => {
             if shared.phase() == MEASURING {
                 shared

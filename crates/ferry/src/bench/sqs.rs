@@ -12,15 +12,17 @@
 //! at most 10 entries, as SQS). Requests are signed with SigV4 when credentials are given;
 //! a server without configured credentials accepts unsigned requests from loopback clients.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::sigv4::{self, Credentials};
-use super::target::{Delivery, Target};
+use super::target::{push_json_str, stamp_of, Delivery, Target};
 
 /// Longer than the longest long poll.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,7 +31,8 @@ const SERVICE: &str = "sqs";
 
 #[derive(Clone)]
 pub struct SqsTarget {
-    endpoint: String,
+    /// `--endpoint`, with the path `/`.
+    endpoint: reqwest::Url,
     /// The `Host` header reqwest sends for `endpoint`, which SigV4 signs.
     host: String,
     region: String,
@@ -37,13 +40,6 @@ pub struct SqsTarget {
     client: reqwest::Client,
     /// Set by `prepare` from CreateQueue's answer.
     queue_url: Arc<OnceLock<String>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct SendEntry<'a> {
-    id: String,
-    message_body: &'a str,
 }
 
 #[derive(Serialize)]
@@ -58,20 +54,22 @@ struct DeleteEntry {
 #[serde(rename_all = "PascalCase")]
 struct BatchResult {
     #[serde(default)]
-    successful: Vec<serde_json::Value>,
+    successful: Vec<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Received {
-    #[serde(default)]
-    messages: Vec<ReceivedMessage>,
+struct Received<'a> {
+    #[serde(default, borrow)]
+    messages: Vec<ReceivedMessage<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct ReceivedMessage {
-    body: String,
+struct ReceivedMessage<'a> {
+    /// Borrowed from the answer unless it has escapes.
+    #[serde(borrow)]
+    body: Cow<'a, str>,
     receipt_handle: String,
 }
 
@@ -103,8 +101,9 @@ impl SqsTarget {
         region: &str,
         credentials: Option<Credentials>,
     ) -> anyhow::Result<SqsTarget> {
-        let url = reqwest::Url::parse(endpoint)
+        let mut url = reqwest::Url::parse(endpoint)
             .with_context(|| format!("--endpoint {endpoint:?} is not a URL"))?;
+        url.set_path("/");
         let host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
@@ -117,7 +116,7 @@ impl SqsTarget {
             .build()
             .context("cannot build the HTTP client")?;
         Ok(SqsTarget {
-            endpoint: endpoint.trim_end_matches('/').to_string(),
+            endpoint: url,
             host,
             region: region.to_string(),
             credentials,
@@ -139,11 +138,16 @@ impl SqsTarget {
         action: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<T> {
-        let body = serde_json::to_vec(body)?;
+        let answer = self.call_raw(action, serde_json::to_vec(body)?).await?;
+        decode(action, &answer)
+    }
+
+    /// Calls `AmazonSQS.<action>` with the bytes of a JSON body; returns the answer's bytes.
+    async fn call_raw(&self, action: &str, body: Vec<u8>) -> anyhow::Result<bytes::Bytes> {
         let target = format!("AmazonSQS.{action}");
         let mut request = self
             .client
-            .post(format!("{}/", self.endpoint))
+            .post(self.endpoint.clone())
             .header("content-type", CONTENT_TYPE)
             .header("x-amz-target", &target);
         if let Some(credentials) = &self.credentials {
@@ -188,12 +192,7 @@ impl SqsTarget {
             }
             .into());
         }
-        serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "{action}: unexpected answer {:?}",
-                String::from_utf8_lossy(&bytes)
-            )
-        })
+        Ok(bytes)
     }
 
     async fn create_queue(&self, queue: &str) -> anyhow::Result<String> {
@@ -233,51 +232,48 @@ impl Target for SqsTarget {
         Ok(())
     }
 
-    async fn send(&self, _queue: &str, bodies: Vec<String>) -> anyhow::Result<usize> {
-        let entries: Vec<SendEntry<'_>> = bodies
-            .iter()
-            .enumerate()
-            .map(|(i, b)| SendEntry {
-                id: i.to_string(),
-                message_body: b,
-            })
-            .collect();
-        let result: BatchResult = self
-            .call(
-                "SendMessageBatch",
-                &json!({ "QueueUrl": self.queue_url()?, "Entries": entries }),
-            )
-            .await?;
+    async fn send(&self, body: &str, copies: usize) -> anyhow::Result<usize> {
+        let mut quoted = Vec::new();
+        push_json_str(&mut quoted, body);
+        let mut json = Vec::with_capacity(256 + copies * (quoted.len() + 32));
+        json.extend_from_slice(b"{\"QueueUrl\":");
+        push_json_str(&mut json, self.queue_url()?);
+        json.extend_from_slice(b",\"Entries\":[");
+        for i in 0..copies {
+            if i > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(format!("{{\"Id\":\"{i}\",\"MessageBody\":").as_bytes());
+            json.extend_from_slice(&quoted);
+            json.push(b'}');
+        }
+        json.extend_from_slice(b"]}");
+        let answer = self.call_raw("SendMessageBatch", json).await?;
+        let result: BatchResult = decode("SendMessageBatch", &answer)?;
         Ok(result.successful.len())
     }
 
-    async fn receive(
-        &self,
-        _queue: &str,
-        max: usize,
-        wait_seconds: u32,
-    ) -> anyhow::Result<Vec<Delivery>> {
-        let received: Received = self
-            .call(
-                "ReceiveMessage",
-                &json!({
-                    "QueueUrl": self.queue_url()?,
-                    "MaxNumberOfMessages": max,
-                    "WaitTimeSeconds": wait_seconds,
-                }),
-            )
+    async fn receive(&self, max: usize, wait_seconds: u32) -> anyhow::Result<Vec<Delivery>> {
+        let request = json!({
+            "QueueUrl": self.queue_url()?,
+            "MaxNumberOfMessages": max,
+            "WaitTimeSeconds": wait_seconds,
+        });
+        let answer = self
+            .call_raw("ReceiveMessage", serde_json::to_vec(&request)?)
             .await?;
+        let received: Received<'_> = decode("ReceiveMessage", &answer)?;
         Ok(received
             .messages
             .into_iter()
             .map(|m| Delivery {
-                body: m.body,
+                sent_at_us: stamp_of(&m.body),
                 ack_token: m.receipt_handle,
             })
             .collect())
     }
 
-    async fn ack(&self, _queue: &str, tokens: Vec<String>) -> anyhow::Result<usize> {
+    async fn ack(&self, tokens: Vec<String>) -> anyhow::Result<usize> {
         let entries: Vec<DeleteEntry> = tokens
             .into_iter()
             .enumerate()
@@ -294,4 +290,14 @@ impl Target for SqsTarget {
             .await?;
         Ok(result.successful.len())
     }
+}
+
+/// Decodes an action's answer.
+fn decode<'a, T: Deserialize<'a>>(action: &str, answer: &'a [u8]) -> anyhow::Result<T> {
+    serde_json::from_slice(answer).with_context(|| {
+        format!(
+            "{action}: unexpected answer {:?}",
+            String::from_utf8_lossy(answer)
+        )
+    })
 }
