@@ -293,6 +293,7 @@ fn bench_sqs_runs_through_the_aws_door() {
 fn bench_kafka_produces_and_reads_back_every_acknowledged_record() {
     let server = Server::start();
     let bootstrap = server.door_addr("kafka");
+    let mut last_total = 0;
     for partitions in ["3", "2"] {
         let report = run_ok_json(
             &server,
@@ -333,6 +334,7 @@ fn bench_kafka_produces_and_reads_back_every_acknowledged_record() {
         assert_eq!(n("consumed"), n("total_produced"), "{report}");
         assert_eq!(report["check_ok"], true, "{report}");
         assert_eq!(n("errors"), 0, "{report}");
+        last_total = n("total_produced");
     }
     // The stream holds the second run's records, in its second run's partitions.
     let (status, stream) = server.get("/v1/streams/bench-topic");
@@ -341,6 +343,45 @@ fn bench_kafka_produces_and_reads_back_every_acknowledged_record() {
         stream["partitions"].as_array().map(Vec::len),
         Some(2),
         "{stream}"
+    );
+    // A consume-only run reads an existing stream through, finding its partitions itself.
+    let consumed = run_ok_json(
+        &server,
+        &[
+            "bench",
+            "kafka",
+            "--bootstrap",
+            &bootstrap,
+            "--consume-only",
+            "--json",
+        ],
+    );
+    assert_eq!(consumed["target"], "kafka-consume", "{consumed}");
+    assert_eq!(consumed["partitions"], 2, "{consumed}");
+    assert_eq!(consumed["held"], last_total, "{consumed}");
+    assert_eq!(consumed["consumed"], last_total, "{consumed}");
+    // Batches of 100 records of 100 bytes: more than 10,000 bytes each.
+    let batch_mb = consumed["consumed_batch_mb_per_sec"].as_f64().unwrap();
+    let seconds = consumed["consume_s"].as_f64().unwrap();
+    assert!(
+        batch_mb * 1e6 * seconds > (last_total * 100) as f64,
+        "{consumed}"
+    );
+    // A stream that does not exist is an error, not an empty success.
+    let missing = server.cli(&[
+        "bench",
+        "kafka",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        "no-such-stream",
+        "--consume-only",
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("no-such-stream: the topic does not exist"),
+        "{missing:?}"
     );
 }
 

@@ -8,12 +8,17 @@ Starts `target/release/ferry serve` (or $FERRY_BIN) on free ports in a temporary
 topic:
 
 - produce: N records of `--record-bytes`, acks=all, linger.ms=5, idempotence off, one producer
-  process by default. Timed inside the producer from the first `produce()` to the end of
-  `flush()` (process start-up and imports are not counted).
-- cold consume: a new consumer reads everything from the beginning, with kcat (C, assign
-  mode, no group, `-c N`, see KCAT_CONSUME for its settings) and with confluent-kafka's batch
-  API `consume(num_messages=10000)` in a new group. kcat is timed as a whole process (connect,
-  metadata, fetches); the Python consumer from its first message to its last.
+  process by default. With confluent-kafka (`--producer python`, the default) it is timed
+  inside the producer from the first `produce()` to the end of `flush()` (process start-up and
+  imports are not counted). With `--producer kcat` (librdkafka from C, the same settings, the
+  records read from a file of lines) the whole kcat process is timed, connect and metadata
+  included.
+- cold consume: a new consumer reads everything from the beginning, with `ferry bench kafka
+  --consume-only` (a lean consumer that counts records from the batch headers, so the broker
+  is what is measured), with kcat (C, assign mode, no group, `-c N`, see KCAT_CONSUME for its
+  settings) and with confluent-kafka's batch API `consume(num_messages=10000)` in a new group.
+  ferry bench and kcat are timed as whole runs (connect, metadata, fetches); the Python
+  consumer from its first message to its last.
 - `--only disk`: the disk's own sequential write bandwidth in the same directory, for
   comparison: 1 GiB written in chunks of 256 KiB to 16 MiB with an `fdatasync` after each chunk,
   and 1 GiB with one `fdatasync` at the end (what `dd bs=1M count=1024 conv=fdatasync` does).
@@ -25,6 +30,7 @@ topic:
 """
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import re
@@ -89,6 +95,43 @@ def produce_worker(bootstrap, topic, count, size, out):
             produce(topic, value)
     left = p.flush(120)
     out.put((time.perf_counter() - start, left))
+
+
+KCAT_PRODUCE = ["-X", "acks=all", "-X", "linger.ms=5", "-X", "batch.num.messages=10000",
+                "-X", "batch.size=1000000", "-X", "queue.buffering.max.messages=1000000",
+                "-X", "queue.buffering.max.kbytes=1048576", "-X", "enable.idempotence=false"]
+
+
+def bench_produce_kcat(bootstrap, records, size, partitions, directory):
+    """One kcat producer process over a file of `records` lines of `size` bytes."""
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        raise RuntimeError("--producer kcat needs kcat (apt-get install kcat)")
+    topic = f"bench-produce-kcat-{size}"
+    create(bootstrap, topic, partitions)
+    lines = os.path.join(directory, "records.txt")
+    with open(lines, "wb") as f:
+        line = b"x" * size + b"\n"
+        for written in range(0, records, 10_000):
+            f.write(line * min(10_000, records - written))
+    start = time.perf_counter()
+    subprocess.run([kcat, "-P", "-b", bootstrap, "-t", topic, "-l", lines, *KCAT_PRODUCE],
+                   check=True)
+    elapsed = time.perf_counter() - start
+    os.unlink(lines)
+    return topic, records, elapsed
+
+
+def bench_consume_ferry(bootstrap, topic):
+    """`ferry bench kafka --consume-only`: (records, seconds)."""
+    binary = os.environ.get("FERRY_BIN", str(REPO / "target" / "release" / "ferry"))
+    out = subprocess.run(
+        [binary, "bench", "kafka", "--bootstrap", bootstrap, "--topic", topic, "--consume-only",
+         "--json"],
+        check=True, stdout=subprocess.PIPE, text=True,
+    ).stdout
+    report = json.loads(out)
+    return report["consumed"], report["consume_s"]
 
 
 def bench_produce(bootstrap, records, size, processes, partitions):
@@ -253,6 +296,8 @@ def main():
     ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--record-bytes", type=int, default=100)
     ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--producer", choices=["python", "kcat"], default="python",
+                    help="confluent-kafka from Python, or kcat (librdkafka from C)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=int, default=10)
@@ -268,10 +313,22 @@ def main():
         proc, bootstrap = start_server(d)
         try:
             if args.only != "e2e":
-                topic, total, elapsed = bench_produce(bootstrap, args.records, size, args.processes, args.partitions)
-                print(f"produce: {total} x {size} B, acks=all, linger 5 ms, {args.processes} producer(s), "
+                if args.producer == "kcat":
+                    topic, total, elapsed = bench_produce_kcat(bootstrap, args.records, size,
+                                                               args.partitions, d)
+                    producers = "1 kcat producer"
+                else:
+                    topic, total, elapsed = bench_produce(bootstrap, args.records, size,
+                                                          args.processes, args.partitions)
+                    producers = f"{args.processes} confluent-kafka producer(s)"
+                print(f"produce: {total} x {size} B, acks=all, linger 5 ms, {producers}, "
                       f"{args.partitions} partitions: {total / elapsed:,.0f} records/s, "
                       f"{total * size / elapsed / 1e6:.1f} MB/s ({elapsed:.2f} s)", flush=True)
+                n, consumed = bench_consume_ferry(bootstrap, topic)
+                print(f"cold consume, ferry bench kafka --consume-only: {n} records: "
+                      f"{n / consumed:,.0f} records/s, {n * size / consumed / 1e6:.1f} MB/s "
+                      f"({consumed:.2f} s; {n / consumed / (total / elapsed):.2f}x the produce)",
+                      flush=True)
                 kcat = bench_consume_kcat(bootstrap, topic, total)
                 if kcat:
                     n, elapsed = kcat

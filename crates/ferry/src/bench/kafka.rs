@@ -41,6 +41,10 @@ use crate::client::CliError;
 const PRODUCE_VERSION: i16 = 9;
 const FETCH_VERSION: i16 = 12;
 const LIST_OFFSETS_VERSION: i16 = 7;
+const METADATA_VERSION: i16 = 9;
+/// ListOffsets timestamps: a partition's end, and its first offset.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
 const CREATE_TOPICS_VERSION: i16 = 5;
 const DELETE_TOPICS_VERSION: i16 = 5;
 /// Kafka error code of a topic that does not exist (DeleteTopics of a missing topic).
@@ -89,11 +93,38 @@ pub struct KafkaReport {
     pub check_ok: bool,
 }
 
+/// The result of a `--consume-only` run; `--json` prints it as one line.
+#[derive(Debug, Serialize)]
+pub struct ConsumeReport {
+    pub target: &'static str,
+    pub topic: String,
+    pub partitions: u32,
+    pub consumers: usize,
+    pub consumed: u64,
+    pub consume_s: f64,
+    pub consumed_per_sec: f64,
+    /// MB/s (10^6 bytes) of stored record batches, headers included.
+    pub consumed_batch_mb_per_sec: f64,
+    /// The partitions' end offsets minus their first offsets when consuming started.
+    pub held: u64,
+}
+
 pub fn run(
     runtime: &tokio::runtime::Runtime,
     args: &BenchArgs,
     json_output: bool,
 ) -> Result<(), CliError> {
+    if args.consume_only {
+        let report = runtime.block_on(consume_only(args))?;
+        emit(&report, json_output, || print_consume_report(&report));
+        if report.consumed == 0 {
+            return Err(CliError::Other(format!(
+                "topic {} holds no records to consume",
+                args.topic
+            )));
+        }
+        return Ok(());
+    }
     let report = runtime.block_on(drive(args))?;
     emit(&report, json_output, || print_report(&report, args));
     if report.produced == 0 {
@@ -170,10 +201,9 @@ async fn drive(args: &BenchArgs) -> Result<KafkaReport, CliError> {
     let produced = window.load(Ordering::SeqCst);
     let total_produced = total.load(Ordering::SeqCst);
 
-    let (consumed, consume_s, held) =
-        cold_consume(addr, &args.topic, args.partitions, args.consumers)
-            .await
-            .map_err(|e| CliError::Other(format!("consuming {}: {e:#}", args.topic)))?;
+    let consumed = cold_consume(addr, &args.topic, args.partitions, args.consumers)
+        .await
+        .map_err(|e| CliError::Other(format!("consuming {}: {e:#}", args.topic)))?;
     let mb = |records: f64| records * args.size as f64 / 1e6;
     let c = &shared.counters;
     Ok(KafkaReport {
@@ -192,12 +222,61 @@ async fn drive(args: &BenchArgs) -> Result<KafkaReport, CliError> {
         errors: c.errors.load(Ordering::SeqCst),
         first_error: shared.first_error.lock().ok().and_then(|e| e.clone()),
         produce_latency_us: Percentiles::of(&latency),
-        consumed,
-        consume_s,
-        consumed_per_sec: consumed as f64 / consume_s,
-        consumed_mb_per_sec: mb(consumed as f64) / consume_s,
-        check_ok: held >= total_produced && consumed == held,
+        consumed: consumed.records,
+        consume_s: consumed.seconds,
+        consumed_per_sec: consumed.records as f64 / consumed.seconds,
+        consumed_mb_per_sec: mb(consumed.records as f64) / consumed.seconds,
+        check_ok: consumed.held >= total_produced && consumed.records == consumed.held,
     })
+}
+
+async fn consume_only(args: &BenchArgs) -> Result<ConsumeReport, CliError> {
+    let addr = args.bootstrap.as_str();
+    let mut conn = Connection::open(addr)
+        .await
+        .map_err(|e| CliError::Connect {
+            server: addr.to_string(),
+            reason: format!("{e:#}"),
+        })?;
+    let failed = |e: anyhow::Error| CliError::Other(format!("consuming {}: {e:#}", args.topic));
+    let partitions = partition_count(&mut conn, &args.topic)
+        .await
+        .map_err(failed)?;
+    let consumed = cold_consume(addr, &args.topic, partitions, args.consumers)
+        .await
+        .map_err(failed)?;
+    Ok(ConsumeReport {
+        target: "kafka-consume",
+        topic: args.topic.clone(),
+        partitions,
+        consumers: args.consumers.clamp(1, partitions as usize),
+        consumed: consumed.records,
+        consume_s: consumed.seconds,
+        consumed_per_sec: consumed.records as f64 / consumed.seconds,
+        consumed_batch_mb_per_sec: consumed.bytes as f64 / 1e6 / consumed.seconds,
+        held: consumed.held,
+    })
+}
+
+/// The number of partitions of `topic` (Metadata).
+async fn partition_count(conn: &mut Connection, topic: &str) -> anyhow::Result<u32> {
+    let mut wanted = metadata_request::MetadataRequestTopic::default();
+    wanted.name = Some(topic_name(topic));
+    let mut req = MetadataRequest::default();
+    req.topics = Some(vec![wanted]);
+    req.allow_auto_topic_creation = false;
+    let r: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
+    let t = r
+        .topics
+        .first()
+        .ok_or_else(|| anyhow!("Metadata: no answer for the topic"))?;
+    match t.error_code {
+        0 => Ok(t.partitions.len() as u32),
+        UNKNOWN_TOPIC_OR_PARTITION => {
+            bail!("the topic does not exist (UNKNOWN_TOPIC_OR_PARTITION)")
+        }
+        code => bail!("Metadata: error {code}"),
+    }
 }
 
 fn now_ms() -> i64 {
@@ -476,38 +555,62 @@ fn request_frame<Req: Encodable>(
 
 /// Reads every partition from offset 0 to its end offset at the start, with `consumers`
 /// connections splitting the partitions. Returns (records read, seconds, records held).
+/// What a cold consume read.
+struct Consumed {
+    records: u64,
+    /// Bytes of the record batches read.
+    bytes: u64,
+    seconds: f64,
+    /// Records the partitions held when it started (end minus first offsets).
+    held: u64,
+}
+
 async fn cold_consume(
     addr: &str,
     topic: &str,
     partitions: u32,
     consumers: usize,
-) -> anyhow::Result<(u64, f64, u64)> {
+) -> anyhow::Result<Consumed> {
     let mut conn = Connection::open(addr).await?;
-    let ends = end_offsets(&mut conn, topic, partitions).await?;
-    let held: u64 = ends.iter().map(|&e| e as u64).sum();
+    let firsts = list_offsets(&mut conn, topic, partitions, EARLIEST).await?;
+    let ends = list_offsets(&mut conn, topic, partitions, LATEST).await?;
+    let held: u64 = ends
+        .iter()
+        .zip(&firsts)
+        .map(|(&e, &f)| (e - f) as u64)
+        .sum();
     let consumers = consumers.clamp(1, partitions as usize);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..consumers {
-        let mine: Vec<(i32, i64)> = (0..partitions as usize)
+        let mine: Vec<(i32, i64, i64)> = (0..partitions as usize)
             .filter(|p| p % consumers == c)
-            .map(|p| (p as i32, ends[p]))
+            .map(|p| (p as i32, firsts[p], ends[p]))
             .collect();
         let conn = Connection::open(addr).await?;
         tasks.push(tokio::spawn(fetch_all(conn, topic.to_string(), mine)));
     }
-    let mut read = 0;
+    let (mut records, mut bytes) = (0, 0);
     for t in tasks {
-        read += t.await.map_err(|e| anyhow!("consumer: {e}"))??;
+        let (r, b) = t.await.map_err(|e| anyhow!("consumer: {e}"))??;
+        records += r;
+        bytes += b;
     }
-    Ok((read, start.elapsed().as_secs_f64(), held))
+    Ok(Consumed {
+        records,
+        bytes,
+        seconds: start.elapsed().as_secs_f64(),
+        held,
+    })
 }
 
-/// Each partition's end offset (ListOffsets, latest).
-async fn end_offsets(
+/// Each partition's offset for `timestamp` (ListOffsets; [`LATEST`]: its end, [`EARLIEST`]: its
+/// first offset).
+async fn list_offsets(
     conn: &mut Connection,
     topic: &str,
     partitions: u32,
+    timestamp: i64,
 ) -> anyhow::Result<Vec<i64>> {
     let mut t = list_offsets_request::ListOffsetsTopic::default();
     t.name = topic_name(topic);
@@ -515,7 +618,7 @@ async fn end_offsets(
         .map(|p| {
             let mut lp = list_offsets_request::ListOffsetsPartition::default();
             lp.partition_index = p as i32;
-            lp.timestamp = -1;
+            lp.timestamp = timestamp;
             lp
         })
         .collect();
@@ -539,15 +642,14 @@ async fn end_offsets(
     Ok(ends)
 }
 
-/// Fetches `partitions` (index, end offset) from offset 0 to their ends; returns the records
-/// counted.
+/// Fetches `partitions` (index, first offset, end offset) from their first offsets to their
+/// ends; returns the records and the bytes of record batches read.
 async fn fetch_all(
     mut conn: Connection,
     topic: String,
-    partitions: Vec<(i32, i64)>,
-) -> anyhow::Result<u64> {
-    let mut next: Vec<(i32, i64, i64)> = partitions.iter().map(|&(p, end)| (p, 0, end)).collect();
-    let mut read = 0u64;
+    mut next: Vec<(i32, i64, i64)>,
+) -> anyhow::Result<(u64, u64)> {
+    let (mut read, mut bytes) = (0u64, 0u64);
     loop {
         let wanted: Vec<fetch_request::FetchPartition> = next
             .iter()
@@ -561,7 +663,7 @@ async fn fetch_all(
             })
             .collect();
         if wanted.is_empty() {
-            return Ok(read);
+            return Ok((read, bytes));
         }
         let mut ft = fetch_request::FetchTopic::default();
         ft.topic = topic_name(&topic);
@@ -584,8 +686,10 @@ async fn fetch_all(
             let Some(slot) = next.iter_mut().find(|n| n.0 == p.partition_index) else {
                 continue;
             };
-            let (records, last) = count_records(p.records.as_ref(), slot.2)?;
-            read += records;
+            let counted = count_records(p.records.as_ref(), slot.2)?;
+            read += counted.records;
+            bytes += counted.bytes;
+            let last = counted.last;
             if let Some(last) = last {
                 slot.1 = last + 1;
             }
@@ -593,13 +697,26 @@ async fn fetch_all(
     }
 }
 
-/// Records in the whole batches of `data` below `end`, and the last offset of the last one.
-fn count_records(data: Option<&Bytes>, end: i64) -> anyhow::Result<(u64, Option<i64>)> {
+/// The whole batches of a Fetch answer that start below a partition's end.
+#[derive(Debug, PartialEq)]
+struct Counted {
+    records: u64,
+    bytes: u64,
+    /// The last offset of the last whole batch.
+    last: Option<i64>,
+}
+
+/// Counts the whole batches of `data` (records and bytes of those below `end`).
+fn count_records(data: Option<&Bytes>, end: i64) -> anyhow::Result<Counted> {
     let Some(data) = data else {
-        return Ok((0, None));
+        return Ok(Counted {
+            records: 0,
+            bytes: 0,
+            last: None,
+        });
     };
     let mut rest = &data[..];
-    let (mut records, mut last) = (0u64, None);
+    let (mut records, mut bytes, mut last) = (0u64, 0u64, None);
     while rest.len() >= BATCH_HEADER {
         let base = (&rest[..8]).get_i64();
         let length = (&rest[BATCH_LENGTH_AT..]).get_i32() as usize;
@@ -610,11 +727,27 @@ fn count_records(data: Option<&Bytes>, end: i64) -> anyhow::Result<(u64, Option<
         let count = (&rest[RECORDS_COUNT_AT..]).get_i32();
         if base < end {
             records += count.max(0) as u64;
+            bytes += 12 + length as u64;
         }
         last = Some(base + delta);
         rest = &rest[12 + length..];
     }
-    Ok((records, last))
+    Ok(Counted {
+        records,
+        bytes,
+        last,
+    })
+}
+
+fn print_consume_report(r: &ConsumeReport) {
+    println!(
+        "ferry bench kafka --consume-only: topic {}, {} partitions, {} consumer connections",
+        r.topic, r.partitions, r.consumers
+    );
+    println!(
+        "  cold consume  {:>12.0} records/s  {:>8.1} MB/s of batches  ({} records in {:.2}s; the partitions held {})",
+        r.consumed_per_sec, r.consumed_batch_mb_per_sec, r.consumed, r.consume_s, r.held
+    );
 }
 
 fn print_report(r: &KafkaReport, args: &BenchArgs) {

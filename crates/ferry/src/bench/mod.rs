@@ -125,6 +125,11 @@ pub struct BenchArgs {
     /// `ferry stream create --config`, for example `direct.io=false`.
     #[arg(long = "topic-config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub topic_configs: Vec<(String, String)>,
+    /// Kafka workload: skip the produce and time only a cold consume of the existing `--topic`,
+    /// from each partition's first offset to its end (for data another producer wrote, such as
+    /// librdkafka's).
+    #[arg(long)]
+    pub consume_only: bool,
     /// The AWS door (sqs workload).
     #[arg(long, default_value = "http://127.0.0.1:9324")]
     pub endpoint: String,
@@ -540,11 +545,7 @@ async fn consume<T: Target>(
 }
 
 /// Deletes one batch and counts it when it completes inside the measurement window.
-async fn acknowledge<T: Target>(
-    target: T,
-    shared: Arc<Shared>,
-    tokens: Vec<String>,
-) {
+async fn acknowledge<T: Target>(target: T, shared: Arc<Shared>, tokens: Vec<String>) {
     match target.ack(tokens).await {
         Ok(n) => {
             if shared.phase() == MEASURING {

@@ -57,9 +57,9 @@ pub fn push_json_str(out: &mut Vec<u8>, text: &str) {
 /// the compiler vectorizes it.
 fn needs_escaping(bytes: &[u8]) -> bool {
     bytes.chunks(64).any(|chunk| {
-        chunk
-            .iter()
-            .fold(false, |bad, &b| bad | (b < 0x20) | (b == b'"') | (b == b'\\'))
+        chunk.iter().fold(false, |bad, &b| {
+            bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+        })
     })
 }
 
