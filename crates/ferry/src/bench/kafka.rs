@@ -5,10 +5,13 @@
 //! prepare:  DeleteTopics T, CreateTopics T (--partitions)
 //! produce:  --producers connections; each keeps --inflight Produce requests (acks=all) in
 //!           flight, every request one batch of --batch-bytes per partition
-//! consume:  --consumers connections split the partitions and Fetch from offset 0 up to the
-//!           end offsets (ListOffsets latest) taken when consuming starts
+//! consume:  --consumers connections split the partitions and Fetch from their first offsets
+//!           (ListOffsets earliest) up to the end offsets (latest) taken when consuming starts
 //! check:    the partitions hold at least the records acknowledged; the consume read them all
 //! ```
+//!
+//! `--consume-only` skips prepare, produce and check: it times the consume of an existing
+//! topic, whose partitions it learns from Metadata.
 //!
 //! The producer is lean on purpose, so that the broker is what is measured: each partition's
 //! batch is encoded once (uncompressed, record values of `--size` bytes), and every send copies
@@ -271,6 +274,7 @@ async fn partition_count(conn: &mut Connection, topic: &str) -> anyhow::Result<u
         .first()
         .ok_or_else(|| anyhow!("Metadata: no answer for the topic"))?;
     match t.error_code {
+        0 if t.partitions.is_empty() => bail!("Metadata: the topic has no partitions"),
         0 => Ok(t.partitions.len() as u32),
         UNKNOWN_TOPIC_OR_PARTITION => {
             bail!("the topic does not exist (UNKNOWN_TOPIC_OR_PARTITION)")
@@ -553,8 +557,6 @@ fn request_frame<Req: Encodable>(
     Ok(frame)
 }
 
-/// Reads every partition from offset 0 to its end offset at the start, with `consumers`
-/// connections splitting the partitions. Returns (records read, seconds, records held).
 /// What a cold consume read.
 struct Consumed {
     records: u64,
@@ -565,6 +567,8 @@ struct Consumed {
     held: u64,
 }
 
+/// Reads every partition from its first offset to the end offset it had at the start, with
+/// `consumers` connections splitting the partitions.
 async fn cold_consume(
     addr: &str,
     topic: &str,

@@ -13,6 +13,7 @@
 //! a server without configured credentials accepts unsigned requests from loopback clients.
 
 use std::borrow::Cow;
+use std::io::Write;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -243,7 +244,7 @@ impl Target for SqsTarget {
             if i > 0 {
                 json.push(b',');
             }
-            json.extend_from_slice(format!("{{\"Id\":\"{i}\",\"MessageBody\":").as_bytes());
+            write!(json, "{{\"Id\":\"{i}\",\"MessageBody\":")?;
             json.extend_from_slice(&quoted);
             json.push(b'}');
         }
