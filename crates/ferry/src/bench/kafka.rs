@@ -144,14 +144,17 @@ pub fn run(
     Ok(())
 }
 
+/// The run's first connection: failing to open it is "cannot connect" (exit code 3).
+async fn connect(addr: &str) -> Result<Connection, CliError> {
+    Connection::open(addr).await.map_err(|e| CliError::Connect {
+        server: addr.to_string(),
+        reason: format!("{e:#}"),
+    })
+}
+
 async fn drive(args: &BenchArgs) -> Result<KafkaReport, CliError> {
     let addr = args.bootstrap.as_str();
-    let mut admin = Connection::open(addr)
-        .await
-        .map_err(|e| CliError::Connect {
-            server: addr.to_string(),
-            reason: format!("{e:#}"),
-        })?;
+    let mut admin = connect(addr).await?;
     prepare(
         &mut admin,
         &args.topic,
@@ -235,12 +238,7 @@ async fn drive(args: &BenchArgs) -> Result<KafkaReport, CliError> {
 
 async fn consume_only(args: &BenchArgs) -> Result<ConsumeReport, CliError> {
     let addr = args.bootstrap.as_str();
-    let mut conn = Connection::open(addr)
-        .await
-        .map_err(|e| CliError::Connect {
-            server: addr.to_string(),
-            reason: format!("{e:#}"),
-        })?;
+    let mut conn = connect(addr).await?;
     let failed = |e: anyhow::Error| CliError::Other(format!("consuming {}: {e:#}", args.topic));
     let partitions = partition_count(&mut conn, &args.topic)
         .await
