@@ -44,9 +44,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 
 
+def ferry_binary():
+    """The binary measured: $FERRY_BIN, else the release build."""
+    return os.environ.get("FERRY_BIN", str(REPO / "target" / "release" / "ferry"))
+
+
 def start_server(data_dir):
-    binary = os.environ.get("FERRY_BIN", str(REPO / "target" / "release" / "ferry"))
-    args = [binary, "serve", "--data-dir", data_dir, "--log-level", "warn,ferry_server=info"]
+    args = [ferry_binary(), "serve", "--data-dir", data_dir, "--log-level", "warn,ferry_server=info"]
     for door in ("http", "aws", "kafka"):
         args += [f"--{door}-addr", "127.0.0.1:0"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -124,9 +128,8 @@ def bench_produce_kcat(bootstrap, records, size, partitions, directory):
 
 def bench_consume_ferry(bootstrap, topic):
     """`ferry bench kafka --consume-only`: (records, seconds)."""
-    binary = os.environ.get("FERRY_BIN", str(REPO / "target" / "release" / "ferry"))
     out = subprocess.run(
-        [binary, "bench", "kafka", "--bootstrap", bootstrap, "--topic", topic, "--consume-only",
+        [ferry_binary(), "bench", "kafka", "--bootstrap", bootstrap, "--topic", topic, "--consume-only",
          "--json"],
         check=True, stdout=subprocess.PIPE, text=True,
     ).stdout

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 
-use super::target::{push_json_str, stamp_of, Delivery, Target};
+use super::target::{push_json_entries, stamp_of, Delivery, Target};
 use crate::client::encode_segment;
 
 /// Longer than the longest long poll.
@@ -134,18 +134,10 @@ impl Target for HttpTarget {
     }
 
     async fn send(&self, body: &str, copies: usize) -> anyhow::Result<usize> {
-        let mut quoted = Vec::new();
-        push_json_str(&mut quoted, body);
-        let mut json = Vec::with_capacity(16 + copies * (quoted.len() + 10));
-        json.extend_from_slice(b"{\"messages\":[");
-        for i in 0..copies {
-            if i > 0 {
-                json.push(b',');
-            }
-            json.extend_from_slice(b"{\"body\":");
-            json.extend_from_slice(&quoted);
-            json.push(b'}');
-        }
+        let mut json = b"{\"messages\":[".to_vec();
+        push_json_entries(&mut json, body, copies, |out, _| {
+            out.extend_from_slice(b"{\"body\":")
+        });
         json.extend_from_slice(b"]}");
         let answer = self.post(self.urls()?.send.clone(), json).await?;
         let result: BatchResult = serde_json::from_slice(&answer)?;

@@ -700,7 +700,6 @@ async fn fetch_all(
 }
 
 /// The whole batches of a Fetch answer that start below a partition's end.
-#[derive(Debug, PartialEq)]
 struct Counted {
     records: u64,
     bytes: u64,

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::sigv4::{self, Credentials};
-use super::target::{push_json_str, stamp_of, Delivery, Target};
+use super::target::{push_json_entries, push_json_str, stamp_of, Delivery, Target};
 
 /// Longer than the longest long poll.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -234,20 +234,12 @@ impl Target for SqsTarget {
     }
 
     async fn send(&self, body: &str, copies: usize) -> anyhow::Result<usize> {
-        let mut quoted = Vec::new();
-        push_json_str(&mut quoted, body);
-        let mut json = Vec::with_capacity(256 + copies * (quoted.len() + 32));
-        json.extend_from_slice(b"{\"QueueUrl\":");
+        let mut json = b"{\"QueueUrl\":".to_vec();
         push_json_str(&mut json, self.queue_url()?);
         json.extend_from_slice(b",\"Entries\":[");
-        for i in 0..copies {
-            if i > 0 {
-                json.push(b',');
-            }
-            write!(json, "{{\"Id\":\"{i}\",\"MessageBody\":")?;
-            json.extend_from_slice(&quoted);
-            json.push(b'}');
-        }
+        push_json_entries(&mut json, body, copies, |out, i| {
+            write!(out, "{{\"Id\":\"{i}\",\"MessageBody\":").expect("writing to a Vec")
+        });
         json.extend_from_slice(b"]}");
         let answer = self.call_raw("SendMessageBatch", json).await?;
         let result: BatchResult = decode("SendMessageBatch", &answer)?;

@@ -53,6 +53,28 @@ pub fn push_json_str(out: &mut Vec<u8>, text: &str) {
     }
 }
 
+/// Appends `copies` comma-separated JSON objects that differ only in their leading fields:
+/// each is what `head` writes for its index (an opening brace and the fields before the
+/// body), then `body` as a JSON string (escaped once for all), then the closing brace.
+pub fn push_json_entries(
+    out: &mut Vec<u8>,
+    body: &str,
+    copies: usize,
+    mut head: impl FnMut(&mut Vec<u8>, usize),
+) {
+    let mut quoted = Vec::with_capacity(body.len() + 2);
+    push_json_str(&mut quoted, body);
+    out.reserve(copies * (quoted.len() + 32));
+    for i in 0..copies {
+        if i > 0 {
+            out.push(b',');
+        }
+        head(out, i);
+        out.extend_from_slice(&quoted);
+        out.push(b'}');
+    }
+}
+
 /// Whether a JSON string literal of `bytes` needs escapes. Branch-free within each chunk, so
 /// the compiler vectorizes it.
 fn needs_escaping(bytes: &[u8]) -> bool {
@@ -92,6 +114,27 @@ mod tests {
             assert_eq!(ours, serde_json::to_string(text).unwrap(), "{text:?}");
             assert_eq!(serde_json::from_str::<String>(&ours).unwrap(), text);
         }
+    }
+
+    #[test]
+    fn batch_entries_repeat_the_escaped_body_after_each_head() {
+        let mut out = b"[".to_vec();
+        push_json_entries(&mut out, "a\"b", 3, |out, i| {
+            out.extend_from_slice(format!("{{\"id\":{i},\"body\":").as_bytes())
+        });
+        out.push(b']');
+        let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!([
+                {"id": 0, "body": "a\"b"},
+                {"id": 1, "body": "a\"b"},
+                {"id": 2, "body": "a\"b"},
+            ])
+        );
+        let mut none = Vec::new();
+        push_json_entries(&mut none, "x", 0, |_, _| unreachable!());
+        assert!(none.is_empty());
     }
 
     #[test]
