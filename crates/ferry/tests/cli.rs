@@ -146,6 +146,23 @@ fn exit_codes() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot connect"), "{stderr}");
+    // The bench's own connections (queue and sqs workloads) say so the same way.
+    for args in [
+        &["bench", "--server", "http://127.0.0.1:1"][..],
+        &["bench", "sqs", "--endpoint", "http://127.0.0.1:1"][..],
+    ] {
+        let out = Command::new(common::ferry_bin())
+            .args(args)
+            .args(["--duration", "1s", "--warmup", "0s"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot connect to http://127.0.0.1:1"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
@@ -168,6 +185,7 @@ fn bench_runs_briefly_and_reports_json() {
     assert_ok(&out);
     let report = stdout_json(&out);
     assert!(report["acknowledged"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
     for key in ["p50", "p90", "p99", "p999"] {
         assert!(report["end_to_end_latency_us"][key].is_u64());
         assert!(report["publish_latency_us"][key].is_u64());

@@ -2,30 +2,30 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 
+use super::conn::ConnPool;
 use super::target::{push_json_entries, stamp_of, Delivery, Target};
 use crate::client::encode_segment;
 
-/// Longer than the longest long poll.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const JSON: &str = "application/json";
 
 #[derive(Clone)]
 pub struct HttpTarget {
-    base: String,
-    client: reqwest::Client,
+    pool: Arc<ConnPool>,
+    /// The path of `--server` (usually empty), which every route is under.
+    base_path: String,
     /// Set by `prepare`.
     urls: Arc<OnceLock<QueueUrls>>,
 }
 
-/// The queue's endpoints, parsed once.
+/// The paths of the queue's endpoints, built once.
 struct QueueUrls {
-    send: reqwest::Url,
-    receive: reqwest::Url,
-    delete: reqwest::Url,
+    send: String,
+    receive: String,
+    delete: String,
 }
 
 #[derive(Deserialize)]
@@ -60,22 +60,21 @@ struct DeleteBatch {
 
 impl HttpTarget {
     pub fn new(server: &str) -> anyhow::Result<HttpTarget> {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .context("cannot build the HTTP client")?;
+        let url = reqwest::Url::parse(server)
+            .with_context(|| format!("--server {server:?} is not a URL"))?;
         Ok(HttpTarget {
-            base: server.trim_end_matches('/').to_string(),
-            client,
+            pool: Arc::new(ConnPool::for_url(&url)?),
+            base_path: url.path().trim_end_matches('/').to_string(),
             urls: Arc::new(OnceLock::new()),
         })
     }
 
-    fn url(&self, queue: &str, rest: &str) -> anyhow::Result<reqwest::Url> {
-        let text = format!("{}/v1/queues/{}{rest}", self.base, encode_segment(queue));
-        reqwest::Url::parse(&text).with_context(|| format!("{text:?} is not a URL"))
+    fn path(&self, queue: &str, rest: &str) -> String {
+        format!(
+            "{}/v1/queues/{}{rest}",
+            self.base_path,
+            encode_segment(queue)
+        )
     }
 
     fn urls(&self) -> anyhow::Result<&QueueUrls> {
@@ -85,16 +84,8 @@ impl HttpTarget {
     }
 
     /// POSTs a JSON body; returns the answer's bytes, or an error with its status and text.
-    async fn post(&self, url: reqwest::Url, body: Vec<u8>) -> anyhow::Result<bytes::Bytes> {
-        let response = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
+    async fn post(&self, path: &str, body: Vec<u8>) -> anyhow::Result<bytes::Bytes> {
+        let (status, bytes) = self.pool.post(path, JSON, &[], body).await?;
         if !status.is_success() {
             return Err(anyhow!(
                 "HTTP {status}: {}",
@@ -107,26 +98,22 @@ impl HttpTarget {
 
 impl Target for HttpTarget {
     async fn prepare(&self, queue: &str) -> anyhow::Result<()> {
-        let response = self
-            .client
-            .post(format!("{}/v1/queues", self.base))
-            .json(&serde_json::json!({"name": queue}))
-            .send()
-            .await?;
+        let create = serde_json::to_vec(&serde_json::json!({ "name": queue }))?;
+        let path = format!("{}/v1/queues", self.base_path);
+        let (status, answer) = self.pool.post(&path, JSON, &[], create).await?;
         // 409: the queue exists with other attributes; it is used as it is.
-        let status = response.status();
         if !status.is_success() && status.as_u16() != 409 {
             return Err(anyhow!(
                 "cannot create queue {queue}: HTTP {status}: {}",
-                response.text().await.unwrap_or_default()
+                String::from_utf8_lossy(&answer)
             ));
         }
-        self.post(self.url(queue, "/purge")?, b"{}".to_vec())
+        self.post(&self.path(queue, "/purge"), b"{}".to_vec())
             .await?;
         let urls = QueueUrls {
-            send: self.url(queue, "/messages")?,
-            receive: self.url(queue, "/receive")?,
-            delete: self.url(queue, "/messages/delete")?,
+            send: self.path(queue, "/messages"),
+            receive: self.path(queue, "/receive"),
+            delete: self.path(queue, "/messages/delete"),
         };
         self.urls
             .set(urls)
@@ -139,7 +126,7 @@ impl Target for HttpTarget {
             out.extend_from_slice(b"{\"body\":")
         });
         json.extend_from_slice(b"]}");
-        let answer = self.post(self.urls()?.send.clone(), json).await?;
+        let answer = self.post(&self.urls()?.send, json).await?;
         let result: BatchResult = serde_json::from_slice(&answer)?;
         Ok(copies.saturating_sub(result.failed))
     }
@@ -149,7 +136,7 @@ impl Target for HttpTarget {
             max,
             wait: wait_seconds,
         })?;
-        let answer = self.post(self.urls()?.receive.clone(), request).await?;
+        let answer = self.post(&self.urls()?.receive, request).await?;
         let received: Received<'_> = serde_json::from_slice(&answer)?;
         Ok(received
             .messages
@@ -166,7 +153,7 @@ impl Target for HttpTarget {
         let request = serde_json::to_vec(&DeleteBatch {
             receipt_handles: tokens,
         })?;
-        let answer = self.post(self.urls()?.delete.clone(), request).await?;
+        let answer = self.post(&self.urls()?.delete, request).await?;
         let result: BatchResult = serde_json::from_slice(&answer)?;
         Ok(n.saturating_sub(result.failed))
     }

@@ -15,6 +15,7 @@
 //!
 //! Every workload counts only the measurement window (after `--warmup`, for `--duration`).
 
+mod conn;
 mod http;
 mod kafka;
 mod sigv4;
@@ -346,13 +347,13 @@ fn nothing_done(what: &str, first_error: Option<&str>) -> CliError {
 
 /// A failed preparation: "cannot connect" (exit code 3) when the server is not there.
 fn prepare_error(e: anyhow::Error, server: &str) -> CliError {
-    let connect = e
-        .downcast_ref::<reqwest::Error>()
-        .is_some_and(|r| r.is_connect());
+    let connect = e.downcast_ref::<conn::ConnectError>().is_some()
+        || e.downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_connect());
     if connect {
         CliError::Connect {
             server: server.to_string(),
-            reason: format!("{e:#}"),
+            reason: e.root_cause().to_string(),
         }
     } else {
         CliError::Other(format!("{e:#}"))

@@ -15,30 +15,28 @@
 use std::borrow::Cow;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use hyper::header::HeaderValue;
+
+use super::conn::ConnPool;
 use super::sigv4::{self, Credentials};
 use super::target::{push_json_entries, push_json_str, stamp_of, Delivery, Target};
 
-/// Longer than the longest long poll.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 const SERVICE: &str = "sqs";
 
 #[derive(Clone)]
 pub struct SqsTarget {
-    /// `--endpoint`, with the path `/`.
-    endpoint: reqwest::Url,
-    /// The `Host` header reqwest sends for `endpoint`, which SigV4 signs.
-    host: String,
+    /// Connections to `--endpoint`'s server; every call is a POST to `/`.
+    pool: Arc<ConnPool>,
     region: String,
     credentials: Option<Credentials>,
-    client: reqwest::Client,
     /// Set by `prepare` from CreateQueue's answer.
     queue_url: Arc<OnceLock<String>>,
 }
@@ -102,26 +100,14 @@ impl SqsTarget {
         region: &str,
         credentials: Option<Credentials>,
     ) -> anyhow::Result<SqsTarget> {
-        let mut url = reqwest::Url::parse(endpoint)
+        let url = reqwest::Url::parse(endpoint)
             .with_context(|| format!("--endpoint {endpoint:?} is not a URL"))?;
-        url.set_path("/");
-        let host = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => return Err(anyhow!("--endpoint {endpoint:?} has no host")),
-        };
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .context("cannot build the HTTP client")?;
         Ok(SqsTarget {
-            endpoint: url,
-            host,
+            pool: Arc::new(
+                ConnPool::for_url(&url).with_context(|| format!("--endpoint {endpoint:?}"))?,
+            ),
             region: region.to_string(),
             credentials,
-            client,
             queue_url: Arc::new(OnceLock::new()),
         })
     }
@@ -146,11 +132,7 @@ impl SqsTarget {
     /// Calls `AmazonSQS.<action>` with the bytes of a JSON body; returns the answer's bytes.
     async fn call_raw(&self, action: &str, body: Vec<u8>) -> anyhow::Result<bytes::Bytes> {
         let target = format!("AmazonSQS.{action}");
-        let mut request = self
-            .client
-            .post(self.endpoint.clone())
-            .header("content-type", CONTENT_TYPE)
-            .header("x-amz-target", &target);
+        let mut headers = vec![("x-amz-target", HeaderValue::from_str(&target)?)];
         if let Some(credentials) = &self.credentials {
             let secs = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -167,20 +149,17 @@ impl SqsTarget {
                     query: "",
                     headers: &[
                         ("content-type", CONTENT_TYPE),
-                        ("host", &self.host),
+                        ("host", self.pool.host()),
                         ("x-amz-date", &amz_date),
                         ("x-amz-target", &target),
                     ],
                     body: &body,
                 },
             );
-            request = request
-                .header("x-amz-date", amz_date)
-                .header("authorization", authorization);
+            headers.push(("x-amz-date", HeaderValue::from_str(&amz_date)?));
+            headers.push(("authorization", HeaderValue::from_str(&authorization)?));
         }
-        let response = request.body(body).send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
+        let (status, bytes) = self.pool.post("/", CONTENT_TYPE, &headers, body).await?;
         if !status.is_success() {
             let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
             let text = |key: &str| error.get(key).and_then(|v| v.as_str()).map(str::to_string);
