@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 
 use super::conn::ConnPool;
-use super::target::{push_json_entries, stamp_of, Delivery, Target};
+use super::target::{push_json_entries, Delivery, Target};
 use crate::client::encode_segment;
 
 const JSON: &str = "application/json";
@@ -141,10 +141,7 @@ impl Target for HttpTarget {
         Ok(received
             .messages
             .into_iter()
-            .map(|m| Delivery {
-                sent_at_us: stamp_of(&m.body),
-                ack_token: m.receipt_handle,
-            })
+            .map(|m| Delivery::of(&m.body, m.receipt_handle))
             .collect())
     }
 

@@ -18,15 +18,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
+use hyper::header::HeaderValue;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use hyper::header::HeaderValue;
-
 use super::conn::ConnPool;
 use super::sigv4::{self, Credentials};
-use super::target::{push_json_entries, push_json_str, stamp_of, Delivery, Target};
+use super::target::{push_json_entries, push_json_str, Delivery, Target};
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 const SERVICE: &str = "sqs";
@@ -238,10 +237,7 @@ impl Target for SqsTarget {
         Ok(received
             .messages
             .into_iter()
-            .map(|m| Delivery {
-                sent_at_us: stamp_of(&m.body),
-                ack_token: m.receipt_handle,
-            })
+            .map(|m| Delivery::of(&m.body, m.receipt_handle))
             .collect())
     }
 

@@ -17,6 +17,16 @@ pub struct Delivery {
     pub ack_token: String,
 }
 
+impl Delivery {
+    /// A delivered bench `body` (only its send-time stamp is kept) and its `ack_token`.
+    pub fn of(body: &str, ack_token: String) -> Delivery {
+        Delivery {
+            sent_at_us: stamp_of(body),
+            ack_token,
+        }
+    }
+}
+
 /// A messaging system under test. Cheap to clone; clones share connections.
 pub trait Target: Clone + Send + Sync + 'static {
     /// Makes `queue` exist and empty before the run; later calls use that queue.
