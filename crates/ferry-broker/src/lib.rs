@@ -769,8 +769,12 @@ impl Broker {
                 self.dead_letter(&q, &attrs, dead).await;
             }
             if !deliveries.is_empty() {
+                // The bodies are read while the leases are being synced: their records are
+                // durable already (the messages were visible), and nothing is returned before
+                // the leases are.
+                let received = q.build_received(deliveries);
                 q.durable(off).await?;
-                return q.build_received(deliveries);
+                return received;
             }
             if moved_some {
                 continue;

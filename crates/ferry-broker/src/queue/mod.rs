@@ -705,7 +705,8 @@ impl Queue {
         Ok((deliveries, off.max(off0), dead))
     }
 
-    /// Reads bodies for deliveries (after their `Received` records are durable).
+    /// Reads bodies for deliveries (their `Received` records may still be syncing; the caller
+    /// returns them only once those are durable).
     pub fn build_received(
         &self,
         deliveries: Vec<Delivery>,
