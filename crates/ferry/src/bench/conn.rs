@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -147,15 +148,65 @@ impl Conn {
     }
 }
 
-/// Runs `work` while polling the connection it needs; an error if the connection ends first.
+/// Runs `work` while polling the connection it needs; an error if the connection ends before
+/// `work` is done. A server that closes the connection after an answer (`Connection: close`)
+/// ends it right after handing over the answer's last bytes, so `work` gets one more poll.
 async fn drive<F: Future>(driver: &mut Driver, work: F) -> anyhow::Result<F::Output> {
     tokio::pin!(work);
     tokio::select! {
         biased;
         out = &mut work => Ok(out),
         ended = driver.as_mut() => match ended {
-            Ok(()) => Err(anyhow!("the server closed the connection")),
+            Ok(()) => match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+                Poll::Ready(out) => Ok(out),
+                Poll::Pending => Err(anyhow!("the server closed the connection")),
+            },
             Err(e) => Err(e.into()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A server answering each request on a new connection and closing it, as HTTP/1.0-style
+    /// servers (moto's, for one) do: every request still gets its answer.
+    #[tokio::test]
+    async fn a_server_that_closes_after_each_answer_is_reconnected_to() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url =
+            reqwest::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let server = tokio::spawn(async move {
+            for n in 0..3 {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\nping") {
+                    let read = stream.read(&mut buf).await.unwrap();
+                    assert!(read > 0, "the client closed before sending its request");
+                    request.extend_from_slice(&buf[..read]);
+                }
+                let body = format!("pong {n}");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(answer.as_bytes()).await.unwrap();
+                stream.shutdown().await.unwrap();
+            }
+        });
+        let pool = ConnPool::for_url(&url).unwrap();
+        for n in 0..3 {
+            let (status, body) = pool
+                .post("/", "text/plain", &[], b"ping".to_vec())
+                .await
+                .unwrap();
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(&body[..], format!("pong {n}").as_bytes());
+        }
+        server.await.unwrap();
     }
 }
