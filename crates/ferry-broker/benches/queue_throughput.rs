@@ -8,7 +8,9 @@
 //! MODE: throughput (default) | latency | memory | all
 //! ```
 //! - `throughput`: Durability::Always; 8 producers send batches of 10, 8 consumers receive
-//!   batches of 10 and delete each batch; reports fully acknowledged (deleted) messages/s.
+//!   batches of 10 and delete each batch; reports fully acknowledged (deleted) messages/s, the
+//!   log's writes and syncs, how long each send, receive and delete call and each consumer's
+//!   loop took (mean, p50, p99), and the process's CPU, all over the measured seconds.
 //! - `latency`: Durability::Always; one producer paced at 1,000 sends/s, one message per call;
 //!   reports p50/p99/p99.9/max of the send latency.
 //! - `memory`: fills a queue with `--messages` (default 10,000,000) messages using
@@ -159,12 +161,55 @@ fn body(n: usize) -> Bytes {
     Bytes::from((0..n).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>())
 }
 
+/// How long the broker calls of one task took while the clock ran (µs), and a consumer's
+/// whole loop per batch (receive, delete and everything between).
+struct CallTimes {
+    send: Histogram<u64>,
+    receive: Histogram<u64>,
+    delete: Histogram<u64>,
+    consumer_loop: Histogram<u64>,
+}
+
+impl CallTimes {
+    fn new() -> CallTimes {
+        let h = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        CallTimes {
+            send: h(),
+            receive: h(),
+            delete: h(),
+            consumer_loop: h(),
+        }
+    }
+
+    fn add(&mut self, other: &CallTimes) {
+        self.send.add(&other.send).unwrap();
+        self.receive.add(&other.receive).unwrap();
+        self.delete.add(&other.delete).unwrap();
+        self.consumer_loop.add(&other.consumer_loop).unwrap();
+    }
+}
+
+fn record(h: &mut Histogram<u64>, since: Instant) {
+    h.saturating_record(since.elapsed().as_micros() as u64);
+}
+
+/// CPU seconds this process has used so far (user, system), from `/proc/self/stat`.
+fn process_cpu() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which ends at the last ')'): state is field 3, utime 14.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
+    Some((ticks(14)? / 100.0, ticks(15)? / 100.0))
+}
+
 async fn throughput(a: &Args, dir: &Path) {
     let work = Arc::new(LogWork::default());
     let b = open_observed(dir, a.durability, Some(work.observer()));
     b.create_queue("bench", QueueAttributes::default(), BTreeMap::new())
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    // Call times are recorded while the clock runs.
+    let recording = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let payload = body(a.body_bytes);
@@ -194,7 +239,9 @@ async fn throughput(a: &Args, dir: &Path) {
     let mut tasks = Vec::new();
     for _ in 0..a.producers {
         let (b, stop, sent, payload) = (b.clone(), stop.clone(), sent.clone(), payload.clone());
+        let recording = recording.clone();
         tasks.push(tokio::spawn(async move {
+            let mut times = CallTimes::new();
             while !stop.load(Ordering::Relaxed) {
                 let batch = (0..10)
                     .map(|_| SendMessage {
@@ -202,17 +249,26 @@ async fn throughput(a: &Args, dir: &Path) {
                         ..Default::default()
                     })
                     .collect();
+                let t = Instant::now();
                 let r = b.send("bench", batch).await.unwrap();
+                if recording.load(Ordering::Relaxed) {
+                    record(&mut times.send, t);
+                }
                 sent.fetch_add(r.len() as u64, Ordering::Relaxed);
             }
+            times
         }));
     }
     for _ in 0..a.consumers {
         let (b, stop, acked) = (b.clone(), stop.clone(), acked.clone());
+        let recording = recording.clone();
         let pipelined = a.pipelined_deletes;
         tasks.push(tokio::spawn(async move {
-            let mut outstanding: Option<tokio::task::JoinHandle<()>> = None;
+            let mut times = CallTimes::new();
+            let mut outstanding: Option<tokio::task::JoinHandle<Duration>> = None;
+            let mut loop_start = Instant::now();
             while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
                 let got = b
                     .receive(
                         "bench",
@@ -224,6 +280,10 @@ async fn throughput(a: &Args, dir: &Path) {
                     )
                     .await
                     .unwrap();
+                let recorded = recording.load(Ordering::Relaxed);
+                if recorded {
+                    record(&mut times.receive, t);
+                }
                 if got.is_empty() {
                     continue;
                 }
@@ -232,22 +292,32 @@ async fn throughput(a: &Args, dir: &Path) {
                 let delete = {
                     let (b, acked) = (b.clone(), acked.clone());
                     async move {
+                        let t = Instant::now();
                         b.delete_messages("bench", hs).await.unwrap();
                         acked.fetch_add(n, Ordering::Relaxed);
+                        t.elapsed()
                     }
                 };
-                if pipelined {
-                    if let Some(previous) = outstanding.take() {
-                        previous.await.unwrap();
-                    }
+                let took = if pipelined {
+                    let previous = match outstanding.take() {
+                        Some(previous) => Some(previous.await.unwrap()),
+                        None => None,
+                    };
                     outstanding = Some(tokio::spawn(delete));
+                    previous
                 } else {
-                    delete.await;
+                    Some(delete.await)
+                };
+                if let Some(took) = took.filter(|_| recorded) {
+                    times.delete.saturating_record(took.as_micros() as u64);
+                    record(&mut times.consumer_loop, loop_start);
                 }
+                loop_start = Instant::now();
             }
             if let Some(previous) = outstanding {
                 previous.await.unwrap();
             }
+            times
         }));
     }
     // Warm up 1 s, then measure.
@@ -258,6 +328,8 @@ async fn throughput(a: &Args, dir: &Path) {
         Instant::now(),
     );
     let w0 = work.snapshot();
+    let cpu0 = process_cpu();
+    recording.store(true, Ordering::Relaxed);
     for i in 0..a.seconds {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let el = t0.elapsed().as_secs_f64();
@@ -271,9 +343,14 @@ async fn throughput(a: &Args, dir: &Path) {
     let el = t0.elapsed().as_secs_f64();
     let (s1, a1) = (sent.load(Ordering::Relaxed), acked.load(Ordering::Relaxed));
     let w1 = work.snapshot();
+    let cpu1 = process_cpu();
+    recording.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
+    let mut times = CallTimes::new();
     for t in tasks {
-        let _ = t.await;
+        if let Ok(task_times) = t.await {
+            times.add(&task_times);
+        }
     }
     let st = b.get_queue("bench").unwrap().stats;
     println!(
@@ -304,6 +381,29 @@ async fn throughput(a: &Args, dir: &Path) {
         syncs as f64 / el,
         sync_us as f64 / syncs.max(1) as f64
     );
+    let show = |name: &str, h: &Histogram<u64>| {
+        if !h.is_empty() {
+            println!(
+                "  {name:<14} mean {:>5.0} us  p50 {:>5} us  p99 {:>6} us  ({} calls)",
+                h.mean(),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.len()
+            );
+        }
+    };
+    show("send", &times.send);
+    show("receive", &times.receive);
+    show("delete", &times.delete);
+    show("consumer loop", &times.consumer_loop);
+    if let (Some((u0, s0)), Some((u1, s1))) = (cpu0, cpu1) {
+        println!(
+            "  process CPU   {:.2} cores (user {:.2} s, system {:.2} s)",
+            (u1 - u0 + s1 - s0) / el,
+            u1 - u0,
+            s1 - s0
+        );
+    }
     b.shutdown().await.unwrap();
 }
 
