@@ -91,16 +91,53 @@ impl Catalog {
     }
 }
 
+/// Files larger than this are written out a chunk at a time (see [`write_atomic`]).
+const WRITE_THROUGH_CHUNK: usize = 256 << 10;
+
 /// Writes `path` atomically and durably (tmp file, fsync, rename, fsync of the directory).
+///
+/// A large file (a queue checkpoint can be tens of MiB) is written a chunk at a time, each
+/// chunk sent to the disk and waited for before the next is written, so that at most one
+/// chunk of it is ever queued in front of the logs' `fdatasync`s: dumped whole, its writeback
+/// made every log sync that ran meanwhile wait milliseconds (measured in `docs/benchmarks.md`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
     let mut tmp = PathBuf::from(path);
     tmp.as_mut_os_string().push(".tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, "creating", e))?;
-    f.write_all(bytes).map_err(|e| io_err(&tmp, "writing", e))?;
+    let mut offset = 0;
+    for chunk in bytes.chunks(WRITE_THROUGH_CHUNK) {
+        f.write_all(chunk).map_err(|e| io_err(&tmp, "writing", e))?;
+        if bytes.len() > WRITE_THROUGH_CHUNK {
+            write_out(&f, offset, chunk.len()).map_err(|e| io_err(&tmp, "writing out", e))?;
+        }
+        offset += chunk.len();
+    }
     f.sync_all().map_err(|e| io_err(&tmp, "syncing", e))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| io_err(path, "renaming into", e))?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Starts writeback of `[offset, offset + len)` of `f` and waits for it (not a durability
+/// point: no cache flush, no metadata; the caller syncs the file at the end).
+#[cfg(target_os = "linux")]
+fn write_out(f: &std::fs::File, offset: usize, len: usize) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: a plain system call on a file descriptor `f` keeps open.
+    let rc = unsafe { libc::sync_file_range(f.as_raw_fd(), offset as i64, len as i64, flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_out(_f: &std::fs::File, _offset: usize, _len: usize) -> std::io::Result<()> {
+    Ok(())
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), BrokerError> {
@@ -112,6 +149,19 @@ pub fn sync_dir(dir: &Path) -> Result<(), BrokerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_files_are_written_whole_in_chunks_and_replace_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        write_atomic(&path, b"old").unwrap();
+        let bytes: Vec<u8> = (0..3 * WRITE_THROUGH_CHUNK + 7)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        write_atomic(&path, &bytes).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert!(!dir.path().join("big.tmp").exists());
+    }
 
     #[test]
     fn save_and_load() {
