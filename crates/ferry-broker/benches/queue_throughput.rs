@@ -198,8 +198,10 @@ fn process_cpu() -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name (which ends at the last ')'): state is field 3, utime 14.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
-    Some((ticks(14)? / 100.0, ticks(15)? / 100.0))
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let seconds = |i: usize| Some(fields.get(i - 3)?.parse::<f64>().ok()? / per_second);
+    Some((seconds(14)?, seconds(15)?))
 }
 
 async fn throughput(a: &Args, dir: &Path) {
