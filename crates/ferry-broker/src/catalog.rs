@@ -104,10 +104,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
     let mut tmp = PathBuf::from(path);
     tmp.as_mut_os_string().push(".tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, "creating", e))?;
+    let write_through = bytes.len() > WRITE_THROUGH_CHUNK;
     let mut offset = 0;
     for chunk in bytes.chunks(WRITE_THROUGH_CHUNK) {
         f.write_all(chunk).map_err(|e| io_err(&tmp, "writing", e))?;
-        if bytes.len() > WRITE_THROUGH_CHUNK {
+        if write_through {
             write_out(&f, offset, chunk.len()).map_err(|e| io_err(&tmp, "writing out", e))?;
         }
         offset += chunk.len();

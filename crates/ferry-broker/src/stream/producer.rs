@@ -21,7 +21,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -283,19 +282,13 @@ impl ProducerIds {
     }
 }
 
-/// Writes `data` to `path` atomically (temp file, fsync, rename, directory fsync).
+/// Writes `data` to `path` atomically and durably, through the broker's one
+/// [`write_atomic`](crate::catalog::write_atomic), with the stream's error type.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StreamError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).map_err(|e| StreamError::io(&tmp, e))?;
-    f.write_all(data).map_err(|e| StreamError::io(&tmp, e))?;
-    f.sync_data().map_err(|e| StreamError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| StreamError::io(path, e))?;
-    if let Some(parent) = path.parent() {
-        if let Ok(d) = fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    crate::catalog::write_atomic(path, data).map_err(|e| match e {
+        crate::BrokerError::Storage(reason) => StreamError::Storage(reason),
+        other => StreamError::Storage(other.to_string()),
+    })
 }
 
 #[cfg(test)]
