@@ -181,7 +181,9 @@ def read_line_while_polling(process, consumer, timeout=60):
 
 def test_static_member_restart_keeps_its_partition_without_a_rebalance(kafka, topic_name):
     """KIP-345: a consumer with group.instance.id that is killed and restarted within its session
-    timeout gets its partition back, and the other member is not rebalanced."""
+    timeout gets its partition back, and the other member is not rebalanced. The restarted member
+    is not the group's leader (a restarted leader makes the group rebalance), so `b` joins first
+    and takes both partitions before the other member starts: the leader stays across rebalances."""
     import subprocess
     import sys
 
@@ -202,6 +204,7 @@ while True:
     revoked = []
     b = member(kafka, group, **{"group.instance.id": "static-b", "session.timeout.ms": 30000})
     b.subscribe([topic_name], on_revoke=lambda consumer, partitions: revoked.append(partitions))
+    wait_for(lambda: (b.poll(0.1), len(b.assignment()) == 2)[1], timeout=60, what="b alone")
     first = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     second = None
     try:
