@@ -22,6 +22,7 @@
 use bytes::Bytes;
 use ferry_broker::*;
 use hdrhistogram::Histogram;
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -128,12 +129,25 @@ fn open_observed(
 }
 
 /// What the queue logs' writers and syncers did (from `on_sync`), to say what limits a run.
-#[derive(Default)]
 struct LogWork {
     syncs: AtomicU64,
     sync_us: AtomicU64,
     writes: AtomicU64,
     bytes: AtomicU64,
+    /// Each `fdatasync`'s duration (µs).
+    sync_times: Mutex<Histogram<u64>>,
+}
+
+impl Default for LogWork {
+    fn default() -> LogWork {
+        LogWork {
+            syncs: AtomicU64::new(0),
+            sync_us: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            sync_times: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()),
+        }
+    }
 }
 
 impl LogWork {
@@ -142,8 +156,9 @@ impl LogWork {
         Arc::new(move |stats: ferry_log::SyncStats| {
             if !stats.duration.is_zero() {
                 work.syncs.fetch_add(1, Ordering::Relaxed);
-                work.sync_us
-                    .fetch_add(stats.duration.as_micros() as u64, Ordering::Relaxed);
+                let us = stats.duration.as_micros() as u64;
+                work.sync_us.fetch_add(us, Ordering::Relaxed);
+                let _ = work.sync_times.lock().record(us.max(1));
             }
             if stats.bytes > 0 {
                 work.writes.fetch_add(1, Ordering::Relaxed);
@@ -330,6 +345,7 @@ async fn throughput(a: &Args, dir: &Path) {
         Instant::now(),
     );
     let w0 = work.snapshot();
+    work.sync_times.lock().reset();
     let cpu0 = process_cpu();
     recording.store(true, Ordering::Relaxed);
     for i in 0..a.seconds {
@@ -383,6 +399,25 @@ async fn throughput(a: &Args, dir: &Path) {
         syncs as f64 / el,
         sync_us as f64 / syncs.max(1) as f64
     );
+    {
+        let h = work.sync_times.lock();
+        if !h.is_empty() {
+            let slow: u64 = h
+                .iter_recorded()
+                .filter(|v| v.value_iterated_to() > 500)
+                .map(|v| v.value_iterated_to() * v.count_at_value())
+                .sum();
+            println!(
+                "  fdatasync      p50 {} us  p90 {} us  p99 {} us  max {} us; {} over 500 us, {:.1} ms/s in them",
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.9),
+                h.value_at_quantile(0.99),
+                h.max(),
+                h.count_between(501, u64::MAX),
+                slow as f64 / 1e3 / el
+            );
+        }
+    }
     let show = |name: &str, h: &Histogram<u64>| {
         if !h.is_empty() {
             println!(
