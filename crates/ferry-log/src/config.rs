@@ -59,7 +59,9 @@ pub struct LogConfig {
     /// lets `fdatasync` skip the inode update that appending needs, which makes each sync
     /// cheaper, at the price of writing every byte twice (once as zeros, in the background).
     /// Worth it for logs whose appends wait on many small syncs (queues); not for logs that
-    /// are bound by write bandwidth (streams).
+    /// are bound by write bandwidth (streams). A log whose active segment reaches an eighth of
+    /// `segment_bytes` also gets its next segment prepared whole, as a spare file of zeros
+    /// (so it holds up to one segment more on disk while busy).
     pub preallocate_bytes: u64,
     /// Write and read the segments with direct I/O (`O_DIRECT`), bypassing the page cache,
     /// where the file system allows it. Every write then rewrites the partial page the data

@@ -31,6 +31,8 @@ const LAST_FRAME_READAHEAD: usize = 64 << 10;
 /// Returns the segments in offset order; the last one is where appends continue.
 pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Vec<Arc<Segment>>, LogError> {
     std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
+    // A spare segment file left by a crash holds only zeros (see `syncer.rs`).
+    Segment::remove_spare(dir)?;
     let SegmentFiles { bases, index_files } = list_segment_files(dir)?;
     let mut dir_changed = false;
     for (base, path) in index_files {

@@ -65,6 +65,25 @@ pub(crate) struct Segment {
 /// Zero-fill writes at most this much per `pwrite`.
 const ZERO_FILL_CHUNK: usize = 1 << 20;
 
+/// The zero-filled file a busy log prepares for its next segment (see `syncer.rs`). Its name
+/// is not a segment's, so recovery never takes it for one; it removes it instead.
+pub(crate) const SPARE_FILE: &str = "spare-segment";
+
+/// Writes zeros to `[start, end)` of `direct`, a file opened with `O_DIRECT`, a chunk at a
+/// time (both ends aligned to [`DIRECT_IO_ALIGN`]).
+fn write_zeros(direct: &File, start: u64, end: u64) -> std::io::Result<()> {
+    let zeros = AlignedBuf::zeroed(ZERO_FILL_CHUNK);
+    let mut position = start;
+    while position < end {
+        let len = usize::try_from(end - position)
+            .unwrap_or(usize::MAX)
+            .min(ZERO_FILL_CHUNK);
+        direct.write_all_at(&zeros.as_slice()[..len], position)?;
+        position += len as u64;
+    }
+    Ok(())
+}
+
 /// Path of a segment's file with extension `log`, `index` or `timeindex`.
 pub(crate) fn segment_path(dir: &Path, base_offset: u64, extension: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{extension}"))
@@ -97,6 +116,61 @@ impl Segment {
             index: SparseIndex::new(index_interval_bytes),
         };
         Ok(Segment::new(base_offset, path, file, meta))
+    }
+
+    /// Writes a zero-filled file of `len` bytes (a multiple of [`DIRECT_IO_ALIGN`]) at
+    /// [`SPARE_FILE`] in `dir` with direct I/O and syncs it, replacing any earlier one. The
+    /// next roll renames it into place as the new segment (see [`Segment::adopt_spare`]), so
+    /// the blocks of the whole segment are allocated, written and recorded before its first
+    /// append, and no `fdatasync` of the active segment has to commit an inode update. The
+    /// caller makes sure nothing else touches the file meanwhile.
+    pub(crate) fn prepare_spare(dir: &Path, len: u64) -> std::io::Result<()> {
+        let path = dir.join(SPARE_FILE);
+        let prepared = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .and_then(|direct| {
+                write_zeros(&direct, 0, len)?;
+                direct.sync_all()
+            });
+        if prepared.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        prepared
+    }
+
+    /// Renames the spare file (see [`Segment::prepare_spare`]) into place as the empty segment
+    /// starting at `base_offset`, all of it zero-filled space. The caller syncs the directory.
+    pub(crate) fn adopt_spare(
+        dir: &Path,
+        base_offset: u64,
+        index_interval_bytes: u32,
+    ) -> Result<Segment, LogError> {
+        let path = segment_path(dir, base_offset, "log");
+        let spare = dir.join(SPARE_FILE);
+        std::fs::rename(&spare, &path).map_err(LogError::io(&spare))?;
+        let file = Segment::open_file(&path)?;
+        let len = file.metadata().map_err(LogError::io(&path))?.len();
+        let meta = SegmentMeta {
+            size: 0,
+            next_offset: base_offset,
+            index: SparseIndex::new(index_interval_bytes),
+        };
+        let segment = Segment::new(base_offset, path, file, meta);
+        segment.set_allocated(len);
+        Ok(segment)
+    }
+
+    /// Removes `dir`'s spare file, if there is one.
+    pub(crate) fn remove_spare(dir: &Path) -> Result<(), LogError> {
+        let path = dir.join(SPARE_FILE);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LogError::io(&path)(e)),
+            _ => Ok(()),
+        }
     }
 
     /// Opens an existing segment file for reading and writing.
@@ -215,15 +289,7 @@ impl Segment {
             .write(true)
             .custom_flags(libc::O_DIRECT)
             .open(&self.path)?;
-        let zeros = AlignedBuf::zeroed(ZERO_FILL_CHUNK);
-        let mut position = start;
-        while position < end {
-            let len = usize::try_from(end - position)
-                .unwrap_or(usize::MAX)
-                .min(ZERO_FILL_CHUNK);
-            direct.write_all_at(&zeros.as_slice()[..len], position)?;
-            position += len as u64;
-        }
+        write_zeros(&direct, start, end)?;
         direct.sync_data()?;
         self.allocated.fetch_max(end, Ordering::AcqRel);
         Ok(())

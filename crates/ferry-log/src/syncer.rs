@@ -29,6 +29,15 @@
 //! writer: a fill takes milliseconds); the writer never writes into a stretch while it is being
 //! filled.
 //!
+//! A busy log also prepares its next segment: once the active segment holds an eighth of the
+//! size at which it rolls, a syncer thread writes a whole segment's worth of zeros to a spare
+//! file (`segment::SPARE_FILE`) and syncs it, and the roll renames that file into place. All
+//! of the new segment's blocks are then allocated, written and recorded before its first
+//! append, so no `fdatasync` of it ever has to commit an inode update; zero-filling the
+//! active segment a stretch at a time costs one such commit (about a millisecond, measured in
+//! `docs/benchmarks.md`) per stretch. One fill, of either kind, runs at a time. The spare is
+//! removed when the log closes, and on open if a crash left one.
+//!
 //! Bounds that keep recovery's torn-write rule true (see the crate docs): at most
 //! [`MAX_UNSYNCED_BYTES`] (or one batch, if a single batch is larger) are written but not yet
 //! durable, and the writer waits for every sync to finish before it rolls to a new segment,
@@ -55,6 +64,9 @@ pub(crate) const OVERLAP_AFTER: Duration = Duration::from_millis(1);
 pub(crate) const MAX_UNSYNCED_BYTES: u64 = 2 * WRITE_BATCH_MAX_BYTES as u64;
 /// The smallest stretch zero-filled at once.
 const MIN_FILL_BYTES: u64 = 64 << 10;
+/// A spare segment is prepared once the active segment holds `1 / SPARE_AFTER_FRACTION` of
+/// the size at which it rolls (so quiet logs never get one).
+const SPARE_AFTER_FRACTION: u64 = 8;
 /// A syncer thread with no work for this long exits.
 const IDLE_EXIT: Duration = Duration::from_secs(5);
 /// The writer runs a sync itself, rather than handing it to a syncer thread, only while syncs
@@ -67,6 +79,26 @@ const INLINE_SYNC_BELOW: Duration = Duration::from_micros(500);
 struct Mark {
     offset: u64,
     bytes: u64,
+}
+
+/// Zero-filling for a syncer thread to do (planned in `State::plan_fill`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fill {
+    /// The byte range `[start, end)` of the active segment.
+    Active(u64, u64),
+    /// A spare file of this many bytes for the next segment.
+    Spare(u64),
+}
+
+/// Where the log's spare segment file stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spare {
+    Absent,
+    Filling,
+    /// Zero-filled and synced: the next roll takes it.
+    Ready,
+    /// Preparing one failed once: not tried again.
+    Off,
 }
 
 struct State {
@@ -92,8 +124,9 @@ struct State {
     /// Zero-filling failed once (for example, no direct I/O on this file system): not tried
     /// again, appends simply extend the file.
     preallocation_off: bool,
-    /// `filling` was planned by a sync the writer ran, and no syncer has started it yet.
-    fill_pending: bool,
+    /// A fill planned by a sync the writer ran, which no syncer has started yet.
+    fill_pending: Option<Fill>,
+    spare: Spare,
     /// Recent `fdatasync` durations, smoothed (each sync moves it an eighth of the way).
     recent_sync: Duration,
 }
@@ -133,14 +166,34 @@ impl State {
             .is_some_and(|(from, to)| start < to && from < start + len)
     }
 
-    /// The next stretch to zero-fill, if the writer is getting close to the end of the
-    /// zero-filled space. A stretch is as long as the segment's data so far, between
-    /// [`MIN_FILL_BYTES`] and `preallocate`, so a log that sees little traffic gets little
-    /// zero-filled space. Never beyond the size at which the segment rolls.
-    fn next_fill(&self, preallocate: u64, segment_bytes: u64) -> Option<(u64, u64)> {
-        if preallocate == 0 || self.preallocation_off || self.filling.is_some() {
+    /// Plans the next zero fill, if one is due and none runs, and claims it: the next stretch
+    /// of the active segment if the writer is getting close to the end of its zero-filled
+    /// space, else the spare segment file if the active segment is busy enough to want one.
+    fn plan_fill(&mut self, preallocate: u64, segment_bytes: u64) -> Option<Fill> {
+        if preallocate == 0
+            || self.preallocation_off
+            || self.filling.is_some()
+            || self.spare == Spare::Filling
+        {
             return None;
         }
+        if let Some((start, end)) = self.next_stretch(preallocate, segment_bytes) {
+            self.filling = Some((start, end));
+            return Some(Fill::Active(start, end));
+        }
+        if self.spare == Spare::Absent && self.reserved_end >= segment_bytes / SPARE_AFTER_FRACTION
+        {
+            self.spare = Spare::Filling;
+            return Some(Fill::Spare(align_up(segment_bytes)));
+        }
+        None
+    }
+
+    /// The next stretch of the active segment to zero-fill, if the writer is getting close to
+    /// the end of the zero-filled space. A stretch is as long as the segment's data so far,
+    /// between [`MIN_FILL_BYTES`] and `preallocate`, so a log that sees little traffic gets
+    /// little zero-filled space. Never beyond the size at which the segment rolls.
+    fn next_stretch(&self, preallocate: u64, segment_bytes: u64) -> Option<(u64, u64)> {
         let data_end = self.reserved_end;
         let stretch = align_up(data_end.clamp(MIN_FILL_BYTES, preallocate.max(MIN_FILL_BYTES)));
         let allocated = self.active.allocated();
@@ -185,7 +238,8 @@ impl Syncers {
                 reserved_end,
                 filling: None,
                 preallocation_off: false,
-                fill_pending: false,
+                fill_pending: None,
+                spare: Spare::Absent,
                 recent_sync: Duration::ZERO,
             }),
             work: Condvar::new(),
@@ -224,10 +278,10 @@ impl Syncers {
         if state.sync_inline(had_work) {
             let (claim, segment) = Self::claim(&mut state);
             drop(state);
-            if self.sync(claim, &segment).is_some() {
+            if let Some(fill) = self.sync(claim, &segment) {
                 // Zero-filling takes milliseconds: a syncer thread does it, not the writer.
                 let mut state = self.state.lock();
-                state.fill_pending = true;
+                state.fill_pending = Some(fill);
                 self.rouse(&mut state)?;
             }
             return Ok(());
@@ -290,6 +344,17 @@ impl Syncers {
         state.active = segment;
     }
 
+    /// Takes the spare segment file, if one is ready: the caller renames it into place as the
+    /// next segment (see [`Segment::adopt_spare`]). Only call when quiet.
+    pub(crate) fn take_spare(&self) -> bool {
+        let mut state = self.state.lock();
+        let ready = state.spare == Spare::Ready;
+        if ready {
+            state.spare = Spare::Absent;
+        }
+        ready
+    }
+
     /// Stops and joins every syncer thread (after the syncs in progress).
     pub(crate) fn stop(&self) {
         let handles = {
@@ -317,6 +382,28 @@ impl Syncers {
         self.done.notify_all();
     }
 
+    /// Writes the spare segment file (claimed in `State::spare`). A failure only means the
+    /// next segments start empty and are zero-filled a stretch at a time.
+    fn prepare_spare(&self, len: u64) {
+        let prepared = Segment::prepare_spare(&self.shared.dir, len);
+        let mut state = self.state.lock();
+        state.spare = match prepared {
+            Ok(()) => Spare::Ready,
+            Err(error) => {
+                tracing::warn!(dir = %self.shared.dir.display(), %error, "cannot prepare the next segment ahead of the roll; new segments start empty");
+                Spare::Off
+            }
+        };
+        self.done.notify_all();
+    }
+
+    fn run_fill(&self, segment: &Segment, fill: Fill) {
+        match fill {
+            Fill::Active(start, end) => self.zero_fill(segment, start, end),
+            Fill::Spare(len) => self.prepare_spare(len),
+        }
+    }
+
     fn check_failure(&self) -> Result<(), LogError> {
         match self.shared.progress.failure() {
             Some(reason) => Err(LogError::Poisoned(reason.to_string())),
@@ -331,19 +418,17 @@ impl Syncers {
             if state.stopping || self.shared.progress.failure().is_some() {
                 return;
             }
-            if state.fill_pending {
-                state.fill_pending = false;
-                let fill = state.filling.expect("a pending fill is planned");
+            if let Some(fill) = state.fill_pending.take() {
                 let segment = Arc::clone(&state.active);
                 drop(state);
-                self.zero_fill(&segment, fill.0, fill.1);
+                self.run_fill(&segment, fill);
                 continue;
             }
             if !state.has_work() {
                 state.waiting += 1;
                 let timed_out = self.work.wait_for(&mut state, IDLE_EXIT).timed_out();
                 state.waiting -= 1;
-                if timed_out && !state.has_work() && !state.fill_pending {
+                if timed_out && !state.has_work() && state.fill_pending.is_none() {
                     return;
                 }
                 continue;
@@ -359,15 +444,15 @@ impl Syncers {
             }
             let (claim, segment) = Self::claim(&mut state);
             drop(state);
-            if let Some((start, end)) = self.sync(claim, &segment) {
-                self.zero_fill(&segment, start, end);
+            if let Some(fill) = self.sync(claim, &segment) {
+                self.run_fill(&segment, fill);
             }
         }
     }
 
     /// Runs one `fdatasync` for `claim` and publishes it as durable (or fails the log). Returns
-    /// the stretch of zero-filled space to write next, if one is due (claimed in `filling`).
-    fn sync(&self, claim: Mark, segment: &Arc<Segment>) -> Option<(u64, u64)> {
+    /// the zero fill to do next, if one is due (claimed in the state).
+    fn sync(&self, claim: Mark, segment: &Arc<Segment>) -> Option<Fill> {
         let start = Instant::now();
         let synced = segment.file().sync_data();
         let duration = start.elapsed();
@@ -390,10 +475,7 @@ impl Syncers {
             }
         }
         let config = &self.shared.config;
-        let fill = state.next_fill(config.preallocate_bytes, config.segment_bytes);
-        if fill.is_some() {
-            state.filling = fill;
-        }
+        let fill = state.plan_fill(config.preallocate_bytes, config.segment_bytes);
         self.done.notify_all();
         drop(state);
         // Reported before any zero-fill, so the sync is recorded right after its waiters
@@ -448,7 +530,8 @@ mod tests {
             reserved_end: 0,
             filling: None,
             preallocation_off: false,
-            fill_pending: false,
+            fill_pending: None,
+            spare: Spare::Absent,
             recent_sync: Duration::ZERO,
         }
     }

@@ -109,6 +109,10 @@ impl Writer {
         let result = self.run_until_stopped();
         if let Some(syncers) = &self.syncers {
             syncers.stop();
+            // A prepared next segment is only zeros: a closed log does not keep it.
+            if let Err(error) = Segment::remove_spare(&self.shared.dir) {
+                tracing::warn!(%error, "cannot remove the log's spare segment file");
+            }
         }
         if let Err(error) = result {
             tracing::error!(dir = %self.shared.dir.display(), %error, "ferry-log writer failed; the log refuses further appends");
@@ -286,21 +290,22 @@ impl Writer {
         Ok(duration)
     }
 
-    /// Closes the active segment (synced, index persisted) and starts a new one at `base`.
+    /// Closes the active segment (synced, index persisted) and starts a new one at `base`: the
+    /// spare file the syncers prepared, if one is ready, else a new empty file.
     fn roll(&mut self, base: u64) -> Result<(), LogError> {
         debug_assert_eq!(base, self.active.next_offset());
         // Even under `Never`: only the last segment may ever have a torn tail.
         self.sync()?;
         self.trim_active()?;
         self.active.persist_index()?;
-        let segment = Arc::new(
-            Segment::create(
-                &self.shared.dir,
-                base,
-                self.shared.config.index_interval_bytes,
-            )?
-            .with_direct_io(self.shared.config.direct_io),
-        );
+        let (dir, interval) = (&self.shared.dir, self.shared.config.index_interval_bytes);
+        let spare = self.syncers.as_ref().is_some_and(|s| s.take_spare());
+        let segment = if spare {
+            Segment::adopt_spare(dir, base, interval)?
+        } else {
+            Segment::create(dir, base, interval)?
+        };
+        let segment = Arc::new(segment.with_direct_io(self.shared.config.direct_io));
         sync_dir(&self.shared.dir)?;
         self.shared.segments.write().push(Arc::clone(&segment));
         if let Some(syncers) = &self.syncers {

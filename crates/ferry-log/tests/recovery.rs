@@ -225,6 +225,87 @@ fn preallocated_space_is_zero_filled_ahead_of_the_writer_and_survives_a_crash_co
 }
 
 #[test]
+fn a_busy_log_rolls_into_a_prepared_segment_and_a_crash_copy_of_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment_bytes = 1 << 20;
+    let cfg = LogConfig {
+        preallocate_bytes: 64 << 10,
+        ..config(segment_bytes, Durability::Always)
+    };
+    let path = dir.path().join("log");
+    let spare = path.join("spare-segment");
+    let log = Log::open(&path, cfg.clone()).unwrap();
+    let mut next = 0u64;
+    let append = |log: &Log, next: &mut u64, n: u64| {
+        let entries: Vec<Entry> = (*next..*next + n)
+            .map(|o| Entry::new(o as i64, body(o)))
+            .collect();
+        let appended = log.append(&entries).unwrap();
+        log.wait_durable_blocking(appended.next_offset).unwrap();
+        *next = appended.next_offset;
+    };
+    // The spare is prepared in the background once an eighth of the segment is written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !spare.exists() || std::fs::metadata(&spare).unwrap().len() < segment_bytes {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no spare segment appeared"
+        );
+        append(&log, &mut next, 16);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(log.segments().len() == 1 && next * FRAME >= segment_bytes / 8);
+    while log.segments().len() == 1 {
+        append(&log, &mut next, 64);
+    }
+    append(&log, &mut next, 10);
+    let segments = log.segments();
+    let active = &segments[1];
+    assert_eq!(active.base_offset, segments[0].next_offset);
+    assert!(
+        std::fs::metadata(&active.path).unwrap().len() >= segment_bytes,
+        "the new segment is the spare renamed, zero-filled to the rolling size"
+    );
+    assert!(active.size_bytes < segment_bytes / 8);
+    assert_eq!(
+        std::fs::metadata(&segments[0].path).unwrap().len(),
+        segments[0].size_bytes,
+        "the closed segment ends at its last frame"
+    );
+    assert_entries(&log, 0..next);
+    // The files as a crash would leave them: the active segment ends in zeros, and a spare
+    // (here a junk one) may be lying there.
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for segment in &segments {
+        std::fs::copy(&segment.path, copy.join(segment.path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(copy.join("spare-segment"), vec![0xAB; 8192]).unwrap();
+    let recovered = Log::open(&copy, cfg.clone()).unwrap();
+    assert!(!copy.join("spare-segment").exists(), "removed on open");
+    assert_eq!(recovered.next_offset(), next);
+    assert_entries(&recovered, 0..next);
+    let appended = recovered
+        .append(&[Entry::new(next as i64, body(next))])
+        .unwrap();
+    recovered
+        .wait_durable_blocking(appended.next_offset)
+        .unwrap();
+    assert_entries(&recovered, 0..next + 1);
+    recovered.close().unwrap();
+    log.close().unwrap();
+    assert!(!spare.exists(), "a closed log keeps no spare");
+    let active_path = &log.segments()[1].path;
+    assert_eq!(
+        std::fs::metadata(active_path).unwrap().len(),
+        log.segments()[1].size_bytes,
+        "trimmed on close"
+    );
+    let reopened = Log::open(&path, cfg).unwrap();
+    assert_entries(&reopened, 0..next);
+}
+
+#[test]
 fn relaxed_modes_truncate_the_last_segment_at_the_first_bad_frame() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(64 << 20, Durability::Never);

@@ -2,8 +2,9 @@
 //! idle or closed. Alone in its own test binary, so the thread counts are this test's own.
 //!
 //! While syncs are quick the writer runs them itself, so the log here zero-fills ahead of the
-//! writer (`preallocate_bytes`): zero-filling is always a syncer thread's job, which makes
-//! syncer threads start at every new segment however fast this disk is.
+//! writer (`preallocate_bytes`): zero-filling (a stretch of the active segment, or the spare
+//! file for the next segment) is always a syncer thread's job, which makes syncer threads
+//! start in every new segment however fast this disk is.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -73,7 +74,8 @@ fn syncers_are_bounded_exit_when_idle_and_are_joined_on_close() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // Appends start them again (a new segment needs zero-filled space); close joins them.
+    // Appends start them again (a new segment needs zero-filled space, or once an eighth
+    // of it is written, a spare prepared for the next one); close joins them.
     let segments = log.segments().len();
     let mut appended_again = 0;
     while log.segments().len() == segments {
@@ -82,7 +84,7 @@ fn syncers_are_bounded_exit_when_idle_and_are_joined_on_close() {
         appended_again += 1;
     }
     for _ in 0..20 {
-        let appended = log.append(&[Entry::new(0, "again")]).unwrap();
+        let appended = log.append(&[Entry::new(0, vec![8u8; 4096])]).unwrap();
         log.wait_durable_blocking(appended.next_offset).unwrap();
         appended_again += 1;
     }
