@@ -890,17 +890,29 @@ impl Queue {
     /// Blocking.
     pub fn checkpoint(&self) -> Result<(), BrokerError> {
         let _one = self.checkpoint_lock.lock();
-        let (bytes, offset) = {
+        // The lock is held only to copy the messages' slots, into memory touched beforehand
+        // so that no page fault happens under it; they are encoded after it is released.
+        let wanted = self.lock()?.state.checkpoint_slots();
+        let room = wanted + wanted / 8 + 1024;
+        let mut slots = vec![state::Meta::default(); room];
+        slots.clear();
+        let (copy, offset) = {
             let core = self.lock()?;
-            (core.state.encode_checkpoint(), core.state.applied_offset)
+            let copy = core.state.copy_for_checkpoint(room, &mut slots);
+            (copy, core.state.applied_offset)
         };
+        // The file: magic, CRC32C and length of the body, then the body, encoded in place.
+        let mut file = Vec::new();
+        file.extend_from_slice(CHECKPOINT_MAGIC);
+        file.extend_from_slice(&[0; 12]);
+        copy.encode_into(&mut file);
+        drop(copy);
+        let body = &file[16..];
+        let (crc, len) = (crc32c::crc32c(body), body.len() as u64);
+        file[4..8].copy_from_slice(&crc.to_le_bytes());
+        file[8..16].copy_from_slice(&len.to_le_bytes());
         // Never let a checkpoint get ahead of the durable log.
         self.durable_blocking(offset)?;
-        let mut file = Vec::with_capacity(bytes.len() + 16);
-        file.extend_from_slice(CHECKPOINT_MAGIC);
-        file.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
-        file.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        file.extend_from_slice(&bytes);
         write_atomic(&self.dir.join(CHECKPOINT_FILE), &file)?;
         let keep = {
             let mut core = self.core.lock();

@@ -53,6 +53,67 @@ pub enum MsgState {
     Moving,
 }
 
+/// Bytes of one live message in a checkpoint: its number, `loc`, `sent_ms`, `visible_at_ms`,
+/// `receive_count`, `group`, `first_receive_delta`, `priority` and `state`.
+const CHECKPOINT_MESSAGE_BYTES: usize = 4 * 8 + 3 * 4 + 2;
+
+/// A checkpoint taken under the queue's lock, encoded after it is released (see
+/// [`QueueState::copy_for_checkpoint`]).
+pub struct CheckpointCopy {
+    /// The encoded fields before the messages.
+    head: Vec<u8>,
+    /// The number of `slots[0]`.
+    first: u64,
+    /// Copies of the slots from the oldest number on, dead ones included.
+    slots: Vec<Meta>,
+    live: u64,
+    /// The encoded fields after the messages.
+    tail: Vec<u8>,
+}
+
+impl CheckpointCopy {
+    /// Appends the checkpoint's encoding (see [`QueueState::decode_checkpoint`]) to `b`.
+    pub fn encode_into(&self, b: &mut Vec<u8>) {
+        b.reserve(
+            self.head.len() + self.live as usize * CHECKPOINT_MESSAGE_BYTES + self.tail.len(),
+        );
+        b.extend_from_slice(&self.head);
+        let mut written = 0;
+        for (n, m) in (self.first..).zip(&self.slots) {
+            if written == self.live {
+                break;
+            }
+            if !m.is_live() {
+                continue;
+            }
+            // A moving message is stored as ready: the move restarts after recovery.
+            let state = if m.state == MsgState::Moving {
+                MsgState::Ready
+            } else {
+                m.state
+            };
+            let mut record = [0u8; CHECKPOINT_MESSAGE_BYTES];
+            for (i, v) in [n, m.loc, m.sent_ms, m.visible_at_ms]
+                .into_iter()
+                .enumerate()
+            {
+                record[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            for (i, v) in [m.receive_count, m.group, m.first_receive_delta]
+                .into_iter()
+                .enumerate()
+            {
+                record[32 + i * 4..36 + i * 4].copy_from_slice(&v.to_le_bytes());
+            }
+            record[44] = m.priority;
+            record[45] = state as u8;
+            b.extend_from_slice(&record);
+            written += 1;
+        }
+        b.extend_from_slice(&self.tail);
+    }
+}
+
 /// Per-message metadata kept in memory. 40 bytes.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct Meta {
@@ -117,6 +178,21 @@ impl Slots {
             self.pages
                 .push_back(vec![Meta::default(); PAGE].into_boxed_slice());
         }
+    }
+    /// Appends the slots of numbers `from..to` that exist to `out`; returns the number of
+    /// the first one appended.
+    fn copy_range(&self, from: u64, to: u64, out: &mut Vec<Meta>) -> u64 {
+        let from = from.max(self.base);
+        let end = to.min(self.base + (self.pages.len() * PAGE) as u64);
+        let mut n = from;
+        while n < end {
+            let i = (n - self.base) as usize;
+            let page = &self.pages[i / PAGE];
+            let take = (PAGE - i % PAGE).min((end - n) as usize);
+            out.extend_from_slice(&page[i % PAGE..i % PAGE + take]);
+            n += take as u64;
+        }
+        from
     }
     /// Frees pages that hold only numbers below `head`.
     fn trim(&mut self, head: u64) {
@@ -1040,8 +1116,25 @@ impl QueueState {
     /// attempts:u64 (id:str expires count:u32 (number rc:u32){count}){attempts}
     /// ```
     /// Version 1 (still read) ends after `dedup`: it had no receive attempts.
+    #[cfg(test)]
     pub fn encode_checkpoint(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(64 + self.live as usize * 44);
+        let mut b = Vec::new();
+        self.copy_for_checkpoint(0, &mut Vec::new())
+            .encode_into(&mut b);
+        b
+    }
+
+    /// How many slots [`QueueState::copy_for_checkpoint`] copies now (to size its buffer).
+    pub fn checkpoint_slots(&self) -> usize {
+        self.next_number.saturating_sub(self.head) as usize
+    }
+
+    /// Takes what a checkpoint of this state needs: everything but the live messages encoded
+    /// at once, and the messages' slots copied (a memory copy) into `slots` (cleared first,
+    /// reserved for at least `reserve` slots), to be encoded by [`CheckpointCopy::encode_into`]
+    /// after the queue's lock is released.
+    pub fn copy_for_checkpoint(&self, reserve: usize, slots: &mut Vec<Meta>) -> CheckpointCopy {
+        let mut b = Vec::new();
         b.extend_from_slice(b"FQCP");
         b.push(CHECKPOINT_VERSION);
         b.push(self.fifo as u8);
@@ -1065,28 +1158,11 @@ impl QueueState {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&self.live.to_le_bytes());
-        let mut n = self.head;
-        let mut written = 0;
-        while n < self.next_number && written < self.live {
-            if let Some(m) = self.slots.get(n).filter(|m| m.is_live()) {
-                for v in [n, m.loc, m.sent_ms, m.visible_at_ms] {
-                    b.extend_from_slice(&v.to_le_bytes());
-                }
-                for v in [m.receive_count, m.group, m.first_receive_delta] {
-                    b.extend_from_slice(&v.to_le_bytes());
-                }
-                b.push(m.priority);
-                // A moving message is stored as ready: the move restarts after recovery.
-                let st = if m.state == MsgState::Moving {
-                    MsgState::Ready
-                } else {
-                    m.state
-                };
-                b.push(st as u8);
-                written += 1;
-            }
-            n += 1;
-        }
+        slots.clear();
+        slots.reserve(reserve);
+        let first = self.slots.copy_range(self.head, self.next_number, slots);
+        let head = b;
+        let mut b = Vec::new();
         let live_groups: Vec<(u32, &Group)> = self
             .groups
             .iter()
@@ -1134,7 +1210,13 @@ impl QueueState {
                 b.extend_from_slice(&rc.to_le_bytes());
             }
         }
-        b
+        CheckpointCopy {
+            head,
+            first,
+            slots: std::mem::take(slots),
+            live: self.live,
+            tail: b,
+        }
     }
 
     /// Restores the persistent state from a checkpoint (replay of the log tail follows, then
