@@ -537,6 +537,49 @@ mod tests {
     }
 
     #[test]
+    fn fills_run_one_at_a_time_and_a_spare_is_planned_once_an_eighth_is_written() {
+        const SEGMENT: u64 = 1 << 20;
+        const PREALLOCATE: u64 = 64 << 10;
+        let mut state = state_with(0, Instant::now());
+        assert_eq!(
+            state.plan_fill(PREALLOCATE, SEGMENT),
+            Some(Fill::Active(0, PREALLOCATE)),
+            "a new segment gets its first stretch"
+        );
+        assert_eq!(
+            state.plan_fill(PREALLOCATE, SEGMENT),
+            None,
+            "one is running"
+        );
+        state.filling = None;
+        state.active.set_allocated(SEGMENT);
+        state.reserved_end = SEGMENT / SPARE_AFTER_FRACTION - 1;
+        assert_eq!(
+            state.plan_fill(PREALLOCATE, SEGMENT),
+            None,
+            "too quiet for a spare"
+        );
+        state.reserved_end = SEGMENT / SPARE_AFTER_FRACTION;
+        assert_eq!(
+            state.plan_fill(PREALLOCATE, SEGMENT),
+            Some(Fill::Spare(SEGMENT))
+        );
+        assert_eq!(state.spare, Spare::Filling);
+        assert_eq!(
+            state.plan_fill(PREALLOCATE, SEGMENT),
+            None,
+            "the spare is being filled"
+        );
+        state.spare = Spare::Ready;
+        assert_eq!(
+            state.plan_fill(PREALLOCATE, SEGMENT),
+            None,
+            "one spare at a time"
+        );
+        assert_eq!(state.plan_fill(0, SEGMENT), None);
+    }
+
+    #[test]
     fn a_sync_overlaps_a_running_one_only_once_that_one_is_slow() {
         let mut state = state_with(0, Instant::now());
         assert_eq!(state.overlap_delay(), Duration::ZERO, "nothing running");
