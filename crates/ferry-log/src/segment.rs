@@ -110,12 +110,22 @@ impl Segment {
             .create_new(true)
             .open(&path)
             .map_err(LogError::io(&path))?;
+        Ok(Segment::empty(
+            base_offset,
+            path,
+            file,
+            index_interval_bytes,
+        ))
+    }
+
+    /// A segment holding no frames yet, starting at `base_offset`, in `file` at `path`.
+    fn empty(base_offset: u64, path: PathBuf, file: File, index_interval_bytes: u32) -> Segment {
         let meta = SegmentMeta {
             size: 0,
             next_offset: base_offset,
             index: SparseIndex::new(index_interval_bytes),
         };
-        Ok(Segment::new(base_offset, path, file, meta))
+        Segment::new(base_offset, path, file, meta)
     }
 
     /// Writes a zero-filled file of `len` bytes (a multiple of [`DIRECT_IO_ALIGN`]) at
@@ -154,12 +164,7 @@ impl Segment {
         std::fs::rename(&spare, &path).map_err(LogError::io(&spare))?;
         let file = Segment::open_file(&path)?;
         let len = file.metadata().map_err(LogError::io(&path))?.len();
-        let meta = SegmentMeta {
-            size: 0,
-            next_offset: base_offset,
-            index: SparseIndex::new(index_interval_bytes),
-        };
-        let segment = Segment::new(base_offset, path, file, meta);
+        let segment = Segment::empty(base_offset, path, file, index_interval_bytes);
         segment.set_allocated(len);
         Ok(segment)
     }

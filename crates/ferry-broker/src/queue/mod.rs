@@ -893,13 +893,14 @@ impl Queue {
         // The lock is held only to copy the messages' slots, into memory touched beforehand
         // so that no page fault happens under it; they are encoded after it is released.
         let wanted = self.lock()?.state.checkpoint_slots();
-        let room = wanted + wanted / 8 + 1024;
-        let mut slots = vec![state::Meta::default(); room];
+        let mut slots = vec![state::Meta::default(); wanted + wanted / 8 + 1024];
         slots.clear();
         let (copy, offset) = {
             let core = self.lock()?;
-            let copy = core.state.copy_for_checkpoint(room, &mut slots);
-            (copy, core.state.applied_offset)
+            (
+                core.state.copy_for_checkpoint(slots),
+                core.state.applied_offset,
+            )
         };
         // The file: magic, CRC32C and length of the body, then the body, encoded in place.
         let mut file = Vec::new();

@@ -1119,8 +1119,7 @@ impl QueueState {
     #[cfg(test)]
     pub fn encode_checkpoint(&self) -> Vec<u8> {
         let mut b = Vec::new();
-        self.copy_for_checkpoint(0, &mut Vec::new())
-            .encode_into(&mut b);
+        self.copy_for_checkpoint(Vec::new()).encode_into(&mut b);
         b
     }
 
@@ -1130,10 +1129,10 @@ impl QueueState {
     }
 
     /// Takes what a checkpoint of this state needs: everything but the live messages encoded
-    /// at once, and the messages' slots copied (a memory copy) into `slots` (cleared first,
-    /// reserved for at least `reserve` slots), to be encoded by [`CheckpointCopy::encode_into`]
-    /// after the queue's lock is released.
-    pub fn copy_for_checkpoint(&self, reserve: usize, slots: &mut Vec<Meta>) -> CheckpointCopy {
+    /// at once, and the messages' slots copied (a memory copy) into `slots` (cleared first;
+    /// give it the capacity, see [`QueueState::checkpoint_slots`]), to be encoded by
+    /// [`CheckpointCopy::encode_into`] after the queue's lock is released.
+    pub fn copy_for_checkpoint(&self, mut slots: Vec<Meta>) -> CheckpointCopy {
         let mut b = Vec::new();
         b.extend_from_slice(b"FQCP");
         b.push(CHECKPOINT_VERSION);
@@ -1159,8 +1158,9 @@ impl QueueState {
         }
         b.extend_from_slice(&self.live.to_le_bytes());
         slots.clear();
-        slots.reserve(reserve);
-        let first = self.slots.copy_range(self.head, self.next_number, slots);
+        let first = self
+            .slots
+            .copy_range(self.head, self.next_number, &mut slots);
         let head = b;
         let mut b = Vec::new();
         let live_groups: Vec<(u32, &Group)> = self
@@ -1213,7 +1213,7 @@ impl QueueState {
         CheckpointCopy {
             head,
             first,
-            slots: std::mem::take(slots),
+            slots,
             live: self.live,
             tail: b,
         }
