@@ -61,7 +61,9 @@ pub struct LogConfig {
     /// Worth it for logs whose appends wait on many small syncs (queues); not for logs that
     /// are bound by write bandwidth (streams). A log whose active segment reaches an eighth of
     /// `segment_bytes` also gets its next segment prepared whole, as a spare file of zeros
-    /// (so it holds up to one segment more on disk while busy).
+    /// or, without writing anything, as the file of a segment `truncate_before` removed (it
+    /// keeps up to two of those for that); so a busy log holds up to three segments more on
+    /// disk than its data.
     pub preallocate_bytes: u64,
     /// Write and read the segments with direct I/O (`O_DIRECT`), bypassing the page cache,
     /// where the file system allows it. Every write then rewrites the partial page the data

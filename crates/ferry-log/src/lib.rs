@@ -11,6 +11,8 @@
 //! 00000000000000000000.timeindex  sparse time index   (closed segments only)
 //! 00000000000000001234.log        the active segment: appends go here
 //! .lock                           flock held while a `Log` has the directory open
+//! spare-segment                   a busy log's next segment, prepared (see below)
+//! recycled-segment.0, .1          files of removed segments kept to become spares
 //! ```
 //!
 //! Each entry is one frame (all integers little-endian):
@@ -68,7 +70,10 @@
 //! which the roll renames into place: extending the active segment a stretch at a time makes
 //! the next `fdatasync` commit the file's new size and blocks (about a millisecond on the
 //! disk measured in `docs/benchmarks.md`), a prepared segment never does. Recovery deletes a
-//! spare left by a crash; closing the log deletes it too.
+//! spare or recycled file left by a crash; closing the log deletes them too. Such a log also recycles: retention
+//! ([`Log::truncate_before`]) keeps up to two removed segments' files (at least half full, and
+//! only when no reader holds the segment), and the next spare is one of them, renamed, instead
+//! of 64 MiB of new zeros; the new segment's data then overwrites the old frames in place.
 //! `Interval(d)` writes immediately and syncs at most every `d`; `Never` syncs only on roll
 //! and close. Under the relaxed modes "durable" means
 //! written to the file: it survives a process crash, not a power loss.
@@ -90,6 +95,14 @@
 //!   `tracing::warn!`. If more follows, valid or not, it is **corruption**. Truncating at the
 //!   first bad frame never drops an acknowledged entry: a sync that acknowledged an entry
 //!   also made durable everything written before it;
+//! * in the last segment under `Always`, reusing a recycled file: the old frames after the new
+//!   data are the **end of the data** and are cut off. They are recognised as a chain of intact
+//!   frames (CRC, length and offset continuity), every one of them below the segment's base
+//!   offset (the old segment was older than anything in this one), starting within the
+//!   torn-write window plus one frame of the first bad frame and running to the end of the
+//!   file's non-zero bytes. This segment's own frames cannot pass that test (their offsets are
+//!   the base or above), so a corrupt frame followed by more than the window of them is still
+//!   corruption;
 //! * in the last segment under `Interval`/`Never`: any number of unsynced batches may have
 //!   been lost in any order, so everything from the first bad frame on is treated as a torn
 //!   tail and truncated. These modes can lose their unsynced window on power loss, and a

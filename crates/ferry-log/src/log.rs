@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use fs2::FileExt;
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::config::LogConfig;
+use crate::config::{Durability, LogConfig};
 use crate::entry::{Appended, Entry, StoredEntry};
 use crate::error::LogError;
 use crate::frame::HEADER_BYTES;
@@ -17,7 +17,7 @@ use crate::progress::{Progress, Watermark};
 use crate::queue::AppendQueue;
 use crate::readahead::{Found, Readahead, PREFETCH_MAX_BYTES};
 use crate::recovery;
-use crate::segment::{sync_dir, ReadProgress, Segment, SegmentInfo};
+use crate::segment::{sync_dir, ReadProgress, Segment, SegmentInfo, MAX_RECYCLED};
 use crate::tail_cache::CachedTail;
 use crate::writer;
 
@@ -52,6 +52,22 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// Holds the directory's exclusive `flock` until close (or until the writer is gone).
     dir_lock: Mutex<Option<File>>,
+    /// How many segment files retention removed wait (at `recycled-segment.0` and up) to
+    /// become spare segments. Held while such a file is renamed in or out.
+    pub recycled: Mutex<usize>,
+}
+
+impl Shared {
+    /// Whether retention keeps a removed segment's file to reuse as the next spare segment
+    /// (only logs that prepare spares: `Always` with preallocation), and this one is worth
+    /// it: at least half the rolling size, and held by no reader (which would otherwise read
+    /// the file while it is overwritten).
+    fn worth_recycling(&self, segment: &Arc<Segment>) -> bool {
+        self.config.durability == Durability::Always
+            && self.config.preallocate_bytes > 0
+            && segment.size() >= self.config.segment_bytes / 2
+            && Arc::strong_count(segment) == 1
+    }
 }
 
 /// An append-only log of entries in segment files under one directory.
@@ -127,6 +143,7 @@ impl Log {
             next_offset: AtomicU64::new(next_offset),
             closed: AtomicBool::new(false),
             dir_lock: Mutex::new(Some(lock)),
+            recycled: Mutex::new(0),
             dir,
             config,
         });
@@ -477,7 +494,9 @@ impl Log {
 
     /// Retention: deletes whole segments whose entries are all below `offset`, oldest first,
     /// never the active (last) segment. Returns the new start offset, which is `<= offset`
-    /// unless it already was greater.
+    /// unless it already was greater. A log that prepares spare segments (`Always` with
+    /// `preallocate_bytes`) keeps up to two removed segments' files, at least half full and
+    /// held by no reader, to reuse as spares (see the crate docs).
     pub fn truncate_before(&self, offset: u64) -> Result<u64, LogError> {
         self.check_open()?;
         let shared = self.shared();
@@ -495,6 +514,14 @@ impl Log {
             segments.drain(..count).collect()
         };
         for segment in &removed {
+            if shared.worth_recycling(segment) {
+                let mut recycled = shared.recycled.lock();
+                if *recycled < MAX_RECYCLED {
+                    segment.recycle_file(&shared.dir, *recycled)?;
+                    *recycled += 1;
+                    continue;
+                }
+            }
             segment.delete_files()?;
         }
         if !removed.is_empty() {

@@ -7,7 +7,8 @@
 //!   frame found while doing so is corruption.
 //! * The last segment is scanned completely: every frame's length, CRC and offset. Its index
 //!   files, if any, are ignored (they are rewritten when it is closed). What happens at the
-//!   first bad frame is described in the crate documentation under "Torn tails".
+//!   first bad frame is described in the crate documentation under "Torn tails", including
+//!   the old frames of a recycled file.
 //! * Segments must be contiguous: each one starts at the offset where the previous one ends.
 
 use std::fs::File;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use crate::config::{Durability, LogConfig};
 use crate::cursor::{CursorError, FrameCursor};
 use crate::error::LogError;
-use crate::frame;
+use crate::frame::{self, FrameHeader};
 use crate::index::{self, SparseIndex};
 use crate::queue::WRITE_BATCH_MAX_BYTES;
 use crate::segment::{segment_path, sync_dir, Segment, SegmentMeta};
@@ -223,7 +224,21 @@ fn recover_last(base: u64, path: PathBuf, config: &LogConfig) -> Result<Segment,
         } else {
             let tail = data_end - position;
             let window = torn_write_window(config);
-            if config.durability == Durability::Always && tail > window {
+            let stale = if config.durability == Durability::Always {
+                let reach = window + frame::frame_len(config.max_entry_bytes as usize) as u64;
+                stale_frames_after(&file, base, position, size, reach)
+                    .map_err(LogError::io(&path))?
+            } else {
+                None
+            };
+            if let Some(stale_at) = stale {
+                tracing::info!(
+                    path = %path.display(),
+                    position,
+                    stale_from = stale_at,
+                    "the last segment reuses a recycled file: cutting its old frames off after the last intact frame"
+                );
+            } else if config.durability == Durability::Always && tail > window {
                 return Err(LogError::corrupt(
                     &path,
                     position,
@@ -231,14 +246,15 @@ fn recover_last(base: u64, path: PathBuf, config: &LogConfig) -> Result<Segment,
                         "{reason}; {tail} bytes follow, more than can be unsynced ({window} bytes), so this is not a torn write"
                     ),
                 ));
+            } else {
+                tracing::warn!(
+                    path = %path.display(),
+                    position,
+                    dropped_bytes = tail,
+                    reason = %reason,
+                    "truncating the torn tail of the last segment"
+                );
             }
-            tracing::warn!(
-                path = %path.display(),
-                position,
-                dropped_bytes = tail,
-                reason = %reason,
-                "truncating the torn tail of the last segment"
-            );
             file.set_len(position).map_err(LogError::io(&path))?;
             file.sync_all().map_err(LogError::io(&path))?;
         }
@@ -270,6 +286,69 @@ fn end_of_nonzero(file: &File, from: u64, size: u64) -> std::io::Result<u64> {
         end = start;
     }
     Ok(from)
+}
+
+/// Where the frames of a recycled segment file begin after `from`, the first bad frame of the
+/// last segment starting at `base`, if that is what follows it: a segment retention removed
+/// may be reused as the next one (see `syncer.rs`), and its old frames then lie beyond the
+/// new data. They are recognised as a chain of intact frames, each entirely below `base`
+/// (older than anything in this segment) and each continuing the previous one's offsets,
+/// that starts within `reach` of `from` (the torn-write window plus one frame: the old frame
+/// the new data ends inside) and runs to the end of the file's non-zero bytes. Current data
+/// after a corrupt frame fails that test (its offsets are `base` or above), and so does junk.
+fn stale_frames_after(
+    file: &File,
+    base: u64,
+    from: u64,
+    size: u64,
+    reach: u64,
+) -> std::io::Result<Option<u64>> {
+    let window_end = size.min(from.saturating_add(reach));
+    let header_end = size.min(window_end + frame::HEADER_BYTES as u64);
+    let mut buf = vec![0u8; (header_end - from) as usize];
+    file.read_exact_at(&mut buf, from)?;
+    for candidate in from..window_end {
+        let at = (candidate - from) as usize;
+        let Some(raw) = buf.get(at..at + frame::HEADER_BYTES) else {
+            break;
+        };
+        let header = match FrameHeader::parse(raw.try_into().expect("header-sized slice")) {
+            Ok(header) => header,
+            Err(_) => continue,
+        };
+        if header.next_offset() > base || candidate + header.frame_len() > size {
+            continue;
+        }
+        if let Some(end) = stale_chain_end(file, base, candidate, size)? {
+            if end_of_nonzero(file, end, size)? == end {
+                return Ok(Some(candidate));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Follows intact frames from `start`, each continuing the previous one's offsets and ending
+/// at or below `base`; returns where the chain ends, or `None` if its first frame is not one.
+fn stale_chain_end(file: &File, base: u64, start: u64, size: u64) -> std::io::Result<Option<u64>> {
+    let mut cursor = FrameCursor::new(file, start, size, SCAN_READAHEAD, false);
+    let mut expected: Option<u64> = None;
+    loop {
+        let header = match cursor.next_header() {
+            Ok(Some(header)) => header,
+            Ok(None) | Err(CursorError::Bad { .. }) => break,
+            Err(CursorError::Io(e)) => return Err(e),
+        };
+        if expected.is_some_and(|next| header.offset != next) || header.next_offset() > base {
+            break;
+        }
+        match cursor.verify(&header) {
+            Ok(()) => expected = Some(header.next_offset()),
+            Err(CursorError::Bad { .. }) => break,
+            Err(CursorError::Io(e)) => return Err(e),
+        }
+    }
+    Ok(expected.map(|_| cursor.position()))
 }
 
 /// The most bytes that can be written but not yet synced at the end of the last segment under

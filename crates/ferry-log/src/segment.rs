@@ -68,6 +68,13 @@ const ZERO_FILL_CHUNK: usize = 1 << 20;
 /// The zero-filled file a busy log prepares for its next segment (see `syncer.rs`). Its name
 /// is not a segment's, so recovery never takes it for one; it removes it instead.
 pub(crate) const SPARE_FILE: &str = "spare-segment";
+/// Segment files retention removed wait at `recycled-segment.N` to become the next spare
+/// (see [`Segment::recycle_file`]), at most this many.
+pub(crate) const MAX_RECYCLED: usize = 2;
+
+fn recycled_path(dir: &Path, slot: usize) -> PathBuf {
+    dir.join(format!("recycled-segment.{slot}"))
+}
 
 /// Writes zeros to `[start, end)` of `direct`, a file opened with `O_DIRECT`, a chunk at a
 /// time (both ends aligned to [`DIRECT_IO_ALIGN`]).
@@ -169,13 +176,26 @@ impl Segment {
         Ok(segment)
     }
 
-    /// Removes `dir`'s spare file, if there is one.
+    /// Makes the file of a recycled segment (see [`Segment::recycle_file`]) the spare file:
+    /// its blocks are allocated and written, so the next segment can overwrite them without
+    /// zero-filling them first. What is left of its old frames is told apart by recovery (see
+    /// the crate docs).
+    pub(crate) fn spare_from_recycled(dir: &Path, slot: usize) -> std::io::Result<()> {
+        std::fs::rename(recycled_path(dir, slot), dir.join(SPARE_FILE))
+    }
+
+    /// Removes `dir`'s spare file and recycled segment file, if there are any.
     pub(crate) fn remove_spare(dir: &Path) -> Result<(), LogError> {
-        let path = dir.join(SPARE_FILE);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LogError::io(&path)(e)),
-            _ => Ok(()),
+        let recycled = (0..MAX_RECYCLED).map(|slot| recycled_path(dir, slot));
+        for path in std::iter::once(dir.join(SPARE_FILE)).chain(recycled) {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(LogError::io(&path)(e))
+                }
+                _ => {}
+            }
         }
+        Ok(())
     }
 
     /// Opens an existing segment file for reading and writing.
@@ -371,6 +391,18 @@ impl Segment {
     /// orphan index files, which recovery deletes).
     pub(crate) fn delete_files(&self) -> Result<(), LogError> {
         std::fs::remove_file(&self.path).map_err(LogError::io(&self.path))?;
+        self.delete_index_files()
+    }
+
+    /// Instead of deleting a segment retention removed, keeps its log file at
+    /// `recycled-segment.{slot}` in `dir` (the index files are deleted), to be reused as a
+    /// spare. The caller makes sure no reader still holds the segment, and syncs the directory.
+    pub(crate) fn recycle_file(&self, dir: &Path, slot: usize) -> Result<(), LogError> {
+        std::fs::rename(&self.path, recycled_path(dir, slot)).map_err(LogError::io(&self.path))?;
+        self.delete_index_files()
+    }
+
+    fn delete_index_files(&self) -> Result<(), LogError> {
         for path in [self.index_path(), self.timeindex_path()] {
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -38,6 +38,11 @@
 //! `docs/benchmarks.md`) per stretch. One fill, of either kind, runs at a time. The spare is
 //! removed when the log closes, and on open if a crash left one.
 //!
+//! When retention has left a removed segment's file for recycling (`Log::truncate_before`),
+//! the spare is that file, renamed, instead of a new one of zeros: its blocks are just as
+//! allocated and written, and no byte goes to the disk for it. Its old frames then lie beyond
+//! the new data; recovery tells them apart (see `recovery.rs`).
+//!
 //! Bounds that keep recovery's torn-write rule true (see the crate docs): at most
 //! [`MAX_UNSYNCED_BYTES`] (or one batch, if a single batch is larger) are written but not yet
 //! durable, and the writer waits for every sync to finish before it rolls to a new segment,
@@ -385,7 +390,12 @@ impl Syncers {
     /// Writes the spare segment file (claimed in `State::spare`). A failure only means the
     /// next segments start empty and are zero-filled a stretch at a time.
     fn prepare_spare(&self, len: u64) {
-        let prepared = Segment::prepare_spare(&self.shared.dir, len);
+        let dir = &self.shared.dir;
+        let prepared = match self.reuse_recycled() {
+            Ok(true) => Ok(()),
+            Ok(false) => Segment::prepare_spare(dir, len),
+            Err(error) => Err(error),
+        };
         let mut state = self.state.lock();
         state.spare = match prepared {
             Ok(()) => Spare::Ready,
@@ -395,6 +405,18 @@ impl Syncers {
             }
         };
         self.done.notify_all();
+    }
+
+    /// Makes the segment file retention left for recycling the spare, if there is one.
+    fn reuse_recycled(&self) -> std::io::Result<bool> {
+        let mut recycled = self.shared.recycled.lock();
+        if *recycled == 0 {
+            return Ok(false);
+        }
+        *recycled -= 1;
+        Segment::spare_from_recycled(&self.shared.dir, *recycled)?;
+        tracing::debug!(dir = %self.shared.dir.display(), "next segment prepared from a recycled one");
+        Ok(true)
     }
 
     fn run_fill(&self, segment: &Segment, fill: Fill) {

@@ -306,6 +306,140 @@ fn a_busy_log_rolls_into_a_prepared_segment_and_a_crash_copy_of_it_recovers() {
 }
 
 #[test]
+fn retention_recycles_a_removed_segment_as_a_later_one_and_a_crash_copy_cuts_its_old_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment_bytes = 1 << 20;
+    let cfg = LogConfig {
+        preallocate_bytes: 64 << 10,
+        ..config(segment_bytes, Durability::Always)
+    };
+    let path = dir.path().join("log");
+    let recycled = path.join("recycled-segment.0");
+    let log = Log::open(&path, cfg.clone()).unwrap();
+    let mut next = 0u64;
+    let append = |log: &Log, next: &mut u64, n: u64| {
+        let entries: Vec<Entry> = (*next..*next + n)
+            .map(|o| Entry::new(o as i64, body(o)))
+            .collect();
+        let appended = log.append(&entries).unwrap();
+        log.wait_durable_blocking(appended.next_offset).unwrap();
+        *next = appended.next_offset;
+    };
+    while log.segments().len() == 1 {
+        append(&log, &mut next, 64);
+    }
+    // Just rolled: the new segment is far from the eighth at which its successor is prepared.
+    let first = log.segments()[0].clone();
+    let old_bytes = std::fs::read(&first.path).unwrap();
+    assert_eq!(old_bytes.len() as u64, first.size_bytes);
+    assert_eq!(
+        log.truncate_before(first.next_offset).unwrap(),
+        first.next_offset
+    );
+    assert!(!first.path.exists() && !first.path.with_extension("index").exists());
+    assert_eq!(
+        std::fs::read(&recycled).unwrap(),
+        old_bytes,
+        "kept, not deleted"
+    );
+    // The next spare to be prepared is the recycled file (a spare already prepared by
+    // zero-filling may be taken by the next roll first), and the roll after that takes it.
+    while recycled.exists() {
+        assert!(
+            log.segments().len() < 5,
+            "the recycled file was never reused"
+        );
+        append(&log, &mut next, 64);
+    }
+    let rolls = log.segments().len();
+    while log.segments().len() == rolls {
+        append(&log, &mut next, 64);
+    }
+    append(&log, &mut next, 10);
+    let segments = log.segments();
+    let active = segments.last().unwrap();
+    let file = std::fs::read(&active.path).unwrap();
+    assert!(file.len() >= old_bytes.len());
+    let old_from = (active.size_bytes as usize).next_multiple_of(4096);
+    assert!(old_from + 4096 < old_bytes.len());
+    assert!(
+        file[old_from..old_bytes.len()] == old_bytes[old_from..],
+        "the new segment overwrites the recycled file instead of zero-filling it first"
+    );
+    assert_entries(&log, first.next_offset..next);
+    // The files as a crash would leave them: the active segment's data, then old frames.
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for segment in &segments {
+        std::fs::copy(&segment.path, copy.join(segment.path.file_name().unwrap())).unwrap();
+    }
+    let recovered = Log::open(&copy, cfg.clone()).unwrap();
+    assert_eq!(recovered.next_offset(), next);
+    assert_entries(&recovered, first.next_offset..next);
+    let copied_active = copy.join(active.path.file_name().unwrap());
+    assert_eq!(
+        std::fs::metadata(&copied_active).unwrap().len(),
+        active.size_bytes,
+        "the old frames are cut off"
+    );
+    append(&recovered, &mut next, 1);
+    assert_entries(&recovered, first.next_offset..next);
+    recovered.close().unwrap();
+    log.close().unwrap();
+    assert!(!path.join("spare-segment").exists() && !recycled.exists());
+    assert_entries(&Log::open(&path, cfg).unwrap(), first.next_offset..next - 1);
+}
+
+/// Builds the last segment of a recycled file by hand: `current` frames of its own, written
+/// over the file of an older segment `old` (whose frames all have lower offsets), as the
+/// writer leaves it: whole pages, the rest of the old file after them.
+fn recycled_last_segment(old: &Path, current: &Path) -> u64 {
+    let mut bytes = std::fs::read(old).unwrap();
+    let data = std::fs::read(current).unwrap();
+    let padded = data.len().next_multiple_of(4096);
+    assert!(padded < bytes.len());
+    bytes[..data.len()].copy_from_slice(&data);
+    bytes[data.len()..padded].fill(0);
+    std::fs::write(current, &bytes).unwrap();
+    data.len() as u64
+}
+
+/// A log whose last segment holds `current` frames written over the file of its first, full
+/// 12 MiB segment (removed), as `recycled_last_segment` builds it. Returns the last segment's
+/// path and first offset.
+fn log_with_recycled_last_segment(dir: &Path, cfg: &LogConfig, current: u64) -> (PathBuf, u64) {
+    let per_segment = cfg.segment_bytes / FRAME;
+    let files = write_log(dir, cfg, per_segment + current);
+    assert_eq!(files.len(), 2);
+    assert_eq!(recycled_last_segment(&files[0], &files[1]), current * FRAME);
+    for extension in ["log", "index", "timeindex"] {
+        std::fs::remove_file(files[0].with_extension(extension)).unwrap();
+    }
+    (files[1].clone(), per_segment)
+}
+
+#[test]
+fn old_frames_of_a_recycled_file_after_the_data_are_cut_but_corruption_before_them_is_not() {
+    // 12 MiB segments: more than the 8 MiB torn-write window fits in one.
+    let cfg = config(12 << 20, Durability::Always);
+    // 10,000 frames (1.3 MB) of its own, then 11 MB of the old segment's frames.
+    let dir = tempfile::tempdir().unwrap();
+    let (last, base) = log_with_recycled_last_segment(dir.path(), &cfg, 10_000);
+    let log = Log::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(log.next_offset(), base + 10_000);
+    assert_entries(&log, base..base + 10_000);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), 10_000 * FRAME);
+    log.close().unwrap();
+
+    // 80,000 frames of its own with a flipped byte in the 1,000th: more than the window of
+    // this segment's own frames follow it, so it is corruption, not the end of the data.
+    let dir = tempfile::tempdir().unwrap();
+    let (last, _) = log_with_recycled_last_segment(dir.path(), &cfg, 80_000);
+    flip_byte(&last, 1_000 * FRAME + 60);
+    expect_corrupt(Log::open(dir.path(), cfg), &last, 1_000 * FRAME);
+}
+
+#[test]
 fn relaxed_modes_truncate_the_last_segment_at_the_first_bad_frame() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(64 << 20, Durability::Never);
