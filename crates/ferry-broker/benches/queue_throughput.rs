@@ -103,11 +103,25 @@ fn parse_args() -> Args {
 }
 
 fn rss_kib() -> u64 {
+    proc_status_kib("VmRSS:")
+}
+
+/// The highest RSS since the last [`reset_peak_rss`] (checkpoints included).
+fn peak_rss_kib() -> u64 {
+    proc_status_kib("VmHWM:")
+}
+
+fn reset_peak_rss() {
+    // Linux: writing 5 to clear_refs resets the peak RSS to the current RSS.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn proc_status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
@@ -533,6 +547,7 @@ async fn memory(a: &Args, dir: &Path) {
         let mut b = open(&sub, ferry_log::Durability::Never);
         b.create_queue("fill", QueueAttributes::default(), BTreeMap::new())
             .unwrap();
+        reset_peak_rss();
         let secs = fill(&b, "fill", n, a.body_bytes).await;
         let rss = rss_kib();
         let st = b.get_queue("fill").unwrap().stats;
@@ -549,8 +564,9 @@ async fn memory(a: &Args, dir: &Path) {
         let t = Instant::now();
         b.checkpoint_all().unwrap();
         println!(
-            "  checkpoint (encode + write + fsync) {:.2} s",
-            t.elapsed().as_secs_f64()
+            "  checkpoint (encode + write + fsync) {:.2} s; peak RSS while filling and checkpointing {} MiB",
+            t.elapsed().as_secs_f64(),
+            peak_rss_kib() / 1024
         );
         if name == "onem" {
             // Crash-like reopen: drop without shutdown (no final checkpoint), then replay the

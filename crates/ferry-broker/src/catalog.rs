@@ -95,28 +95,99 @@ impl Catalog {
 const WRITE_THROUGH_CHUNK: usize = 256 << 10;
 
 /// Writes `path` atomically and durably (tmp file, fsync, rename, fsync of the directory).
-///
-/// A large file (a queue checkpoint can be tens of MiB) is written a chunk at a time, each
-/// chunk sent to the disk and waited for before the next is written, so that at most one
-/// chunk of it is ever queued in front of the logs' `fdatasync`s: dumped whole, its writeback
-/// made every log sync that ran meanwhile wait milliseconds (measured in `docs/benchmarks.md`).
+/// See [`AtomicFile`], which writes it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
-    let mut tmp = PathBuf::from(path);
-    tmp.as_mut_os_string().push(".tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, "creating", e))?;
-    let write_through = bytes.len() > WRITE_THROUGH_CHUNK;
-    let mut offset = 0;
-    for chunk in bytes.chunks(WRITE_THROUGH_CHUNK) {
-        f.write_all(chunk).map_err(|e| io_err(&tmp, "writing", e))?;
-        if write_through {
-            write_out(&f, offset, chunk.len()).map_err(|e| io_err(&tmp, "writing out", e))?;
-        }
-        offset += chunk.len();
+    let mut file = AtomicFile::create(path)?;
+    file.write(bytes)?;
+    file.commit()
+}
+
+/// A file written piece by piece under a temporary name, then made durable and renamed into
+/// place by [`AtomicFile::commit`] (until then, and if it is dropped instead, `path` keeps its
+/// old contents and the temporary file is removed).
+///
+/// A large file (a queue checkpoint can be tens of MiB) goes to the disk a chunk at a time:
+/// each completed chunk is sent to the disk and waited for before more is written, so that at
+/// most one chunk of it is ever queued in front of the logs' `fdatasync`s. Dumped whole, its
+/// writeback made every log sync that ran meanwhile wait milliseconds (measured in
+/// `docs/benchmarks.md`).
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    /// Bytes written so far, and how many of them were already sent to the disk.
+    written: usize,
+    written_out: usize,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<AtomicFile, BrokerError> {
+        let mut tmp = PathBuf::from(path);
+        tmp.as_mut_os_string().push(".tmp");
+        let file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, "creating", e))?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(file),
+            written: 0,
+            written_out: 0,
+        })
     }
-    f.sync_all().map_err(|e| io_err(&tmp, "syncing", e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, "renaming into", e))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+
+    fn file(&self) -> &std::fs::File {
+        self.file.as_ref().expect("open until committed")
+    }
+
+    /// Appends `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), BrokerError> {
+        for piece in bytes.chunks(WRITE_THROUGH_CHUNK) {
+            let mut file = self.file();
+            file.write_all(piece)
+                .map_err(|e| io_err(&self.tmp, "writing", e))?;
+            self.written += piece.len();
+            let complete = self.written - self.written % WRITE_THROUGH_CHUNK;
+            if complete > self.written_out {
+                write_out(self.file(), self.written_out, complete - self.written_out)
+                    .map_err(|e| io_err(&self.tmp, "writing out", e))?;
+                self.written_out = complete;
+            }
+        }
+        Ok(())
+    }
+
+    /// Overwrites bytes already written at `offset` (a header whose fields are known only at
+    /// the end).
+    pub fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), BrokerError> {
+        use std::os::unix::fs::FileExt;
+        debug_assert!(offset as usize + bytes.len() <= self.written);
+        self.file()
+            .write_all_at(bytes, offset)
+            .map_err(|e| io_err(&self.tmp, "writing", e))
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.written
+    }
+
+    /// Syncs the file and renames it into place, then syncs the directory.
+    pub fn commit(mut self) -> Result<(), BrokerError> {
+        let file = self.file.take().expect("open until committed");
+        file.sync_all()
+            .map_err(|e| io_err(&self.tmp, "syncing", e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| io_err(&self.path, "renaming into", e))?;
+        sync_dir(self.path.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Starts writeback of `[offset, offset + len)` of `f` and waits for it (not a durability
@@ -150,6 +221,34 @@ pub fn sync_dir(dir: &Path) -> Result<(), BrokerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_atomic_file_replaces_the_old_one_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        write_atomic(&path, b"old").unwrap();
+        let mut file = AtomicFile::create(&path).unwrap();
+        file.write(&[0; 4]).unwrap();
+        file.write(&vec![7; 2 * WRITE_THROUGH_CHUNK + 1]).unwrap();
+        drop(file);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"old",
+            "dropped: nothing replaced"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        let mut file = AtomicFile::create(&path).unwrap();
+        file.write(&[0; 4]).unwrap();
+        file.write(b"body").unwrap();
+        file.write_at(b"head", 0).unwrap();
+        assert_eq!(file.len(), 8);
+        file.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"headbody");
+    }
 
     #[test]
     fn large_files_are_written_whole_in_chunks_and_replace_the_old_one() {

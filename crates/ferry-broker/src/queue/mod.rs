@@ -15,9 +15,10 @@
 //! persistent state at some log offset; recovery = checkpoint + replay of the log after it).
 
 pub mod event;
+pub mod slot_copy;
 pub mod state;
 
-use crate::catalog::write_atomic;
+use crate::catalog::AtomicFile;
 use crate::error::BrokerError;
 use crate::receipt::ReceiptHandle;
 use crate::types::*;
@@ -25,6 +26,7 @@ use crate::Clock;
 use event::{decode_enqueued, decode_record, encode_record, Enqueued, Event, RemoveReason};
 use ferry_log::{Entry, Log, LogConfig, LogError};
 use parking_lot::{Mutex, MutexGuard};
+use slot_copy::SlotCopy;
 use state::{
     dedup_key, DedupEntry, HandleMatch, Meta, MsgState, Policy, QueueState, DEDUP_WINDOW_MS,
 };
@@ -890,35 +892,47 @@ impl Queue {
     /// Blocking.
     pub fn checkpoint(&self) -> Result<(), BrokerError> {
         let _one = self.checkpoint_lock.lock();
-        // The lock is held only to copy the messages' slots, into memory touched beforehand
-        // so that no page fault happens under it; they are encoded after it is released.
-        let wanted = self.lock()?.state.checkpoint_slots();
-        let mut slots = vec![state::Meta::default(); wanted + wanted / 8 + 1024];
-        slots.clear();
-        let (copy, offset) = {
+        // The lock is held only to copy the messages' slots, into memory faulted in
+        // beforehand so that no page fault happens under it; they are encoded after it is
+        // released. Should the queue have outgrown the buffer meanwhile, a bigger one is made.
+        let mut wanted = self.lock()?.state.checkpoint_slots();
+        let (copy, offset) = loop {
+            let slots = SlotCopy::with_capacity(wanted + wanted / 256 + 4096).map_err(|e| {
+                BrokerError::Storage(format!("queue {:?}: checkpoint memory: {e}", self.name))
+            })?;
             let core = self.lock()?;
-            (
-                core.state.copy_for_checkpoint(slots),
-                core.state.applied_offset,
-            )
+            match core.state.copy_for_checkpoint(slots) {
+                Ok(copy) => break (copy, core.state.applied_offset),
+                Err(too_small) => {
+                    wanted = core.state.checkpoint_slots();
+                    drop(core);
+                    drop(too_small);
+                }
+            }
         };
-        // The file: magic, CRC32C and length of the body, then the body, encoded in place.
-        let mut file = Vec::new();
-        file.extend_from_slice(CHECKPOINT_MAGIC);
-        file.extend_from_slice(&[0; 12]);
-        copy.encode_into(&mut file);
-        drop(copy);
-        let body = &file[16..];
-        let (crc, len) = (crc32c::crc32c(body), body.len() as u64);
-        file[4..8].copy_from_slice(&crc.to_le_bytes());
-        file[8..16].copy_from_slice(&len.to_le_bytes());
         // Never let a checkpoint get ahead of the durable log.
         self.durable_blocking(offset)?;
-        write_atomic(&self.dir.join(CHECKPOINT_FILE), &file)?;
+        // The file: magic, CRC32C and length of the body, then the body, streamed to the file
+        // as it is encoded (so it is never in memory whole); the header is written last.
+        let mut file = AtomicFile::create(&self.dir.join(CHECKPOINT_FILE))?;
+        file.write(&[0; 16])?;
+        let mut crc = 0;
+        copy.encode_chunks(|chunk| {
+            crc = crc32c::crc32c_append(crc, chunk);
+            file.write(chunk)
+        })?;
+        drop(copy);
+        let mut header = [0u8; 16];
+        header[..4].copy_from_slice(CHECKPOINT_MAGIC);
+        header[4..8].copy_from_slice(&crc.to_le_bytes());
+        header[8..].copy_from_slice(&(file.len() as u64 - 16).to_le_bytes());
+        file.write_at(&header, 0)?;
+        let checkpoint_bytes = file.len() as u64;
+        file.commit()?;
         let keep = {
             let mut core = self.core.lock();
             core.checkpoint_offset = offset;
-            core.checkpoint_bytes = file.len() as u64;
+            core.checkpoint_bytes = checkpoint_bytes;
             core.checkpoint_ms = self.now();
             core.state.oldest_loc().map_or(offset, |l| l.min(offset))
         };

@@ -20,6 +20,7 @@
 //! Architecture invariant: this module performs no I/O and reads no clock.
 
 use super::event::{Enqueued, Event, RemoveReason};
+use super::slot_copy::SlotCopy;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// Priority levels of standard queues: 0..=9, higher first.
@@ -56,6 +57,8 @@ pub enum MsgState {
 /// Bytes of one live message in a checkpoint: its number, `loc`, `sent_ms`, `visible_at_ms`,
 /// `receive_count`, `group`, `first_receive_delta`, `priority` and `state`.
 const CHECKPOINT_MESSAGE_BYTES: usize = 4 * 8 + 3 * 4 + 2;
+/// The size of the pieces [`CheckpointCopy::encode_chunks`] encodes the messages in.
+pub const CHECKPOINT_CHUNK_BYTES: usize = 256 << 10;
 
 /// A checkpoint taken under the queue's lock, encoded after it is released (see
 /// [`QueueState::copy_for_checkpoint`]).
@@ -65,21 +68,21 @@ pub struct CheckpointCopy {
     /// The number of `slots[0]`.
     first: u64,
     /// Copies of the slots from the oldest number on, dead ones included.
-    slots: Vec<Meta>,
+    slots: SlotCopy,
     live: u64,
     /// The encoded fields after the messages.
     tail: Vec<u8>,
 }
 
 impl CheckpointCopy {
-    /// Appends the checkpoint's encoding (see [`QueueState::decode_checkpoint`]) to `b`.
-    pub fn encode_into(&self, b: &mut Vec<u8>) {
-        b.reserve(
-            self.head.len() + self.live as usize * CHECKPOINT_MESSAGE_BYTES + self.tail.len(),
-        );
-        b.extend_from_slice(&self.head);
+    /// Hands the checkpoint's encoding (see [`QueueState::decode_checkpoint`]) to `sink` a piece at a time (at most about
+    /// [`CHECKPOINT_CHUNK_BYTES`] each, or the fields before or after the messages whole), so
+    /// it can be written out without ever being in memory whole.
+    pub fn encode_chunks<E>(&self, mut sink: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        sink(&self.head)?;
+        let mut chunk = Vec::with_capacity(CHECKPOINT_CHUNK_BYTES);
         let mut written = 0;
-        for (n, m) in (self.first..).zip(&self.slots) {
+        for (n, m) in (self.first..).zip(self.slots.as_slice()) {
             if written == self.live {
                 break;
             }
@@ -107,10 +110,17 @@ impl CheckpointCopy {
             }
             record[44] = m.priority;
             record[45] = state as u8;
-            b.extend_from_slice(&record);
+            chunk.extend_from_slice(&record);
+            if chunk.len() + CHECKPOINT_MESSAGE_BYTES > CHECKPOINT_CHUNK_BYTES {
+                sink(&chunk)?;
+                chunk.clear();
+            }
             written += 1;
         }
-        b.extend_from_slice(&self.tail);
+        if !chunk.is_empty() {
+            sink(&chunk)?;
+        }
+        sink(&self.tail)
     }
 }
 
@@ -181,7 +191,7 @@ impl Slots {
     }
     /// Appends the slots of numbers `from..to` that exist to `out`; returns the number of
     /// the first one appended.
-    fn copy_range(&self, from: u64, to: u64, out: &mut Vec<Meta>) -> u64 {
+    fn copy_range(&self, from: u64, to: u64, out: &mut SlotCopy) -> u64 {
         let from = from.max(self.base);
         let end = to.min(self.base + (self.pages.len() * PAGE) as u64);
         let mut n = from;
@@ -1119,7 +1129,19 @@ impl QueueState {
     #[cfg(test)]
     pub fn encode_checkpoint(&self) -> Vec<u8> {
         let mut b = Vec::new();
-        self.copy_for_checkpoint(Vec::new()).encode_into(&mut b);
+        let slots = SlotCopy::with_capacity(self.checkpoint_slots()).unwrap();
+        let Ok(copy) = self.copy_for_checkpoint(slots) else {
+            unreachable!("sized for this state")
+        };
+        copy.encode_chunks(|chunk| {
+            // Chunks stay within their bound: the file is written a chunk at a time.
+            assert!(
+                chunk.len() <= CHECKPOINT_CHUNK_BYTES || chunk == copy.head || chunk == copy.tail
+            );
+            b.extend_from_slice(chunk);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap_or_else(|never| match never {});
         b
     }
 
@@ -1129,10 +1151,13 @@ impl QueueState {
     }
 
     /// Takes what a checkpoint of this state needs: everything but the live messages encoded
-    /// at once, and the messages' slots copied (a memory copy) into `slots` (cleared first;
-    /// give it the capacity, see [`QueueState::checkpoint_slots`]), to be encoded by
-    /// [`CheckpointCopy::encode_into`] after the queue's lock is released.
-    pub fn copy_for_checkpoint(&self, mut slots: Vec<Meta>) -> CheckpointCopy {
+    /// at once, and the messages' slots copied (a memory copy) into `slots`, to be encoded by
+    /// [`CheckpointCopy::encode_chunks`] after the queue's lock is released. Gives `slots`
+    /// back if it is too small (see [`QueueState::checkpoint_slots`]).
+    pub fn copy_for_checkpoint(&self, mut slots: SlotCopy) -> Result<CheckpointCopy, SlotCopy> {
+        if slots.capacity() < self.checkpoint_slots() {
+            return Err(slots);
+        }
         let mut b = Vec::new();
         b.extend_from_slice(b"FQCP");
         b.push(CHECKPOINT_VERSION);
@@ -1157,7 +1182,6 @@ impl QueueState {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&self.live.to_le_bytes());
-        slots.clear();
         let first = self
             .slots
             .copy_range(self.head, self.next_number, &mut slots);
@@ -1210,13 +1234,13 @@ impl QueueState {
                 b.extend_from_slice(&rc.to_le_bytes());
             }
         }
-        CheckpointCopy {
+        Ok(CheckpointCopy {
             head,
             first,
             slots,
             live: self.live,
             tail: b,
-        }
+        })
     }
 
     /// Restores the persistent state from a checkpoint (replay of the log tail follows, then
@@ -1490,6 +1514,31 @@ mod tests {
                 self.commit(events, now);
             }
             ns
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_of_many_chunks_round_trips() {
+        let mut sim = Sim::new(false);
+        for i in 0..20_000u64 {
+            sim.send(1_000 + i, (i % 10) as u8, None, 0);
+        }
+        let leased = sim.receive(3_000, 50_000, 30_000);
+        for &n in leased.iter().step_by(2) {
+            sim.commit(vec![Event::Deleted { number: n }], 50_000);
+        }
+        let bytes = sim.s.encode_checkpoint();
+        assert!(
+            bytes.len() > 3 * CHECKPOINT_CHUNK_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
+        let mut restored = QueueState::decode_checkpoint(&bytes).unwrap();
+        restored.rebuild(50_000);
+        assert_eq!(restored.live(), 20_000 - 1_500);
+        assert_eq!(restored.counts(), sim.s.counts());
+        for n in 0..sim.s.next_number() + 1 {
+            assert_eq!(restored.meta(n), sim.s.meta(n), "message {n}");
         }
     }
 
