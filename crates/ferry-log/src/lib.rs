@@ -69,11 +69,12 @@
 //! syncer thread also prepares the next segment whole, as a zero-filled and synced spare file,
 //! which the roll renames into place: extending the active segment a stretch at a time makes
 //! the next `fdatasync` commit the file's new size and blocks (about a millisecond on the
-//! disk measured in `docs/benchmarks.md`), a prepared segment never does. Recovery deletes a
-//! spare or recycled file left by a crash; closing the log deletes them too. Such a log also recycles: retention
-//! ([`Log::truncate_before`]) keeps up to two removed segments' files (at least half full, and
-//! only when no reader holds the segment), and the next spare is one of them, renamed, instead
-//! of 64 MiB of new zeros; the new segment's data then overwrites the old frames in place.
+//! disk measured in `docs/benchmarks.md`), a prepared segment never does. Such a log also
+//! recycles: retention ([`Log::truncate_before`]) keeps up to two removed segments' files (at
+//! least half full, and only when no reader holds the segment), and the next spare is one of
+//! them, renamed, instead of a new segment of zeros; the new segment's data then overwrites
+//! the old frames in place. Recovery deletes a spare or recycled file left by a crash; closing
+//! the log deletes them too.
 //! `Interval(d)` writes immediately and syncs at most every `d`; `Never` syncs only on roll
 //! and close. Under the relaxed modes "durable" means
 //! written to the file: it survives a process crash, not a power loss.

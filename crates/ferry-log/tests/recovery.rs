@@ -373,7 +373,9 @@ fn retention_recycles_a_removed_segment_as_a_later_one_and_a_crash_copy_cuts_its
     for segment in &segments {
         std::fs::copy(&segment.path, copy.join(segment.path.file_name().unwrap())).unwrap();
     }
+    std::fs::write(copy.join("recycled-segment.1"), &old_bytes).unwrap();
     let recovered = Log::open(&copy, cfg.clone()).unwrap();
+    assert!(!copy.join("recycled-segment.1").exists(), "removed on open");
     assert_eq!(recovered.next_offset(), next);
     assert_entries(&recovered, first.next_offset..next);
     let copied_active = copy.join(active.path.file_name().unwrap());
