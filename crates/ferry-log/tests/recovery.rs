@@ -224,26 +224,33 @@ fn preallocated_space_is_zero_filled_ahead_of_the_writer_and_survives_a_crash_co
     );
 }
 
+/// A log that prepares its next segments (zero-filled or recycled): `always`, preallocated.
+fn busy_config(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        preallocate_bytes: 64 << 10,
+        ..config(segment_bytes, Durability::Always)
+    }
+}
+
+/// Appends the next `n` entries (offsets from `*next`) and waits until they are durable.
+fn append(log: &Log, next: &mut u64, n: u64) {
+    let entries: Vec<Entry> = (*next..*next + n)
+        .map(|o| Entry::new(o as i64, body(o)))
+        .collect();
+    let appended = log.append(&entries).unwrap();
+    log.wait_durable_blocking(appended.next_offset).unwrap();
+    *next = appended.next_offset;
+}
+
 #[test]
 fn a_busy_log_rolls_into_a_prepared_segment_and_a_crash_copy_of_it_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let segment_bytes = 1 << 20;
-    let cfg = LogConfig {
-        preallocate_bytes: 64 << 10,
-        ..config(segment_bytes, Durability::Always)
-    };
+    let cfg = busy_config(segment_bytes);
     let path = dir.path().join("log");
     let spare = path.join("spare-segment");
     let log = Log::open(&path, cfg.clone()).unwrap();
     let mut next = 0u64;
-    let append = |log: &Log, next: &mut u64, n: u64| {
-        let entries: Vec<Entry> = (*next..*next + n)
-            .map(|o| Entry::new(o as i64, body(o)))
-            .collect();
-        let appended = log.append(&entries).unwrap();
-        log.wait_durable_blocking(appended.next_offset).unwrap();
-        *next = appended.next_offset;
-    };
     // The spare is prepared in the background once an eighth of the segment is written.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !spare.exists() || std::fs::metadata(&spare).unwrap().len() < segment_bytes {
@@ -309,22 +316,11 @@ fn a_busy_log_rolls_into_a_prepared_segment_and_a_crash_copy_of_it_recovers() {
 fn retention_recycles_a_removed_segment_as_a_later_one_and_a_crash_copy_cuts_its_old_frames() {
     let dir = tempfile::tempdir().unwrap();
     let segment_bytes = 1 << 20;
-    let cfg = LogConfig {
-        preallocate_bytes: 64 << 10,
-        ..config(segment_bytes, Durability::Always)
-    };
+    let cfg = busy_config(segment_bytes);
     let path = dir.path().join("log");
     let recycled = path.join("recycled-segment.0");
     let log = Log::open(&path, cfg.clone()).unwrap();
     let mut next = 0u64;
-    let append = |log: &Log, next: &mut u64, n: u64| {
-        let entries: Vec<Entry> = (*next..*next + n)
-            .map(|o| Entry::new(o as i64, body(o)))
-            .collect();
-        let appended = log.append(&entries).unwrap();
-        log.wait_durable_blocking(appended.next_offset).unwrap();
-        *next = appended.next_offset;
-    };
     while log.segments().len() == 1 {
         append(&log, &mut next, 64);
     }
