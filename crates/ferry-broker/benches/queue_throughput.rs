@@ -548,6 +548,7 @@ async fn memory(a: &Args, dir: &Path) {
         b.create_queue("fill", QueueAttributes::default(), BTreeMap::new())
             .unwrap();
         reset_peak_rss();
+        let rss_at_start = rss_kib();
         let secs = fill(&b, "fill", n, a.body_bytes).await;
         let rss = rss_kib();
         let st = b.get_queue("fill").unwrap().stats;
@@ -564,9 +565,10 @@ async fn memory(a: &Args, dir: &Path) {
         let t = Instant::now();
         b.checkpoint_all().unwrap();
         println!(
-            "  checkpoint (encode + write + fsync) {:.2} s; peak RSS while filling and checkpointing {} MiB",
+            "  checkpoint (encode + write + fsync) {:.2} s; peak RSS while filling and checkpointing {} MiB (RSS at the start of the fill {} MiB)",
             t.elapsed().as_secs_f64(),
-            peak_rss_kib() / 1024
+            peak_rss_kib() / 1024,
+            rss_at_start / 1024
         );
         if name == "onem" {
             // Crash-like reopen: drop without shutdown (no final checkpoint), then replay the

@@ -62,7 +62,8 @@
 //! With [`LogConfig::preallocate_bytes`] the syncer threads also keep zeros, written with direct
 //! I/O, ahead of the writer in the active segment: overwriting zeros already on disk spares
 //! `fdatasync` the inode update that appending needs. In zero-filled space the writer pads
-//! each write with zeros to the end of its last page (the file's bytes do not change), so the
+//! each write with zeros to the end of its last page (the file's bytes do not change; in a
+//! recycled file, described below, they overwrite old bytes nothing reads), so the
 //! page stays whole in the page cache and the next write never reads it back from the disk.
 //! Zero-filled space is cut off when the segment rolls and when the log closes, so only the
 //! active segment ever has it. Once the active segment holds an eighth of its rolling size, a

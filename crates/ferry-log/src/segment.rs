@@ -57,8 +57,9 @@ pub(crate) struct Segment {
     /// `O_DIRECT`, through which every write and read of the frames goes (see `writer.rs`).
     direct: Option<File>,
     meta: RwLock<SegmentMeta>,
-    /// Length of the file: the written frames plus zero-filled space after them (see
-    /// `LogConfig::preallocate_bytes`). Only the active segment has zero-filled space.
+    /// Length of the file: the written frames plus prepared space after them, blocks already
+    /// written that appends overwrite: zeros (see `LogConfig::preallocate_bytes`), or the old
+    /// bytes of a recycled segment's file. Only the active segment has prepared space.
     allocated: AtomicU64,
 }
 
@@ -160,7 +161,8 @@ impl Segment {
     }
 
     /// Renames the spare file (see [`Segment::prepare_spare`]) into place as the empty segment
-    /// starting at `base_offset`, all of it zero-filled space. The caller syncs the directory.
+    /// starting at `base_offset`, all of it prepared space (zeros, or a recycled file's old
+    /// bytes, see [`Segment::spare_from_recycled`]). The caller syncs the directory.
     pub(crate) fn adopt_spare(
         dir: &Path,
         base_offset: u64,
@@ -274,14 +276,15 @@ impl Segment {
         }
     }
 
-    /// Length of the file, zero-filled space included.
+    /// Length of the file, prepared space included.
     pub(crate) fn allocated(&self) -> u64 {
         self.allocated.load(Ordering::Acquire)
     }
 
     /// How many zero bytes to write after data ending at `end` so the write ends on a page
-    /// boundary: the rest of the last page, if that page lies in zero-filled space, else 0.
-    /// The file then holds the same bytes (zeros were there already), but the page is whole
+    /// boundary: the rest of the last page, if that page lies in prepared space, else 0. The
+    /// file then holds the same bytes (zeros were there already) or zeros over a recycled
+    /// file's old bytes, which nothing reads; either way the page is whole
     /// in the page cache, so the next write, which starts inside it, never reads it from the
     /// disk. Zero-fills start at page boundaries beyond the writer's reservation, so the
     /// padding never reaches into one.
@@ -320,7 +323,7 @@ impl Segment {
         Ok(())
     }
 
-    /// Cuts zero-filled space off the end of the file, so it ends at its last frame (closed
+    /// Cuts prepared space off the end of the file, so it ends at its last frame (closed
     /// segments must). The caller syncs.
     pub(crate) fn trim_allocation(&self) -> Result<(), LogError> {
         let size = self.size();
