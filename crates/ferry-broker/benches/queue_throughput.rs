@@ -4,13 +4,17 @@
 //! cargo bench -p ferry-broker --bench queue_throughput -- [MODE] [--seconds N] [--messages N]
 //!     [--body-bytes N] [--producers N] [--consumers N] [--dir PATH]
 //!     [--durability always|never|interval:MS]   (throughput and latency; default always)
-//!     [--prefill N] [--pipelined-deletes]       (throughput)
+//!     [--prefill N] [--pipelined-deletes] [--max-backlog N]   (throughput)
 //! MODE: throughput (default) | latency | memory | all
 //! ```
 //! - `throughput`: Durability::Always; 8 producers send batches of 10, 8 consumers receive
 //!   batches of 10 and delete each batch; reports fully acknowledged (deleted) messages/s, the
 //!   log's writes and syncs, how long each send, receive and delete call and each consumer's
 //!   loop took (mean, p50, p99), and the process's CPU, all over the measured seconds.
+//!   Producers are not paced unless `--max-backlog N` is given: then a producer waits while N
+//!   or more messages are queued and not yet deleted (the run's steady state: the backlog
+//!   stays flat, as a broker's flow control or a bounded queue keeps it), so the sustained
+//!   rate is measured rather than consumers racing a backlog that grows without end.
 //! - `latency`: Durability::Always; one producer paced at 1,000 sends/s, one message per call;
 //!   reports p50/p99/p99.9/max of the send latency.
 //! - `memory`: fills a queue with `--messages` (default 10,000,000) messages using
@@ -48,6 +52,8 @@ struct Args {
     /// Consumers overlap each batch's delete with their next receive (at most one delete
     /// outstanding per consumer), as asynchronous SQS consumers do.
     pipelined_deletes: bool,
+    /// Producers wait while this many messages are queued and not yet deleted (0: never wait).
+    max_backlog: u64,
 }
 
 fn parse_args() -> Args {
@@ -65,6 +71,7 @@ fn parse_args() -> Args {
         durability: ferry_log::Durability::Always,
         prefill: 0,
         pipelined_deletes: false,
+        max_backlog: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -94,6 +101,7 @@ fn parse_args() -> Args {
                 }
             }
             "--pipelined-deletes" => a.pipelined_deletes = true,
+            "--max-backlog" => a.max_backlog = num(&mut it),
             "--bench" => {}
             m if !m.starts_with('-') => a.mode = m.to_string(),
             other => panic!("unknown argument {other}"),
@@ -244,6 +252,9 @@ async fn throughput(a: &Args, dir: &Path) {
     let sent = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let payload = body(a.body_bytes);
+    // Messages queued and not yet deleted, for `--max-backlog`; consumers notify after deletes.
+    let backlog = Arc::new(AtomicU64::new(0));
+    let drained = Arc::new(tokio::sync::Notify::new());
     if a.prefill > 0 {
         // 100 tasks of 10-message batches, untimed, so consumers start on a full queue.
         let per_task = a.prefill.div_ceil(100 * 10);
@@ -266,14 +277,29 @@ async fn throughput(a: &Args, dir: &Path) {
         for fill in fills {
             fill.await.unwrap();
         }
+        backlog.store(per_task * 100 * 10, Ordering::Relaxed);
     }
     let mut tasks = Vec::new();
     for _ in 0..a.producers {
         let (b, stop, sent, payload) = (b.clone(), stop.clone(), sent.clone(), payload.clone());
         let recording = recording.clone();
+        let (backlog, drained, max_backlog) = (backlog.clone(), drained.clone(), a.max_backlog);
         tasks.push(tokio::spawn(async move {
             let mut times = CallTimes::new();
             while !stop.load(Ordering::Relaxed) {
+                while max_backlog > 0 && backlog.load(Ordering::Relaxed) >= max_backlog {
+                    let notified = drained.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    if backlog.load(Ordering::Relaxed) < max_backlog {
+                        break;
+                    }
+                    // The timeout lets the loop see `stop` when consumers have stopped.
+                    let _ = tokio::time::timeout(Duration::from_millis(10), notified).await;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
                 let batch = (0..10)
                     .map(|_| SendMessage {
                         body: payload.clone(),
@@ -286,6 +312,7 @@ async fn throughput(a: &Args, dir: &Path) {
                     record(&mut times.send, t);
                 }
                 sent.fetch_add(r.len() as u64, Ordering::Relaxed);
+                backlog.fetch_add(r.len() as u64, Ordering::Relaxed);
             }
             times
         }));
@@ -293,6 +320,7 @@ async fn throughput(a: &Args, dir: &Path) {
     for _ in 0..a.consumers {
         let (b, stop, acked) = (b.clone(), stop.clone(), acked.clone());
         let recording = recording.clone();
+        let (backlog, drained) = (backlog.clone(), drained.clone());
         let pipelined = a.pipelined_deletes;
         tasks.push(tokio::spawn(async move {
             let mut times = CallTimes::new();
@@ -322,10 +350,13 @@ async fn throughput(a: &Args, dir: &Path) {
                 let n = hs.len() as u64;
                 let delete = {
                     let (b, acked) = (b.clone(), acked.clone());
+                    let (backlog, drained) = (backlog.clone(), drained.clone());
                     async move {
                         let t = Instant::now();
                         b.delete_messages("bench", hs).await.unwrap();
                         acked.fetch_add(n, Ordering::Relaxed);
+                        backlog.fetch_sub(n, Ordering::Relaxed);
+                        drained.notify_waiters();
                         t.elapsed()
                     }
                 };
@@ -386,8 +417,13 @@ async fn throughput(a: &Args, dir: &Path) {
     }
     let st = b.get_queue("bench").unwrap().stats;
     println!(
-        "throughput: {} producers x batch 10, {} consumers x batch 10{}, {} B bodies, {:?}, {:.1} s",
+        "throughput: {} producers x batch 10{}, {} consumers x batch 10{}, {} B bodies, {:?}, {:.1} s",
         a.producers,
+        if a.max_backlog > 0 {
+            format!(" (waiting while {} are queued)", a.max_backlog)
+        } else {
+            String::new()
+        },
         a.consumers,
         if a.pipelined_deletes {
             " (pipelined deletes)"

@@ -22,10 +22,13 @@
 //!   nonce, so a handle from an earlier delivery neither deletes nor extends the message.
 //! - **Recovery**: a checkpoint of the persistent state (written atomically, never ahead of the
 //!   durable log) plus a replay of the log after it. Checkpoints are taken by the maintenance
-//!   thread every [`CHECKPOINT_EVERY_RECORDS`] records or [`CHECKPOINT_INTERVAL_MS`], and at
-//!   shutdown.
-//! - **Space**: after each checkpoint, segments below `min(checkpoint offset, oldest live
-//!   message)` are dropped. When the oldest segments hold few live messages (at most half of
+//!   thread every [`CHECKPOINT_EVERY_RECORDS`] records (or half the live count, if more) or
+//!   [`CHECKPOINT_INTERVAL_MS`], and at shutdown.
+//! - **Space**: segments below `min(checkpoint offset, oldest live message)` are dropped after
+//!   each checkpoint and by each maintenance round; when only the checkpoint still needs the
+//!   oldest segment, the round takes a checkpoint early (once the records since the last are an
+//!   eighth of the live count), so segments go (and the log reuses their files) as soon as
+//!   consumers are past them. When the oldest segments hold few live messages (at most half of
 //!   their records, so disk stays within about twice the live data), those ready or delayed
 //!   messages are re-appended ("relocated": same message id, receive count and group position,
 //!   new number and location) so the segments can go. In-flight
@@ -78,7 +81,7 @@ use catalog::{Catalog, MoveTaskRecord, QueueEntry};
 use parking_lot::{Mutex, RwLock};
 use queue::event::{Enqueued, RemoveReason};
 use queue::state::Policy;
-use queue::Queue;
+use queue::{Queue, SegmentReclaim};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1359,20 +1362,33 @@ impl Broker {
             let (records, last_ms) = q.records_since_checkpoint();
             // A checkpoint costs O(live messages): take one when the log tail to replay has
             // grown to half the live count (at least CHECKPOINT_EVERY_RECORDS), so checkpoint
-            // work stays proportional to the write rate and replay stays short.
+            // work stays proportional to the write rate and replay stays short. Segments are
+            // dropped as soon as no live message is in them (the log reuses their files for
+            // its next segments instead of writing zeros): by a truncation alone, or by a
+            // checkpoint once the tail is an eighth of the live count.
             let live = q.live();
-            if records >= CHECKPOINT_EVERY_RECORDS.max(live / 2)
+            let reclaim = q.oldest_segment_reclaim();
+            let checkpoint = records >= CHECKPOINT_EVERY_RECORDS.max(live / 2)
                 || (records > 0 && now.saturating_sub(last_ms) >= CHECKPOINT_INTERVAL_MS)
-            {
+                || (records > live / 8 && reclaim == SegmentReclaim::Checkpoint);
+            if checkpoint || reclaim == SegmentReclaim::Truncate {
                 let qc = q.clone();
                 let retention_ms = policy.retention_ms;
                 let r = tokio::task::spawn_blocking(move || {
+                    if !checkpoint {
+                        return qc.drop_unneeded_segments();
+                    }
                     let _ = qc.compact(retention_ms);
                     qc.checkpoint()
                 })
                 .await;
                 if let Ok(Err(e)) = r {
-                    tracing::warn!(queue = %q.name, error = %e, "checkpoint failed");
+                    let what = if checkpoint {
+                        "checkpoint failed"
+                    } else {
+                        "dropping log segments failed"
+                    };
+                    tracing::warn!(queue = %q.name, error = %e, "{what}");
                 }
             }
         }

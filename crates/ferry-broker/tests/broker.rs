@@ -1280,6 +1280,110 @@ async fn disk_stays_within_twice_the_live_data() {
 }
 
 #[tokio::test]
+async fn maintenance_checkpoints_a_drained_queue_so_its_old_segments_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut c = BrokerConfig::new(dir.path());
+    c.clock = clock.clone();
+    c.segment_bytes = 64 * 1024;
+    let b = Broker::open(c).unwrap();
+    b.create_queue("q", QueueAttributes::default(), BTreeMap::new())
+        .unwrap();
+    // About six segments of messages, every one received and deleted: a few hundred records,
+    // far below the record count that makes a checkpoint due by itself.
+    let body = "z".repeat(1000);
+    for _ in 0..40 {
+        b.send("q", (0..10).map(|_| msg(&body)).collect())
+            .await
+            .unwrap();
+        let got = b.receive("q", rr(10)).await.unwrap();
+        b.delete_messages("q", got.into_iter().map(|r| r.receipt_handle).collect())
+            .await
+            .unwrap();
+    }
+    let before = b.get_queue("q").unwrap().stats.disk_bytes;
+    assert!(before > 5 * 64 * 1024, "{before}");
+    b.run_maintenance().await;
+    let after = b.get_queue("q").unwrap().stats;
+    assert_eq!(after.visible + after.in_flight, 0);
+    assert!(
+        after.disk_bytes <= 2 * 64 * 1024,
+        "{} bytes on disk after maintenance, {before} before",
+        after.disk_bytes
+    );
+    // What it dropped is not needed: a reopened queue is still empty and takes sends.
+    b.shutdown().await.unwrap();
+    drop(b);
+    let mut c = BrokerConfig::new(dir.path());
+    c.clock = clock.clone();
+    let b = Broker::open(c).unwrap();
+    assert_eq!(b.get_queue("q").unwrap().stats.visible, 0);
+    b.send("q", vec![msg("after")]).await.unwrap();
+    assert_eq!(
+        b.receive("q", rr(10)).await.unwrap()[0].message.body,
+        "after"
+    );
+}
+
+#[tokio::test]
+async fn a_segment_freed_after_the_last_checkpoint_goes_without_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut c = BrokerConfig::new(dir.path());
+    c.clock = clock.clone();
+    c.segment_bytes = 64 * 1024;
+    let b = Broker::open(c).unwrap();
+    b.create_queue("q", QueueAttributes::default(), BTreeMap::new())
+        .unwrap();
+    // One message held in flight in the first segment while about six segments of others
+    // come and go; a checkpoint then has to keep the first segment.
+    b.send("q", vec![msg("held")]).await.unwrap();
+    let held = b.receive("q", rr(1)).await.unwrap().remove(0);
+    let body = "z".repeat(1000);
+    for _ in 0..40 {
+        b.send("q", (0..10).map(|_| msg(&body)).collect())
+            .await
+            .unwrap();
+        let got = b.receive("q", rr(10)).await.unwrap();
+        b.delete_messages("q", got.into_iter().map(|r| r.receipt_handle).collect())
+            .await
+            .unwrap();
+    }
+    b.checkpoint_all().unwrap();
+    let kept = b.get_queue("q").unwrap().stats.disk_bytes;
+    let queue_dir = std::fs::read_dir(dir.path().join("queues"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("q."))
+        .unwrap();
+    let checkpoint = std::fs::read(queue_dir.join("checkpoint")).unwrap();
+    b.run_maintenance().await;
+    assert_eq!(b.get_queue("q").unwrap().stats.disk_bytes, kept);
+    // Once the held message is deleted, maintenance drops the segments below the checkpoint
+    // without writing a new one.
+    b.delete_messages("q", vec![held.receipt_handle])
+        .await
+        .unwrap();
+    b.run_maintenance().await;
+    let after = b.get_queue("q").unwrap().stats.disk_bytes;
+    assert!(
+        after < kept / 2,
+        "{after} bytes on disk after maintenance, {kept} before"
+    );
+    assert_eq!(
+        std::fs::read(queue_dir.join("checkpoint")).unwrap(),
+        checkpoint
+    );
+    b.shutdown().await.unwrap();
+    drop(b);
+    let mut c = BrokerConfig::new(dir.path());
+    c.clock = clock.clone();
+    let b = Broker::open(c).unwrap();
+    let s = b.get_queue("q").unwrap().stats;
+    assert_eq!((s.visible, s.in_flight), (0, 0), "{s:?}");
+}
+
+#[tokio::test]
 async fn a_body_digest_given_at_send_comes_back_with_every_delivery() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));

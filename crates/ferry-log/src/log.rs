@@ -534,6 +534,16 @@ impl Log {
         Ok(self.start_offset())
     }
 
+    /// One past the last entry of the oldest segment when it is closed: `truncate_before`
+    /// with at least this offset drops it. `None` while the log has a single segment.
+    pub fn oldest_segment_end(&self) -> Option<u64> {
+        let segments = self.shared().segments.read();
+        match segments.len() {
+            0 | 1 => None,
+            _ => Some(segments[0].next_offset()),
+        }
+    }
+
     /// The first offset still stored.
     pub fn start_offset(&self) -> u64 {
         self.shared()

@@ -57,6 +57,17 @@ pub struct Outgoing {
     pub message: Enqueued,
 }
 
+/// What dropping a queue's oldest log segment takes, once no live message is in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentReclaim {
+    /// A live message is in it (or it is the only segment).
+    Nothing,
+    /// The last checkpoint still replays from it: a new checkpoint, then the truncation.
+    Checkpoint,
+    /// Only the truncation.
+    Truncate,
+}
+
 pub struct Core {
     pub state: QueueState,
     pub attrs: Arc<QueueAttributes>,
@@ -888,6 +899,23 @@ impl Queue {
         )
     }
 
+    /// What it takes to drop the log's oldest segment now.
+    pub fn oldest_segment_reclaim(&self) -> SegmentReclaim {
+        let Some(end) = self.log.oldest_segment_end() else {
+            return SegmentReclaim::Nothing;
+        };
+        let core = self.core.lock();
+        let applied = core.state.applied_offset;
+        let needed = core.state.oldest_loc().map_or(applied, |l| l.min(applied));
+        if needed < end {
+            SegmentReclaim::Nothing
+        } else if core.checkpoint_offset < end {
+            SegmentReclaim::Checkpoint
+        } else {
+            SegmentReclaim::Truncate
+        }
+    }
+
     /// Writes a checkpoint (atomically), then drops log segments nothing needs any more.
     /// Blocking.
     pub fn checkpoint(&self) -> Result<(), BrokerError> {
@@ -929,11 +957,27 @@ impl Queue {
         file.write_at(&header, 0)?;
         let checkpoint_bytes = file.len() as u64;
         file.commit()?;
-        let keep = {
+        {
             let mut core = self.core.lock();
             core.checkpoint_offset = offset;
             core.checkpoint_bytes = checkpoint_bytes;
             core.checkpoint_ms = self.now();
+        }
+        self.truncate_unneeded()
+    }
+
+    /// Drops the log segments that neither the checkpoint (recovery replays the log from its
+    /// offset) nor a live message needs. Blocking.
+    pub fn drop_unneeded_segments(&self) -> Result<(), BrokerError> {
+        let _one = self.checkpoint_lock.lock();
+        self.truncate_unneeded()
+    }
+
+    /// [`Self::drop_unneeded_segments`], the checkpoint lock held.
+    fn truncate_unneeded(&self) -> Result<(), BrokerError> {
+        let keep = {
+            let core = self.core.lock();
+            let offset = core.checkpoint_offset;
             core.state.oldest_loc().map_or(offset, |l| l.min(offset))
         };
         self.log.truncate_before(keep).map_err(|e| {
