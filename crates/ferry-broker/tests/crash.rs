@@ -18,6 +18,9 @@ use std::time::Duration;
 const CHILD_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 const QUEUE: &str = "crash";
+/// A second queue whose consumer deletes everything, so that its old log segments are dropped
+/// (and their files recycled) while the child runs.
+const DRAINED: &str = "drained";
 const ROUNDS: usize = 6;
 
 /// The child queue's visibility timeout.
@@ -58,7 +61,11 @@ fn crash_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let b = Broker::open(BrokerConfig::new(&dir)).unwrap();
+        // Small segments, so that maintenance drops the drained queue's segments (and its log
+        // recycles them) while the child runs, and kills land around those steps too.
+        let mut config = BrokerConfig::new(&dir);
+        config.segment_bytes = 256 * 1024;
+        let b = Broker::open(config).unwrap();
         // Long enough that a delete is never later than its lease even on a loaded machine (a
         // late delete is a no-op under SQS semantics, which this test would misread as a
         // reappearing message), short enough that undeleted messages come back across rounds.
@@ -66,10 +73,12 @@ fn crash_child() {
             visibility_timeout_seconds: LEASE_SECONDS,
             ..Default::default()
         };
-        b.create_queue(QUEUE, attrs, BTreeMap::new()).unwrap();
+        b.create_queue(QUEUE, attrs.clone(), BTreeMap::new())
+            .unwrap();
+        b.create_queue(DRAINED, attrs, BTreeMap::new()).unwrap();
         out("READY".into());
         let mut tasks = Vec::new();
-        for p in 0..2 {
+        for (p, queue) in [(0, QUEUE), (1, QUEUE), (2, DRAINED)] {
             let b = b.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0u64.. {
@@ -82,21 +91,23 @@ fn crash_child() {
                             ..Default::default()
                         })
                         .collect();
-                    let res = b.send(QUEUE, msgs).await.unwrap();
+                    let res = b.send(queue, msgs).await.unwrap();
                     for (t, r) in tags.iter().zip(res) {
                         out(format!("SENT {} {t}", r.unwrap().message_id));
                     }
                 }
             }));
         }
-        for _ in 0..2 {
+        // Two consumers of QUEUE delete two messages in three (the rest come back after their
+        // lease); the consumer of DRAINED deletes every one.
+        for (queue, keep_every) in [(QUEUE, 3), (QUEUE, 3), (DRAINED, u64::MAX)] {
             let b = b.clone();
             tasks.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 loop {
                     let got = b
                         .receive(
-                            QUEUE,
+                            queue,
                             ReceiveRequest {
                                 max_messages: 10,
                                 ..Default::default()
@@ -112,8 +123,7 @@ fn crash_child() {
                             r.message.message_id, r.message.receive_count
                         ));
                         n += 1;
-                        // Delete two thirds; the rest come back after their lease.
-                        if !n.is_multiple_of(3) {
+                        if !n.is_multiple_of(keep_every) {
                             del.push(r.receipt_handle);
                             ids.push(r.message.message_id);
                         }
@@ -122,7 +132,7 @@ fn crash_child() {
                         for id in &ids {
                             out(format!("DELREQ {id}"));
                         }
-                        let res = b.delete_messages(QUEUE, del).await.unwrap();
+                        let res = b.delete_messages(queue, del).await.unwrap();
                         for (id, r) in ids.iter().zip(res) {
                             r.unwrap();
                             out(format!("DEL {id}"));
@@ -244,44 +254,48 @@ fn crash_survives_sigkill() {
         let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
         tokio::time::sleep(Duration::from_millis(LEASE_SECONDS as u64 * 1000 + 100)).await;
         let mut present: HashMap<String, u32> = HashMap::new();
-        loop {
-            let got = b
-                .receive(
-                    QUEUE,
-                    ReceiveRequest {
-                        max_messages: 1000,
-                        visibility_timeout_seconds: Some(600),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
-            if got.is_empty() {
-                break;
-            }
-            for r in got {
-                let id = r.message.message_id.clone();
-                assert!(
-                    !deleted.contains(&id),
-                    "acknowledged-deleted message {id} reappeared"
-                );
-                if let Some(tag) = sent.get(&id) {
-                    assert_eq!(r.message.body, body_for(tag), "body of {id} corrupted");
+        for queue in [QUEUE, DRAINED] {
+            loop {
+                let got = b
+                    .receive(
+                        queue,
+                        ReceiveRequest {
+                            max_messages: 1000,
+                            visibility_timeout_seconds: Some(600),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    break;
                 }
-                let prev = max_rc.get(&id).copied().unwrap_or(0);
-                assert!(
-                    r.message.receive_count > prev,
-                    "{id}: receive count {} after {prev}",
-                    r.message.receive_count
-                );
-                assert!(
-                    present.insert(id, r.message.receive_count).is_none(),
-                    "message delivered twice in the drain"
-                );
+                for r in got {
+                    let id = r.message.message_id.clone();
+                    assert!(
+                        !deleted.contains(&id),
+                        "acknowledged-deleted message {id} reappeared"
+                    );
+                    if let Some(tag) = sent.get(&id) {
+                        assert_eq!(r.message.body, body_for(tag), "body of {id} corrupted");
+                    }
+                    let prev = max_rc.get(&id).copied().unwrap_or(0);
+                    assert!(
+                        r.message.receive_count > prev,
+                        "{id}: receive count {} after {prev}",
+                        r.message.receive_count
+                    );
+                    assert!(
+                        present.insert(id, r.message.receive_count).is_none(),
+                        "message delivered twice in the drain"
+                    );
+                }
             }
         }
         let stats = b.get_queue(QUEUE).unwrap().stats;
         assert_eq!(stats.visible + stats.delayed, 0);
+        let drained = b.get_queue(DRAINED).unwrap().stats;
+        assert_eq!(drained.visible + drained.delayed, 0);
         let lost: Vec<&String> = sent
             .keys()
             .filter(|id| {

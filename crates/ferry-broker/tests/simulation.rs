@@ -360,7 +360,8 @@ async fn run(seed: u64) {
                 }
             }
             83..=92 => clock.advance(rng.gen_range(0..(VIS_MS + 5_000))),
-            93..=95 => b.checkpoint_all().unwrap(),
+            93 => b.run_maintenance().await,
+            94..=95 => b.checkpoint_all().unwrap(),
             _ => {
                 // Crash: drop without shutdown, reopen.
                 drop(b);
