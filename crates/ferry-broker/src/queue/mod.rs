@@ -15,7 +15,6 @@
 //! persistent state at some log offset; recovery = checkpoint + replay of the log after it).
 
 pub mod event;
-pub mod slot_copy;
 pub mod state;
 
 use crate::catalog::AtomicFile;
@@ -26,7 +25,6 @@ use crate::Clock;
 use event::{decode_enqueued, decode_record, encode_record, Enqueued, Event, RemoveReason};
 use ferry_log::{Entry, Log, LogConfig, LogError};
 use parking_lot::{Mutex, MutexGuard};
-use slot_copy::SlotCopy;
 use state::{
     dedup_key, DedupEntry, HandleMatch, Meta, MsgState, Policy, QueueState, DEDUP_WINDOW_MS,
 };
@@ -920,23 +918,12 @@ impl Queue {
     /// Blocking.
     pub fn checkpoint(&self) -> Result<(), BrokerError> {
         let _one = self.checkpoint_lock.lock();
-        // The lock is held only to copy the messages' slots, into memory faulted in
-        // beforehand so that no page fault happens under it; they are encoded after it is
-        // released. Should the queue have outgrown the buffer meanwhile, a bigger one is made.
-        let mut wanted = self.lock()?.state.checkpoint_slots();
-        let (copy, offset) = loop {
-            let slots = SlotCopy::with_capacity(wanted + wanted / 256 + 4096).map_err(|e| {
-                BrokerError::Storage(format!("queue {:?}: checkpoint memory: {e}", self.name))
-            })?;
+        // The lock is held only to take the state's fields other than the messages and to
+        // share the pages of the messages' slots (which the queue copies before changing one
+        // the checkpoint still holds); they are encoded after it is released.
+        let (copy, offset) = {
             let core = self.lock()?;
-            match core.state.copy_for_checkpoint(slots) {
-                Ok(copy) => break (copy, core.state.applied_offset),
-                Err(too_small) => {
-                    wanted = core.state.checkpoint_slots();
-                    drop(core);
-                    drop(too_small);
-                }
-            }
+            (core.state.copy_for_checkpoint(), core.state.applied_offset)
         };
         // Never let a checkpoint get ahead of the durable log.
         self.durable_blocking(offset)?;
@@ -949,7 +936,6 @@ impl Queue {
             crc = crc32c::crc32c_append(crc, chunk);
             file.write(chunk)
         })?;
-        drop(copy);
         let mut header = [0u8; 16];
         header[..4].copy_from_slice(CHECKPOINT_MAGIC);
         header[4..8].copy_from_slice(&crc.to_le_bytes());

@@ -20,8 +20,8 @@
 //! Architecture invariant: this module performs no I/O and reads no clock.
 
 use super::event::{Enqueued, Event, RemoveReason};
-use super::slot_copy::SlotCopy;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Priority levels of standard queues: 0..=9, higher first.
 pub const PRIORITY_LEVELS: usize = 10;
@@ -65,63 +65,83 @@ pub const CHECKPOINT_CHUNK_BYTES: usize = 256 << 10;
 pub struct CheckpointCopy {
     /// The encoded fields before the messages.
     head: Vec<u8>,
-    /// The number of `slots[0]`.
+    /// The pages of the slot table holding numbers `first..end`, shared with the queue's table
+    /// (which copies a page before changing it while this holds it); each is released as soon
+    /// as it is encoded.
+    pages: VecDeque<Arc<[Meta]>>,
+    /// The number of `pages[0][0]`.
+    page_base: u64,
     first: u64,
-    /// Copies of the slots from the oldest number on, dead ones included.
-    slots: SlotCopy,
+    end: u64,
     live: u64,
     /// The encoded fields after the messages.
     tail: Vec<u8>,
 }
 
 impl CheckpointCopy {
-    /// Hands the checkpoint's encoding (see [`QueueState::decode_checkpoint`]) to `sink` a piece at a time (at most about
-    /// [`CHECKPOINT_CHUNK_BYTES`] each, or the fields before or after the messages whole), so
-    /// it can be written out without ever being in memory whole.
-    pub fn encode_chunks<E>(&self, mut sink: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    /// Hands the checkpoint's encoding (see [`QueueState::decode_checkpoint`]) to `sink` a
+    /// piece at a time (at most about [`CHECKPOINT_CHUNK_BYTES`] each, or the fields before or
+    /// after the messages whole), so it can be written out without ever being in memory
+    /// whole. Releases each page of slots once it is encoded.
+    pub fn encode_chunks<E>(
+        mut self,
+        mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         sink(&self.head)?;
         let mut chunk = Vec::with_capacity(CHECKPOINT_CHUNK_BYTES);
         let mut written = 0;
-        for (n, m) in (self.first..).zip(self.slots.as_slice()) {
-            if written == self.live {
-                break;
+        let mut page_base = self.page_base;
+        while let Some(page) = self.pages.pop_front() {
+            let from = self.first.max(page_base);
+            let to = self.end.min(page_base + PAGE as u64);
+            for n in from..to {
+                let m = &page[(n - page_base) as usize];
+                if written == self.live {
+                    break;
+                }
+                if !m.is_live() {
+                    continue;
+                }
+                chunk.extend_from_slice(&checkpoint_record(n, m));
+                if chunk.len() + CHECKPOINT_MESSAGE_BYTES > CHECKPOINT_CHUNK_BYTES {
+                    sink(&chunk)?;
+                    chunk.clear();
+                }
+                written += 1;
             }
-            if !m.is_live() {
-                continue;
-            }
-            // A moving message is stored as ready: the move restarts after recovery.
-            let state = if m.state == MsgState::Moving {
-                MsgState::Ready
-            } else {
-                m.state
-            };
-            let mut record = [0u8; CHECKPOINT_MESSAGE_BYTES];
-            for (i, v) in [n, m.loc, m.sent_ms, m.visible_at_ms]
-                .into_iter()
-                .enumerate()
-            {
-                record[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
-            }
-            for (i, v) in [m.receive_count, m.group, m.first_receive_delta]
-                .into_iter()
-                .enumerate()
-            {
-                record[32 + i * 4..36 + i * 4].copy_from_slice(&v.to_le_bytes());
-            }
-            record[44] = m.priority;
-            record[45] = state as u8;
-            chunk.extend_from_slice(&record);
-            if chunk.len() + CHECKPOINT_MESSAGE_BYTES > CHECKPOINT_CHUNK_BYTES {
-                sink(&chunk)?;
-                chunk.clear();
-            }
-            written += 1;
+            page_base += PAGE as u64;
         }
         if !chunk.is_empty() {
             sink(&chunk)?;
         }
         sink(&self.tail)
     }
+}
+
+/// One live message in a checkpoint.
+fn checkpoint_record(n: u64, m: &Meta) -> [u8; CHECKPOINT_MESSAGE_BYTES] {
+    // A moving message is stored as ready: the move restarts after recovery.
+    let state = if m.state == MsgState::Moving {
+        MsgState::Ready
+    } else {
+        m.state
+    };
+    let mut record = [0u8; CHECKPOINT_MESSAGE_BYTES];
+    for (i, v) in [n, m.loc, m.sent_ms, m.visible_at_ms]
+        .into_iter()
+        .enumerate()
+    {
+        record[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    for (i, v) in [m.receive_count, m.group, m.first_receive_delta]
+        .into_iter()
+        .enumerate()
+    {
+        record[32 + i * 4..36 + i * 4].copy_from_slice(&v.to_le_bytes());
+    }
+    record[44] = m.priority;
+    record[45] = state as u8;
+    record
 }
 
 /// Per-message metadata kept in memory. 40 bytes.
@@ -162,12 +182,13 @@ impl Meta {
 
 /// Paged table of metas indexed by message number. Pages below the oldest live message are
 /// freed, so memory follows the span between the oldest and the newest live message (kept close
-/// to the live count by compaction, which renumbers stragglers).
+/// to the live count by compaction, which renumbers stragglers). A checkpoint shares the pages
+/// instead of copying them; a page still shared is copied before it changes (`get_mut`).
 #[derive(Default)]
 struct Slots {
     /// Number of the first slot of `pages[0]`.
     base: u64,
-    pages: VecDeque<Box<[Meta]>>,
+    pages: VecDeque<Arc<[Meta]>>,
 }
 
 impl Slots {
@@ -177,7 +198,9 @@ impl Slots {
     }
     fn get_mut(&mut self, n: u64) -> Option<&mut Meta> {
         let i = n.checked_sub(self.base)? as usize;
-        self.pages.get_mut(i / PAGE).map(|p| &mut p[i % PAGE])
+        self.pages
+            .get_mut(i / PAGE)
+            .map(|p| &mut Arc::make_mut(p)[i % PAGE])
     }
     /// Makes room for number `n` (always at or above every earlier number).
     fn ensure(&mut self, n: u64) {
@@ -186,23 +209,21 @@ impl Slots {
         }
         while n >= self.base + (self.pages.len() * PAGE) as u64 {
             self.pages
-                .push_back(vec![Meta::default(); PAGE].into_boxed_slice());
+                .push_back(std::iter::repeat_n(Meta::default(), PAGE).collect());
         }
     }
-    /// Appends the slots of numbers `from..to` that exist to `out`; returns the number of
-    /// the first one appended.
-    fn copy_range(&self, from: u64, to: u64, out: &mut SlotCopy) -> u64 {
-        let from = from.max(self.base);
-        let end = to.min(self.base + (self.pages.len() * PAGE) as u64);
-        let mut n = from;
-        while n < end {
-            let i = (n - self.base) as usize;
-            let page = &self.pages[i / PAGE];
-            let take = (PAGE - i % PAGE).min((end - n) as usize);
-            out.extend_from_slice(&page[i % PAGE..i % PAGE + take]);
-            n += take as u64;
+    /// The pages holding numbers `from..to`, shared, and the number of the first one's first
+    /// slot.
+    fn share_range(&self, from: u64, to: u64) -> (VecDeque<Arc<[Meta]>>, u64) {
+        let end = self.base + (self.pages.len() * PAGE) as u64;
+        let (from, to) = (from.max(self.base), to.min(end));
+        if from >= to {
+            return (VecDeque::new(), from);
         }
-        from
+        let first = ((from - self.base) as usize) / PAGE;
+        let last = ((to - 1 - self.base) as usize) / PAGE;
+        let pages = self.pages.range(first..=last).cloned().collect();
+        (pages, self.base + (first * PAGE) as u64)
     }
     /// Frees pages that hold only numbers below `head`.
     fn trim(&mut self, head: u64) {
@@ -1129,15 +1150,11 @@ impl QueueState {
     #[cfg(test)]
     pub fn encode_checkpoint(&self) -> Vec<u8> {
         let mut b = Vec::new();
-        let slots = SlotCopy::with_capacity(self.checkpoint_slots()).unwrap();
-        let Ok(copy) = self.copy_for_checkpoint(slots) else {
-            unreachable!("sized for this state")
-        };
+        let copy = self.copy_for_checkpoint();
+        let (head, tail) = (copy.head.clone(), copy.tail.clone());
         copy.encode_chunks(|chunk| {
             // Chunks stay within their bound: the file is written a chunk at a time.
-            assert!(
-                chunk.len() <= CHECKPOINT_CHUNK_BYTES || chunk == copy.head || chunk == copy.tail
-            );
+            assert!(chunk.len() <= CHECKPOINT_CHUNK_BYTES || chunk == head || chunk == tail);
             b.extend_from_slice(chunk);
             Ok::<(), std::convert::Infallible>(())
         })
@@ -1145,19 +1162,11 @@ impl QueueState {
         b
     }
 
-    /// How many slots [`QueueState::copy_for_checkpoint`] copies now (to size its buffer).
-    pub fn checkpoint_slots(&self) -> usize {
-        self.next_number.saturating_sub(self.head) as usize
-    }
-
     /// Takes what a checkpoint of this state needs: everything but the live messages encoded
-    /// at once, and the messages' slots copied (a memory copy) into `slots`, to be encoded by
-    /// [`CheckpointCopy::encode_chunks`] after the queue's lock is released. Gives `slots`
-    /// back if it is too small (see [`QueueState::checkpoint_slots`]).
-    pub fn copy_for_checkpoint(&self, mut slots: SlotCopy) -> Result<CheckpointCopy, SlotCopy> {
-        if slots.capacity() < self.checkpoint_slots() {
-            return Err(slots);
-        }
+    /// at once, and the pages of the messages' slots shared (not copied: the table copies a
+    /// page it changes while the checkpoint holds it), to be encoded by
+    /// [`CheckpointCopy::encode_chunks`] after the queue's lock is released.
+    pub fn copy_for_checkpoint(&self) -> CheckpointCopy {
         let mut b = Vec::new();
         b.extend_from_slice(b"FQCP");
         b.push(CHECKPOINT_VERSION);
@@ -1182,9 +1191,7 @@ impl QueueState {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&self.live.to_le_bytes());
-        let first = self
-            .slots
-            .copy_range(self.head, self.next_number, &mut slots);
+        let (pages, page_base) = self.slots.share_range(self.head, self.next_number);
         let head = b;
         let mut b = Vec::new();
         let live_groups: Vec<(u32, &Group)> = self
@@ -1234,13 +1241,15 @@ impl QueueState {
                 b.extend_from_slice(&rc.to_le_bytes());
             }
         }
-        Ok(CheckpointCopy {
+        CheckpointCopy {
             head,
-            first,
-            slots,
+            pages,
+            page_base,
+            first: self.head,
+            end: self.next_number,
             live: self.live,
             tail: b,
-        })
+        }
     }
 
     /// Restores the persistent state from a checkpoint (replay of the log tail follows, then
@@ -1540,6 +1549,45 @@ mod tests {
         for n in 0..sim.s.next_number() + 1 {
             assert_eq!(restored.meta(n), sim.s.meta(n), "message {n}");
         }
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_the_state_it_was_taken_of_while_the_queue_changes() {
+        let mut sim = Sim::new(false);
+        for i in 0..3 * PAGE as u64 {
+            sim.send(1_000 + i, 0, None, 0);
+        }
+        let before: Vec<Option<Meta>> = (0..sim.s.next_number() + 1)
+            .map(|n| sim.s.meta(n).copied())
+            .collect();
+        let copy = sim.s.copy_for_checkpoint();
+        // After the copy: leases and deletes in every page, and a new page of sends.
+        let leased = sim.receive(2 * PAGE + 10, 60_000, 30_000);
+        for &n in leased.iter().step_by(3) {
+            sim.commit(vec![Event::Deleted { number: n }], 60_000);
+        }
+        for i in 0..PAGE as u64 {
+            sim.send(70_000 + i, 0, None, 0);
+        }
+        let mut bytes = Vec::new();
+        copy.encode_chunks(|chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap();
+        let mut restored = QueueState::decode_checkpoint(&bytes).unwrap();
+        restored.rebuild(60_000);
+        assert_eq!(restored.live(), 3 * PAGE as u64);
+        for (n, meta) in before.iter().enumerate() {
+            assert_eq!(restored.meta(n as u64), meta.as_ref(), "message {n}");
+        }
+        // The queue itself kept every change.
+        assert_eq!(
+            sim.s.live(),
+            4 * PAGE as u64 - leased.len().div_ceil(3) as u64
+        );
+        assert_eq!(sim.s.meta(leased[1]).unwrap().state, MsgState::InFlight);
+        assert_eq!(sim.s.meta(leased[0]), None);
     }
 
     #[test]
