@@ -71,8 +71,10 @@ pub struct CheckpointCopy {
     pages: VecDeque<Arc<[Meta]>>,
     /// The number of `pages[0][0]`.
     page_base: u64,
+    /// The numbers whose slots are encoded: from the oldest to one past the newest.
     first: u64,
     end: u64,
+    /// How many of them are live (the encoding stops after the last).
     live: u64,
     /// The encoded fields after the messages.
     tail: Vec<u8>,
@@ -91,13 +93,13 @@ impl CheckpointCopy {
         let mut chunk = Vec::with_capacity(CHECKPOINT_CHUNK_BYTES);
         let mut written = 0;
         let mut page_base = self.page_base;
-        while let Some(page) = self.pages.pop_front() {
+        'pages: while let Some(page) = self.pages.pop_front() {
             let from = self.first.max(page_base);
             let to = self.end.min(page_base + PAGE as u64);
             for n in from..to {
                 let m = &page[(n - page_base) as usize];
                 if written == self.live {
-                    break;
+                    break 'pages;
                 }
                 if !m.is_live() {
                     continue;
