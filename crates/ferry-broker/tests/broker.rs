@@ -1279,18 +1279,25 @@ async fn disk_stays_within_twice_the_live_data() {
     assert_eq!(b.peek("q", 1000).unwrap().len() as u64, s.visible);
 }
 
-#[tokio::test]
-async fn maintenance_checkpoints_a_drained_queue_so_its_old_segments_go() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let mut c = BrokerConfig::new(dir.path());
+/// Segments of the log tests below (the default is 64 MiB).
+const SMALL_SEGMENT: u64 = 64 * 1024;
+
+/// A broker whose queue logs roll every [`SMALL_SEGMENT`] bytes, with queue "q".
+fn small_segment_broker(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Broker {
+    let mut c = BrokerConfig::new(dir);
     c.clock = clock.clone();
-    c.segment_bytes = 64 * 1024;
+    c.segment_bytes = SMALL_SEGMENT;
     let b = Broker::open(c).unwrap();
-    b.create_queue("q", QueueAttributes::default(), BTreeMap::new())
-        .unwrap();
-    // About six segments of messages, every one received and deleted: a few hundred records,
-    // far below the record count that makes a checkpoint due by itself.
+    if b.get_queue("q").is_err() {
+        b.create_queue("q", QueueAttributes::default(), BTreeMap::new())
+            .unwrap();
+    }
+    b
+}
+
+/// About six segments of messages, every one received and deleted: a few hundred records,
+/// far below the record count that makes a checkpoint due by itself.
+async fn pass_six_segments_through(b: &Broker) {
     let body = "z".repeat(1000);
     for _ in 0..40 {
         b.send("q", (0..10).map(|_| msg(&body)).collect())
@@ -1301,22 +1308,28 @@ async fn maintenance_checkpoints_a_drained_queue_so_its_old_segments_go() {
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn maintenance_checkpoints_a_drained_queue_so_its_old_segments_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let b = small_segment_broker(dir.path(), &clock);
+    pass_six_segments_through(&b).await;
     let before = b.get_queue("q").unwrap().stats.disk_bytes;
-    assert!(before > 5 * 64 * 1024, "{before}");
+    assert!(before > 5 * SMALL_SEGMENT, "{before}");
     b.run_maintenance().await;
     let after = b.get_queue("q").unwrap().stats;
     assert_eq!(after.visible + after.in_flight, 0);
     assert!(
-        after.disk_bytes <= 2 * 64 * 1024,
+        after.disk_bytes <= 2 * SMALL_SEGMENT,
         "{} bytes on disk after maintenance, {before} before",
         after.disk_bytes
     );
     // What it dropped is not needed: a reopened queue is still empty and takes sends.
     b.shutdown().await.unwrap();
     drop(b);
-    let mut c = BrokerConfig::new(dir.path());
-    c.clock = clock.clone();
-    let b = Broker::open(c).unwrap();
+    let b = small_segment_broker(dir.path(), &clock);
     assert_eq!(b.get_queue("q").unwrap().stats.visible, 0);
     b.send("q", vec![msg("after")]).await.unwrap();
     assert_eq!(
@@ -1329,26 +1342,12 @@ async fn maintenance_checkpoints_a_drained_queue_so_its_old_segments_go() {
 async fn a_segment_freed_after_the_last_checkpoint_goes_without_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let mut c = BrokerConfig::new(dir.path());
-    c.clock = clock.clone();
-    c.segment_bytes = 64 * 1024;
-    let b = Broker::open(c).unwrap();
-    b.create_queue("q", QueueAttributes::default(), BTreeMap::new())
-        .unwrap();
-    // One message held in flight in the first segment while about six segments of others
-    // come and go; a checkpoint then has to keep the first segment.
+    let b = small_segment_broker(dir.path(), &clock);
+    // One message held in flight in the first segment while others come and go; a
+    // checkpoint then has to keep the first segment.
     b.send("q", vec![msg("held")]).await.unwrap();
     let held = b.receive("q", rr(1)).await.unwrap().remove(0);
-    let body = "z".repeat(1000);
-    for _ in 0..40 {
-        b.send("q", (0..10).map(|_| msg(&body)).collect())
-            .await
-            .unwrap();
-        let got = b.receive("q", rr(10)).await.unwrap();
-        b.delete_messages("q", got.into_iter().map(|r| r.receipt_handle).collect())
-            .await
-            .unwrap();
-    }
+    pass_six_segments_through(&b).await;
     b.checkpoint_all().unwrap();
     let kept = b.get_queue("q").unwrap().stats.disk_bytes;
     let queue_dir = std::fs::read_dir(dir.path().join("queues"))
@@ -1376,9 +1375,7 @@ async fn a_segment_freed_after_the_last_checkpoint_goes_without_a_new_one() {
     );
     b.shutdown().await.unwrap();
     drop(b);
-    let mut c = BrokerConfig::new(dir.path());
-    c.clock = clock.clone();
-    let b = Broker::open(c).unwrap();
+    let b = small_segment_broker(dir.path(), &clock);
     let s = b.get_queue("q").unwrap().stats;
     assert_eq!((s.visible, s.in_flight), (0, 0), "{s:?}");
 }
