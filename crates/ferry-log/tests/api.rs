@@ -311,6 +311,10 @@ fn truncate_before_deletes_whole_old_segments_but_never_the_active_one() {
     let segments = log.segments();
     assert!(segments.len() >= 3);
     assert_eq!(log.truncate_before(0).unwrap(), 0);
+    // The oldest segment's end is the first offset of the next; below it nothing goes.
+    let end = log.oldest_segment_end().unwrap();
+    assert_eq!(end, segments[1].base_offset);
+    assert_eq!(log.truncate_before(end - 1).unwrap(), 0);
     // An offset in the middle of the second segment deletes only the first.
     let cut = segments[1].base_offset + 1;
     assert_eq!(log.truncate_before(cut).unwrap(), segments[1].base_offset);
@@ -329,6 +333,7 @@ fn truncate_before_deletes_whole_old_segments_but_never_the_active_one() {
     let active = segments.last().unwrap().base_offset;
     assert_eq!(log.truncate_before(u64::MAX).unwrap(), active);
     assert_eq!(log.segments().len(), 1);
+    assert_eq!(log.oldest_segment_end(), None);
     assert_eq!(log.start_offset(), active);
     append_n(&log, 5);
     log.wait_durable_blocking(205).unwrap();
